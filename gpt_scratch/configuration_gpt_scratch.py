@@ -1,0 +1,103 @@
+"""GPTScratchConfig: every hyper-parameter of a GPT-2-style model, under GPT-2's own field names.
+
+This file travels to the Hub beside the model (``register_for_auto_class``), so it imports only transformers.
+"""
+
+from typing import Any, ClassVar
+
+from transformers import PretrainedConfig
+
+# Activations a user may name; all map to a function in modeling_gpt_scratch.py. "gelu_new" is GPT-2's own name for
+# GELU with the tanh approximation, so configs converted from GPT-2 keep their value.
+SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu")
+
+# Named sizes. The four GPT-2 sizes are the published ones; "debug" is the tiny model tests and the quickstart use.
+PRESETS: dict[str, dict[str, int]] = {
+    "gpt2": {"n_layer": 12, "n_head": 12, "n_embd": 768},
+    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024},
+    "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280},
+    "gpt2-xl": {"n_layer": 48, "n_head": 25, "n_embd": 1600},
+    "debug": {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 256},
+}
+
+
+class GPTScratchConfig(PretrainedConfig):
+    """Configuration of a GPT-2-style decoder (pre-LayerNorm blocks, learned absolute positions, tied embeddings).
+
+    Field names and defaults are GPT-2's (124M); ``attribute_map`` exposes them under the names the rest of
+    transformers reads (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``max_position_embeddings``).
+    Use ``GPTScratchConfig.from_preset("gpt2-medium", ...)`` for the other published sizes or the tiny ``debug`` one.
+    """
+
+    model_type: ClassVar[str] = "gpt_scratch"
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["past_key_values", "cache"]
+    attribute_map: ClassVar[dict[str, str]] = {
+        "hidden_size": "n_embd",
+        "num_hidden_layers": "n_layer",
+        "num_attention_heads": "n_head",
+        "max_position_embeddings": "n_positions",
+    }
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # None means 4 * n_embd, as in GPT-2
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; False drops them (not exportable to GPT-2)
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = 50256  # GPT-2 has no pad token; reusing <|endoftext|> keeps generate() quiet
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self._validate()
+        super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} ({value!r}) must be a positive integer")
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
+            raise ValueError(f"n_inner ({self.n_inner!r}) must be a positive integer, or None for 4 * n_embd")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+                f"choose n_head among the divisors of n_embd or change n_embd"
+            )
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} ({value}) must be in [0, 1); use 0.0 to disable dropout")
+        if self.activation_function not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(
+                f"activation_function ({self.activation_function!r}) is not supported; "
+                f"use one of {', '.join(SUPPORTED_ACTIVATIONS)}"
+            )
+        if self.layer_norm_epsilon <= 0:
+            raise ValueError(f"layer_norm_epsilon ({self.layer_norm_epsilon}) must be positive, e.g. 1e-5")
+        if self.initializer_range <= 0:
+            raise ValueError(f"initializer_range ({self.initializer_range}) must be positive, e.g. 0.02")
+
+    @property
+    def inner_size(self) -> int:
+        """Width of the MLP's hidden layer."""
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "GPTScratchConfig":
+        """A config of a named size (``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``, ``debug``)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+__all__ = ["GPTScratchConfig", "PRESETS", "SUPPORTED_ACTIVATIONS"]

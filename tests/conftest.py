@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny GPT-2 models with random weights, and ours holding the very same weights."""
+
+import os
+
+# The suite never touches the network; set before transformers/datasets read their environment.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from gpt_scratch import GPTScratchForCausalLM  # noqa: E402
+from gpt_scratch.convert import config_from_gpt2, state_dict_from_gpt2  # noqa: E402
+
+TINY = {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 128, "resid_pdrop": 0.0, "embd_pdrop": 0.0}
+
+
+def make_gpt2(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> GPT2LMHeadModel:
+    """A randomly initialised transformers GPT-2: the reference every parity test compares against."""
+    torch.manual_seed(seed)
+    config = GPT2Config(**{**TINY, "attn_pdrop": 0.0, **overrides})
+    model = GPT2LMHeadModel(config)
+    # GPT-2's default init leaves biases at zero and LayerNorms at identity; random values there make the parity
+    # tests also cover every bias and LayerNorm parameter.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    model.config._attn_implementation = attn_implementation
+    return model.eval()
+
+
+def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTScratchForCausalLM:
+    """Our model with exactly the weights of ``gpt2``."""
+    model = GPTScratchForCausalLM(config_from_gpt2(gpt2.config))
+    model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()), strict=True)
+    model.config._attn_implementation = attn_implementation
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def gpt2_model() -> GPT2LMHeadModel:
+    return make_gpt2()
+
+
+@pytest.fixture(scope="session")
+def our_model(gpt2_model) -> GPTScratchForCausalLM:
+    return ours_from(gpt2_model)
+
+
+def left_padded_batch(seed: int = 1, lengths=(12, 7, 3), vocab: int = 50257) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask of rows of different lengths, padded on the left with <|endoftext|>."""
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), 50256, dtype=torch.long)
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        ids[row, width - length :] = torch.randint(0, vocab - 1, (length,), generator=generator)
+        mask[row, width - length :] = 1
+    return ids, mask

@@ -1,0 +1,65 @@
+"""GPTScratchConfig: GPT-2's names and defaults, the standard aliases, presets, and errors a user can act on."""
+
+import pytest
+from transformers import AutoConfig, GPT2Config
+
+from gpt_scratch import GPTScratchConfig
+
+
+def test_defaults_are_gpt2_124m():
+    ours, gpt2 = GPTScratchConfig(), GPT2Config()
+    for field in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
+                  "resid_pdrop", "embd_pdrop", "attn_pdrop", "layer_norm_epsilon", "initializer_range",
+                  "bos_token_id", "eos_token_id", "tie_word_embeddings"):  # fmt: skip
+        assert getattr(ours, field) == getattr(gpt2, field), field
+
+
+def test_standard_names_alias_gpt2_names():
+    config = GPTScratchConfig(n_embd=128, n_layer=3, n_head=8, n_positions=64)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (128, 3, 8)
+    assert config.max_position_embeddings == 64
+    assert config.inner_size == 512
+
+
+@pytest.mark.parametrize(
+    "name, shape", [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)),
+                    ("gpt2-xl", (48, 25, 1600)), ("debug", (2, 4, 64))]  # fmt: skip
+)
+def test_presets(name, shape):
+    config = GPTScratchConfig.from_preset(name, vocab_size=1000)
+    assert (config.n_layer, config.n_head, config.n_embd) == shape
+    assert config.vocab_size == 1000
+
+
+def test_round_trips_through_auto_config(tmp_path):
+    GPTScratchConfig.from_preset("debug", activation_function="relu").save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is GPTScratchConfig
+    assert (loaded.n_embd, loaded.activation_function) == (64, "relu")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_embd": 100, "n_head": 12}, r"n_embd \(100\) must be divisible by n_head \(12\)"),
+        ({"n_layer": 0}, r"n_layer \(0\) must be a positive integer"),
+        ({"n_head": -2}, r"n_head \(-2\) must be a positive integer"),
+        ({"vocab_size": 0}, r"vocab_size \(0\) must be a positive integer"),
+        ({"n_positions": 0}, r"n_positions \(0\) must be a positive integer"),
+        ({"n_embd": 0}, r"n_embd \(0\) must be a positive integer"),
+        ({"n_inner": 0}, r"n_inner \(0\) must be a positive integer, or None"),
+        ({"resid_pdrop": 1.0}, r"resid_pdrop \(1.0\) must be in \[0, 1\)"),
+        ({"attn_pdrop": -0.1}, r"attn_pdrop \(-0.1\) must be in \[0, 1\)"),
+        ({"embd_pdrop": 1.5}, r"embd_pdrop \(1.5\) must be in \[0, 1\)"),
+        ({"activation_function": "swish2"}, r"activation_function \('swish2'\) is not supported; use one of gelu_new"),
+        ({"layer_norm_epsilon": 0.0}, r"layer_norm_epsilon \(0.0\) must be positive"),
+    ],
+)
+def test_invalid_values_name_field_value_and_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GPTScratchConfig(**kwargs)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'gpt3'; use one of gpt2, gpt2-medium"):
+        GPTScratchConfig.from_preset("gpt3")

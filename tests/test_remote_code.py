@@ -1,0 +1,95 @@
+"""A saved directory is self-contained: it loads with trust_remote_code where gpt_scratch cannot be imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from gpt_scratch import save_model_dir
+from gpt_scratch.tokenizer import gpt2_tokenizer
+
+PROMPTS = ["The meaning of life is", "def fibonacci(n):"]
+
+# Runs in a fresh interpreter. A meta-path finder makes `import gpt_scratch` fail, so everything must come from the
+# code files saved in the directory.
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+
+    class BlockGptScratch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "gpt_scratch" or name.startswith("gpt_scratch."):
+                raise ImportError("gpt_scratch is blocked in this process")
+
+    sys.meta_path.insert(0, BlockGptScratch())
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    model_dir, prompts = sys.argv[1], json.loads(sys.argv[2])
+    try:
+        import gpt_scratch  # noqa: F401
+        raise SystemExit("gpt_scratch should not be importable here")
+    except ImportError:
+        pass
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
+    base = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    tokens = model.generate(**batch, max_new_tokens=10, do_sample=False)
+    generator = pipeline("text-generation", model=model_dir, trust_remote_code=True)
+    texts = [out[0]["generated_text"] for out in generator(prompts, max_new_tokens=10, do_sample=False)]
+    with torch.no_grad():
+        hidden = base(batch["input_ids"][:1, -3:]).last_hidden_state
+    print(json.dumps({
+        "config_class": type(config).__name__,
+        "base_class": type(base).__name__,
+        "model_class": type(model).__name__,
+        "module": type(model).__module__,
+        "tied": model.lm_head.weight is model.transformer.wte.weight,
+        "tokens": tokens.tolist(),
+        "pipeline_texts": texts,
+        "hidden": hidden.tolist(),
+    }))
+    """
+)
+
+
+def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model):
+    model_dir = save_model_dir(our_model, tmp_path / "model")
+    saved = {p.name for p in model_dir.iterdir()}
+    assert {"configuration_gpt_scratch.py", "modeling_gpt_scratch.py", "model.safetensors", "tokenizer.json"} <= saved
+    generation_config = json.loads((model_dir / "generation_config.json").read_text())
+    assert generation_config["eos_token_id"] == 50256 and generation_config["pad_token_id"] == 50256
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_dir), json.dumps(PROMPTS)],
+        cwd=tmp_path,  # not the repository root, so gpt_scratch is not on sys.path by accident
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    child = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert child["config_class"] == "GPTScratchConfig"
+    assert child["base_class"] == "GPTScratchModel"
+    assert child["model_class"] == "GPTScratchForCausalLM"
+    assert child["module"].startswith("transformers_modules"), child["module"]
+    assert child["tied"]
+
+    tokenizer = gpt2_tokenizer()
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    expected = our_model.generate(**batch, max_new_tokens=10, do_sample=False)
+    assert child["tokens"] == expected.tolist()
+    for row, prompt in enumerate(PROMPTS):
+        alone = our_model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=10, do_sample=False)
+        assert child["pipeline_texts"][row] == tokenizer.decode(alone[0])
+    with torch.no_grad():
+        hidden = our_model.transformer(batch["input_ids"][:1, -3:]).last_hidden_state
+    torch.testing.assert_close(torch.tensor(child["hidden"]), hidden)
