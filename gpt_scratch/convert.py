@@ -48,9 +48,13 @@ def config_from_gpt2(gpt2_config: GPT2Config, **overrides: Any) -> GPTScratchCon
     """Our config for a GPT-2 config; refuses GPT-2 options our model cannot reproduce exactly."""
     for option, required in _UNSUPPORTED_GPT2_OPTIONS.items():
         if getattr(gpt2_config, option, required) != required:
-            raise ValueError(f"GPT-2 config has {option}={getattr(gpt2_config, option)!r}; only {required} is supported")
+            raise ValueError(
+                f"GPT-2 config has {option}={getattr(gpt2_config, option)!r}; only {required} is supported"
+            )
     fields = {name: getattr(gpt2_config, name) for name in _SHARED_CONFIG_FIELDS}
-    fields["pad_token_id"] = gpt2_config.pad_token_id if gpt2_config.pad_token_id is not None else fields["eos_token_id"]
+    fields["pad_token_id"] = (
+        gpt2_config.pad_token_id if gpt2_config.pad_token_id is not None else fields["eos_token_id"]
+    )
     return GPTScratchConfig(**{**fields, **overrides})
 
 

@@ -374,20 +374,54 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         )
 
 
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of (N, V) logits against (N,) targets, with a lean backward.
+
+    Same value and gradient as ``F.cross_entropy(..., reduction="sum")``, but the backward turns the saved
+    log-probabilities into the gradient softmax - onehot in place, instead of filling a fresh (N, V) zero tensor for
+    the NLL gradient and running log-softmax's backward over it. With GPT-2's 50k vocabulary those (N, V) passes are
+    a large share of a small model's training step.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(logits.float(), dim=-1)  # (N, V), fp32 even for bf16 logits
+        valid = targets != -100
+        safe_targets = targets.masked_fill(~valid, 0)
+        target_log_probs = log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
+        ctx.log_probs = log_probs  # kept off save_for_backward: backward reuses its memory for the gradient
+        ctx.save_for_backward(safe_targets, valid)
+        ctx.logits_dtype = logits.dtype
+        return -(target_log_probs * valid).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if ctx.log_probs is None:
+            raise RuntimeError("backward through the language-modelling loss can run only once per forward")
+        targets, valid = ctx.saved_tensors
+        grad = ctx.log_probs.exp_()  # softmax, in place
+        ctx.log_probs = None
+        rows = torch.arange(grad.shape[0], device=grad.device)
+        grad[rows, targets] -= 1.0
+        grad.mul_((grad_output * valid).unsqueeze(1))  # ignored rows get no gradient
+        return grad.to(ctx.logits_dtype), None
+
+
 def causal_lm_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-entropy of predicting token t+1 from position t; label -100 is ignored."""
+    """Cross-entropy of predicting token t+1 from position t; label -100 is ignored.
+
+    Mean over the predicted tokens, or, when ``num_items_in_batch`` is given, their sum divided by it.
+    """
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(logits.shape[:-1])} (B, T)")
     # Shift the labels left rather than slicing the logits: the (B, T, vocab) logits are never copied.
-    targets = F.pad(labels, (0, 1), value=-100)[:, 1:].to(logits.device)  # (B, T)
-    reduction = "mean" if num_items_in_batch is None else "sum"
-    # cross_entropy runs in fp32 under autocast, so bf16 logits lose no precision in the loss.
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction=reduction)
-    if num_items_in_batch is not None:
-        loss = loss / num_items_in_batch
-    return loss
+    targets = F.pad(labels, (0, 1), value=-100)[:, 1:].to(logits.device).flatten()  # (B*T,)
+    loss_sum = _SoftmaxCrossEntropy.apply(logits.flatten(0, 1), targets)
+    if num_items_in_batch is None:
+        num_items_in_batch = (targets != -100).sum()
+    return loss_sum / num_items_in_batch
 
 
 __all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM", "causal_lm_loss"]

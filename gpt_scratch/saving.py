@@ -1,4 +1,4 @@
-"""Write a complete, self-contained model directory: what ``AutoModelForCausalLM``/``AutoTokenizer`` need, nothing more."""
+"""Write a complete, self-contained model directory: all that the Auto classes and pipeline need."""
 
 import os
 import shutil

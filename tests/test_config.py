@@ -22,8 +22,14 @@ def test_standard_names_alias_gpt2_names():
 
 
 @pytest.mark.parametrize(
-    "name, shape", [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)),
-                    ("gpt2-xl", (48, 25, 1600)), ("debug", (2, 4, 64))]  # fmt: skip
+    "name, shape",
+    [
+        ("gpt2", (12, 12, 768)),
+        ("gpt2-medium", (24, 16, 1024)),
+        ("gpt2-large", (36, 20, 1280)),
+        ("gpt2-xl", (48, 25, 1600)),
+        ("debug", (2, 4, 64)),
+    ],  # fmt: skip
 )
 def test_presets(name, shape):
     config = GPTScratchConfig.from_preset(name, vocab_size=1000)
