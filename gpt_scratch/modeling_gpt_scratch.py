@@ -314,6 +314,22 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.transformer.wte = new_embeddings
 
+    def _logits_and_loss(self, hidden_states: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, vocab) logits and the summed cross-entropy against ``targets`` (B, T), -100 ignored."""
+        batch, seq_len, width = hidden_states.shape
+        head = self.lm_head
+        if type(head) is not nn.Linear or head.bias is not None:
+            # The head was replaced (e.g. by an adapter): call it as it is and use the standard loss.
+            logits = head(hidden_states)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+            return logits, loss
+        weight, hidden = head.weight, hidden_states.reshape(batch * seq_len, width)
+        if torch.is_autocast_enabled(hidden.device.type):  # a custom Function is not autocast by itself
+            dtype = torch.get_autocast_dtype(hidden.device.type)
+            weight, hidden = weight.to(dtype), hidden.to(dtype)
+        logits, loss = _LMHeadCrossEntropy.apply(hidden, weight, targets.flatten())
+        return logits.view(batch, seq_len, -1), loss
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -352,15 +368,22 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            hidden_states = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
-        else:
-            hidden_states = hidden_states[:, logits_to_keep]
-        logits = self.lm_head(hidden_states)  # (B, T, vocab)
-
-        loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch)
+            if logits_to_keep != 0:
+                raise ValueError("labels need the logits of every position; do not pass logits_to_keep with labels")
+            if labels.shape != hidden_states.shape[:2]:
+                raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden_states.shape[:2])}")
+            targets = shift_labels(labels).to(hidden_states.device)
+            logits, loss_sum = self._logits_and_loss(hidden_states, targets)
+            # Mean over predicted tokens or, under gradient accumulation (Trainer passes num_items_in_batch), this
+            # micro-batch's share of the whole batch's mean, so every token weighs the same.
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum())
+        else:
+            if isinstance(logits_to_keep, int):
+                hidden_states = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
+            else:
+                hidden_states = hidden_states[:, logits_to_keep]
+            logits, loss = self.lm_head(hidden_states), None  # (B, T, vocab)
 
         if not return_dict:
             rest = tuple(v for v in (outputs.cache, outputs.hidden_states, outputs.attentions) if v is not None)
@@ -374,54 +397,71 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         )
 
 
-class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of (N, V) logits against (N,) targets, with a lean backward.
+def _row_aligned_empty(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised (rows, cols) tensor whose rows start on 64-element boundaries (a view into a wider buffer).
 
-    Same value and gradient as ``F.cross_entropy(..., reduction="sum")``, but the backward turns the saved
-    log-probabilities into the gradient softmax - onehot in place, instead of filling a fresh (N, V) zero tensor for
-    the NLL gradient and running log-softmax's backward over it. With GPT-2's 50k vocabulary those (N, V) passes are
-    a large share of a small model's training step.
+    GPT-2's vocabulary (50257) is odd; with rows that long and misaligned, CPU BLAS writes the logits matrix about a
+    third slower (the same reason nanoGPT pads its vocabulary to 50304 on GPU). The pad columns are never read.
+    """
+    padded_cols = -(-cols // 64) * 64
+    return torch.empty(rows, padded_cols, dtype=dtype, device=device)[:, :cols]
+
+
+class _LMHeadCrossEntropy(torch.autograd.Function):
+    """logits = hidden @ weight.T and the summed next-token cross-entropy, with a lean backward.
+
+    Same values and gradients as ``F.linear`` followed by ``F.cross_entropy(reduction="sum")``, but the forward keeps
+    the softmax numerator exp(logits - max) that it computes anyway, and the backward turns it into the gradient
+    softmax - onehot in place: no log-softmax tensor, no zero-filled NLL gradient, no separate log-softmax backward.
+    With GPT-2's 50k vocabulary those (N, V) passes are a large share of a small model's training step.
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (N, V), fp32 even for bf16 logits
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):
+        # hidden (N, C), weight (V, C), targets (N,) with -100 for ignored positions
+        n_rows, vocab = hidden.shape[0], weight.shape[0]
+        logits = torch.mm(hidden, weight.t(), out=_row_aligned_empty(n_rows, vocab, hidden.dtype, hidden.device))
+        logits32 = logits.float()  # the loss is computed in fp32 even for bf16 logits
+        row_max = logits32.amax(dim=-1, keepdim=True)  # (N, 1)
+        numerator = _row_aligned_empty(n_rows, vocab, torch.float32, hidden.device)
+        torch.sub(logits32, row_max, out=numerator).exp_()  # (N, V)
+        row_sum = numerator.sum(dim=-1, keepdim=True)  # (N, 1)
         valid = targets != -100
         safe_targets = targets.masked_fill(~valid, 0)
-        target_log_probs = log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
-        ctx.log_probs = log_probs  # kept off save_for_backward: backward reuses its memory for the gradient
-        ctx.save_for_backward(safe_targets, valid)
-        ctx.logits_dtype = logits.dtype
-        return -(target_log_probs * valid).sum()
+        target_logits = logits32.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
+        nll = (row_sum.log().squeeze(1) + row_max.squeeze(1) - target_logits) * valid
+        ctx.numerator = numerator  # kept off save_for_backward: backward reuses its memory for the gradient
+        ctx.save_for_backward(hidden, weight, safe_targets, valid, row_sum)
+        ctx.set_materialize_grads(False)
+        return logits, nll.sum()
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        if ctx.log_probs is None:
-            raise RuntimeError("backward through the language-modelling loss can run only once per forward")
-        targets, valid = ctx.saved_tensors
-        grad = ctx.log_probs.exp_()  # softmax, in place
-        ctx.log_probs = None
-        rows = torch.arange(grad.shape[0], device=grad.device)
-        grad[rows, targets] -= 1.0
-        grad.mul_((grad_output * valid).unsqueeze(1))  # ignored rows get no gradient
-        return grad.to(ctx.logits_dtype), None
+    def backward(ctx, grad_logits: torch.Tensor | None, grad_loss: torch.Tensor | None):
+        hidden, weight, targets, valid, row_sum = ctx.saved_tensors
+        grad = None
+        if grad_loss is not None:
+            if ctx.numerator is None:
+                raise RuntimeError("backward through the language-modelling loss can run only once per forward")
+            scale = (grad_loss * valid).unsqueeze(1)  # (N, 1); ignored positions get no gradient
+            grad = ctx.numerator.mul_(scale / row_sum)  # softmax * scale, in place
+            ctx.numerator = None
+            grad[torch.arange(grad.shape[0], device=grad.device), targets] -= scale.squeeze(1)
+        if grad_logits is not None:  # the logits were also used outside the loss
+            grad = grad_logits.float() if grad is None else grad.add_(grad_logits)
+        if grad is None:
+            return None, None, None
+        grad = grad.to(weight.dtype)
+        grad_hidden = grad @ weight if ctx.needs_input_grad[0] else None  # (N, C)
+        grad_weight = grad.t() @ hidden if ctx.needs_input_grad[1] else None  # (V, C)
+        return grad_hidden, grad_weight, None
 
 
-def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cross-entropy of predicting token t+1 from position t; label -100 is ignored.
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Targets for next-token prediction: position t is scored against token t+1; the last position against nothing.
 
-    Mean over the predicted tokens, or, when ``num_items_in_batch`` is given, their sum divided by it.
+    Shifting the labels rather than slicing the logits means the (B, T, vocab) logits are never copied.
     """
-    if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(logits.shape[:-1])} (B, T)")
-    # Shift the labels left rather than slicing the logits: the (B, T, vocab) logits are never copied.
-    targets = F.pad(labels, (0, 1), value=-100)[:, 1:].to(logits.device).flatten()  # (B*T,)
-    loss_sum = _SoftmaxCrossEntropy.apply(logits.flatten(0, 1), targets)
-    if num_items_in_batch is None:
-        num_items_in_batch = (targets != -100).sum()
-    return loss_sum / num_items_in_batch
+    return F.pad(labels, (0, 1), value=-100)[:, 1:]
 
 
-__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM", "causal_lm_loss"]
+__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM"]

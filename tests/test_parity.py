@@ -113,7 +113,7 @@ def test_gradient_checkpointing_gives_same_gradients():
     ours(ids, labels=ids).loss.backward()
     plain = {n: p.grad.clone() for n, p in ours.named_parameters()}
     ours.zero_grad()
-    ours.gradient_checkpointing_enable()
+    ours.activation_checkpointing_enable()
     assert all(block.gradient_checkpointing for block in ours.transformer.h)
     ours(ids, labels=ids).loss.backward()
     for name, param in ours.named_parameters():
@@ -167,3 +167,52 @@ def test_attn_implementation_is_chosen_at_load(tmp_path, our_model):
         torch.testing.assert_close(
             eager(ids, attention_mask=mask).logits[mask.bool()], sdpa(ids, attention_mask=mask).logits[mask.bool()]
         )
+
+
+def reference_loss_and_logits(model, ids, labels):
+    """Logits and loss the textbook way, F.linear then F.cross_entropy on shifted positions."""
+    hidden = model.transformer(ids, use_cache=False).last_hidden_state
+    logits = torch.nn.functional.linear(hidden, model.lm_head.weight)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    return logits, loss
+
+
+def test_fused_head_gradients_equal_textbook_loss_also_when_logits_are_used_elsewhere():
+    model = ours_from(make_gpt2(seed=10)).train()
+    ids = torch.randint(0, 50257, (2, 12))
+    labels = ids.clone()
+    labels[1, :5] = -100
+
+    logits, loss = reference_loss_and_logits(model, ids, labels)
+    (loss + 0.01 * logits.square().mean()).backward()
+    expected = {name: param.grad.clone() for name, param in model.named_parameters()}
+    model.zero_grad()
+
+    out = model(ids, labels=labels, use_cache=False)
+    torch.testing.assert_close(out.loss, loss)
+    torch.testing.assert_close(out.logits, logits)
+    (out.loss + 0.01 * out.logits.square().mean()).backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], msg=name)
+
+
+def test_num_items_in_batch_turns_the_mean_into_a_share_of_the_batch(our_model):
+    ids = torch.randint(0, 50257, (2, 10))
+    with torch.no_grad():
+        mean = our_model(ids, labels=ids).loss
+        share = our_model(ids, labels=ids, num_items_in_batch=36).loss
+    torch.testing.assert_close(share, mean * 18 / 36)  # 2 rows x 9 predicted tokens
+
+
+def test_bf16_autocast_loss_matches_textbook_loss_under_autocast(our_model):
+    ids = torch.randint(0, 50257, (2, 16))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = our_model(ids, labels=ids)
+        _, expected = reference_loss_and_logits(our_model, ids, ids)
+    assert out.logits.dtype == torch.bfloat16
+    torch.testing.assert_close(out.loss.float(), expected.float(), rtol=1e-3, atol=1e-3)
+
+
+def test_labels_of_the_wrong_shape_are_a_clear_error(our_model):
+    with pytest.raises(ValueError, match=r"labels have shape \(2, 5\), expected \(2, 6\)"):
+        our_model(torch.zeros((2, 6), dtype=torch.long), labels=torch.zeros((2, 5), dtype=torch.long))
