@@ -1,0 +1,228 @@
+"""Data pipeline: sources through `datasets` streaming, tokens equal tiktoken's, disjoint shares, exact resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import make_documents, write_fineweb_edu_shards, write_jsonl
+
+from gpt_scratch.data import (
+    DocumentStream,
+    PackedBatches,
+    TextSource,
+    TokenShardBatches,
+    open_documents,
+    prepare_shards,
+    validation_batches,
+    validation_documents,
+)
+from gpt_scratch.tokenizer import EOT_ID, gpt2_encoding
+
+TESTS = Path(__file__).parent
+NUM_DOCS, NUM_SHARDS = 120, 4
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[str]:
+    return make_documents(NUM_DOCS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fineweb_dir(tmp_path_factory, docs) -> Path:
+    directory = tmp_path_factory.mktemp("fineweb-edu-mirror")
+    write_fineweb_edu_shards(directory, docs, NUM_SHARDS)
+    return directory
+
+
+def reference_tokens(texts: list[str]) -> list[int]:
+    """What the pipeline must produce: tiktoken applied directly, <|endoftext|> before each document."""
+    encoding = gpt2_encoding()
+    return [t for text in texts for t in [EOT_ID, *encoding.encode_ordinary(text)]]
+
+
+def stream_tokens(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
+    """The contiguous token stream that consecutive batches cut into windows (each shares one token with the next)."""
+    tokens = []
+    for inputs, _ in batches:
+        tokens += inputs.flatten().tolist()
+    return tokens + [batches[-1][1].flatten()[-1].item()]
+
+
+def tags_of(tokens: list[int]) -> list[str]:
+    """Document tags ("doc00042") in order of appearance in a token stream."""
+    text = gpt2_encoding().decode(tokens)
+    return [chunk[:8] for chunk in text.split("<|endoftext|>") if chunk.startswith("doc")]
+
+
+def test_fineweb_edu_schema_parquet_streams_through_the_hub_code_path(fineweb_dir, docs):
+    dataset = open_documents(TextSource(str(fineweb_dir)))  # where users name "fineweb-edu" or a Hub id
+    assert dataset.n_shards == NUM_SHARDS
+    assert dataset.column_names == ["text"]  # only the text column is read
+    assert [row["text"] for row in dataset] == docs
+
+
+def test_unshuffled_token_stream_equals_tiktoken_reference(fineweb_dir, docs):
+    data = PackedBatches(TextSource(str(fineweb_dir)), batch_size=3, seq_len=40, shuffle=False, val_docs=10)
+    expected = reference_tokens(docs[10:])
+    span = 3 * 40
+    batches = [data.next_batch() for _ in range((len(expected) - 1) // span)]
+    for inputs, targets in batches:
+        assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    got = stream_tokens(batches)
+    assert got == expected[: len(got)]
+
+
+def test_shuffled_stream_holds_every_training_document_once_per_epoch(fineweb_dir, docs):
+    stream = DocumentStream(TextSource(str(fineweb_dir)), seed=1, shuffle_buffer=16, skip_docs=10)
+    epoch0 = stream.next_documents(NUM_DOCS - 10)
+    assert sorted(epoch0) == sorted(docs[10:])
+    assert epoch0 != docs[10:]  # actually shuffled
+    epoch1 = stream.next_documents(NUM_DOCS - 10)
+    assert stream.epoch == 1 and sorted(epoch1) == sorted(docs[10:]) and epoch1 != epoch0
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "txt", "glob"])
+def test_local_files_directories_and_globs(tmp_path, docs, suffix):
+    if suffix == "jsonl":
+        write_jsonl(tmp_path / "a.jsonl", docs[:30])
+        write_jsonl(tmp_path / "b.jsonl", docs[30:50])
+        source = TextSource(str(tmp_path))
+    else:
+        for i, doc in enumerate(docs[:50]):
+            (tmp_path / f"{i:03d}.txt").write_text(doc)
+        source = TextSource(str(tmp_path / "*.txt") if suffix == "glob" else str(tmp_path))
+    assert [row["text"] for row in open_documents(source)] == docs[:50]
+
+
+def test_text_column_other_than_text(tmp_path, docs):
+    write_jsonl(tmp_path / "c.jsonl", docs[:5], column="content")
+    rows = list(open_documents(TextSource(str(tmp_path / "c.jsonl"), text_column="content")))
+    assert [row["text"] for row in rows] == docs[:5]
+
+
+def test_python_stdlib_source_needs_no_download():
+    dataset = open_documents(TextSource("python-stdlib"))
+    assert dataset.n_shards > 100
+    first = next(iter(dataset))["text"]
+    assert "import" in first or "def " in first or '"""' in first
+
+
+def test_validation_set_is_fixed_and_held_out(fineweb_dir, docs):
+    source = TextSource(str(fineweb_dir))
+    assert validation_documents(source, 10) == docs[:10]
+    first = validation_batches(source, 10, seq_len=32, batch_size=4)
+    again = validation_batches(source, 10, seq_len=32, batch_size=4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    flat = torch.cat([b[:, :-1] for b in first]).flatten().tolist()
+    assert flat == reference_tokens(docs[:10])[: len(flat)]
+    training = DocumentStream(source, seed=5, skip_docs=10).next_documents(NUM_DOCS - 10)
+    assert not set(training) & set(docs[:10])
+
+
+def run_workers(source: str, out_dir: Path, nproc: int, *args: str) -> list[list[dict]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(TESTS / "dist_data_worker.py"), source, str(out_dir), *args]
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+                   str(29500 + os.getpid() % 1000), *command[1:]]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((out_dir / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_processes_see_every_document_exactly_once(tmp_path, fineweb_dir, docs, workers):
+    # One epoch, read to the end; windows of 8 tokens lose at most the last 8 tokens of a share, never a whole tag.
+    args = ["--batches", "10000", "--seq-len", "8", "--epochs", "1", "--workers", str(workers)]
+    ranks = run_workers(str(fineweb_dir), tmp_path, 2, *args)
+    consumers = []
+    for batches in ranks:
+        consumers += [[b for b in batches if b["worker"] == w] for w in range(max(workers, 1))]
+    shares = [
+        tags_of(stream_tokens([(torch.tensor(b["inputs"]), torch.tensor(b["targets"])) for b in c])) for c in consumers
+    ]
+    everything = [tag for share in shares for tag in share]
+    assert sorted(everything) == sorted(doc[:8] for doc in docs)  # all, and none twice
+    assert len(shares) == 2 * max(workers, 1) and all(shares)
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_resume_in_a_new_process_yields_the_next_batches(tmp_path, fineweb_dir, nproc):
+    full = run_workers(str(fineweb_dir), tmp_path / "full", nproc, "--batches", "14")
+    state = str(tmp_path / "state.pt")
+    run_workers(str(fineweb_dir), tmp_path / "first", nproc, "--batches", "9", "--save-after", "9", "--state", state)
+    resumed = run_workers(str(fineweb_dir), tmp_path / "resumed", nproc, "--batches", "5", "--load-state", state)
+    for rank in range(nproc):
+        assert resumed[rank] == full[rank][9:14]
+
+
+def test_prepared_shards_hold_the_canonical_token_stream_and_resume(tmp_path, fineweb_dir, docs):
+    source = TextSource(str(fineweb_dir))
+    paths = prepare_shards(source, tmp_path / "shards", shard_tokens=997)
+    assert len(paths) > 3
+    tokens = np.concatenate([np.load(p) for p in paths]).tolist()
+    assert tokens == reference_tokens(docs)
+    # Interrupted after two shards: the rerun completes the same stream.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for p in paths[:2]:
+        (partial / p.name).write_bytes(p.read_bytes())
+    progress = json.loads((tmp_path / "shards" / "progress.json").read_text())
+    assert progress["complete"]
+    head_docs = len(tags_of(np.concatenate([np.load(p) for p in paths[:2]]).tolist() + [EOT_ID]))
+    # progress as it stood after shard 2: find the document cut by the shard boundary
+    prefix = np.concatenate([np.load(p) for p in paths[:2]]).tolist()
+    doc_starts = [i for i, t in enumerate(prefix) if t == EOT_ID]
+    (partial / "progress.json").write_text(
+        json.dumps({"doc": len(doc_starts) - 1, "head": len(prefix) - doc_starts[-1], "shards": 2})
+    )
+    assert head_docs == len(doc_starts)
+    resumed = prepare_shards(source, partial, shard_tokens=997)
+    assert np.concatenate([np.load(p) for p in resumed]).tolist() == tokens
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_shard_reader_global_batch_is_the_same_for_any_process_count(tmp_path, fineweb_dir, world):
+    prepare_shards(TextSource(str(fineweb_dir)), tmp_path / "s", shard_tokens=5000)
+    single = TokenShardBatches(tmp_path / "s", batch_size=4, seq_len=16)
+    readers = [TokenShardBatches(tmp_path / "s", 4 // world, 16, rank=r, world_size=world) for r in range(world)]
+    for _ in range(3):
+        inputs, targets = single.next_batch()
+        parts = [reader.next_batch() for reader in readers]
+        merged = torch.stack([p[0] for p in parts], dim=1).reshape(4, 16)  # rank r holds rows r, r + N, ...
+        assert torch.equal(merged, inputs)
+
+
+def test_missing_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no files match the glob"):
+        open_documents(TextSource(str(tmp_path / "*.parquet")))
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        open_documents(TextSource(str(tmp_path / "corpus.txt")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no"):
+        open_documents(TextSource(str(tmp_path / "empty")))
+
+
+def test_missing_text_column_lists_the_columns(tmp_path, docs):
+    write_jsonl(tmp_path / "d.jsonl", docs[:3], column="body")
+    with pytest.raises(ValueError, match=r"text column 'text' not found .* columns are \['body', 'meta'\]"):
+        open_documents(TextSource(str(tmp_path / "d.jsonl")))
+
+
+def test_empty_source_is_a_clear_error(tmp_path):
+    (tmp_path / "e.jsonl").write_text(json.dumps({"text": "only one"}) + "\n")
+    data = PackedBatches(TextSource(str(tmp_path / "e.jsonl")), 1, 8, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="has no documents for consumer 1 of 2"):
+        data.next_batch()
+
+
+def test_unreachable_hub_says_so_and_how_to_use_local_files():
+    with pytest.raises(ConnectionError, match="could not reach the Hugging Face Hub .* local .parquet"):
+        open_documents(TextSource("fineweb-edu"))
