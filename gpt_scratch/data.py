@@ -13,8 +13,8 @@ How a stream is split and resumed:
 - ``state_dict()`` holds the epoch, the position in the shard list, the open shard's ``datasets`` stream state, the
   shuffle buffer with its RNG state, and the tokens already tokenized but not yet emitted: a new process that loads
   it yields exactly the batch that would have come next.
-- The first ``val_docs`` documents of the first shard (in canonical order) are the validation set, the same on every
-  run and process count; training skips them.
+- The first ``val_docs`` documents (in canonical order) are the validation set, the same on every run and process
+  count; training skips them.
 """
 
 import argparse
@@ -25,6 +25,7 @@ import os
 import re
 import sysconfig
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,19 @@ def open_documents(source: TextSource) -> IterableDataset:
             kwargs["encoding_errors"] = "replace"  # a stray latin-1 byte (the stdlib has a few) is not fatal
     try:
         dataset = load_dataset(path, name=name, data_files=data_files, split=source.split, streaming=True, **kwargs)
+    except StopIteration as error:  # how `datasets` reports local files with no rows when inferring their schema
+        raise ValueError(f"data source {source.path} is empty: it holds no documents") from error
     except ConnectionError as error:
         raise ConnectionError(
             f"could not reach the Hugging Face Hub to stream {path!r} ({error}); check the network, or point the "
             "data source at local .parquet/.jsonl/.txt files (a file, directory or glob) in the same schema"
         ) from error
-    columns = dataset.column_names or list(next(iter(dataset)).keys())
+    columns = dataset.column_names
+    if columns is None:  # schema unknown until read: look at the first row
+        first = next(iter(dataset), None)
+        if first is None:
+            raise ValueError(f"data source {source.path} is empty: it holds no documents")
+        columns = list(first)
     if source.text_column not in columns:
         raise ValueError(
             f"text column {source.text_column!r} not found in {source.path}; columns are {columns}: "
@@ -124,17 +132,43 @@ def open_documents(source: TextSource) -> IterableDataset:
     return dataset.select_columns(["text"])
 
 
+# A source's files are grouped into contiguous units, the granularity of shuffling and splitting: at least
+# MAX_UNITS when there are that many files, and at least one per consumer. `IterableDataset.shard` costs time in
+# proportion to the number of files, and a source of a few thousand small files (the stdlib) would otherwise spend
+# more time opening shards than reading them.
+MAX_UNITS = 32
+
+
+def num_units(dataset: IterableDataset, consumers: int = 1) -> int:
+    return min(dataset.n_shards, max(MAX_UNITS, consumers))
+
+
+def unit_dataset(dataset: IterableDataset, index: int, units: int) -> IterableDataset:
+    """Unit ``index`` of ``units``: a contiguous run of the source's files, in canonical order."""
+    return dataset.shard(num_shards=units, index=index, contiguous=True)
+
+
 def validation_documents(source: TextSource, num_docs: int) -> list[str]:
-    """The first ``num_docs`` documents of the first shard: the fixed validation set training never sees."""
-    dataset = open_documents(source)
-    first_shard = dataset.shard(num_shards=dataset.n_shards, index=0, contiguous=True)
-    docs = [row["text"] for row in first_shard.take(num_docs)]
+    """The first ``num_docs`` documents of the source in canonical order: the fixed validation set.
+
+    Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count.
+    """
+    docs = [row["text"] for row in open_documents(source).take(num_docs)]
     if len(docs) < num_docs:
         raise ValueError(
-            f"the first shard of {source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for "
-            "validation; lower val_docs"
+            f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for validation; "
+            "lower val_docs"
         )
     return docs
+
+
+def _skips_per_unit(dataset: IterableDataset, units: int, skip_docs: int) -> dict[int, int]:
+    """How many of the first ``skip_docs`` canonical documents each leading unit holds (read once, at start)."""
+    skips, unit = {}, 0
+    while skip_docs > 0 and unit < units:
+        count = sum(1 for _ in unit_dataset(dataset, unit, units).take(skip_docs))
+        skips[unit], skip_docs, unit = count, skip_docs - count, unit + 1
+    return skips
 
 
 class DocumentStream:
@@ -155,10 +189,11 @@ class DocumentStream:
     ) -> None:
         self.dataset = open_documents(source)
         self.source, self.rank, self.world_size = source, rank, world_size
-        self.seed, self.skip_docs, self.read_batch, self.shuffle = seed, skip_docs, read_batch, shuffle
+        self.seed, self.read_batch, self.shuffle = seed, read_batch, shuffle
         self.epochs = epochs
         self.shuffle_buffer = shuffle_buffer if shuffle else 1
-        self.num_shards = self.dataset.n_shards
+        self.num_shards = num_units(self.dataset, world_size)
+        self.skips = _skips_per_unit(self.dataset, self.num_shards, skip_docs)
         self.epoch, self.shard_pos, self.shard_state = 0, 0, None
         self.buffer: list[str] = []
         self.rng = np.random.default_rng([seed, rank])
@@ -175,9 +210,9 @@ class DocumentStream:
         return order  # fewer shards than consumers: read all, keep every world_size-th document (see _shard_dataset)
 
     def _shard_dataset(self, shard: int) -> IterableDataset:
-        dataset = self.dataset.shard(num_shards=self.num_shards, index=shard, contiguous=True)
-        if shard == 0 and self.skip_docs:
-            dataset = dataset.skip(self.skip_docs)
+        dataset = unit_dataset(self.dataset, shard, self.num_shards)
+        if self.skips.get(shard):
+            dataset = dataset.skip(self.skips[shard])  # validation documents
         if self.num_shards < self.world_size:
             dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
         return dataset
@@ -249,6 +284,17 @@ class DocumentStream:
         self._rows = None
 
 
+def tokenize_documents(encoding, texts: list[str], pool: ThreadPoolExecutor) -> np.ndarray:
+    """GPT-2 tokens of ``texts`` as one uint32 array, ``<|endoftext|>`` before each document.
+
+    Text that merely looks like a special token is encoded as ordinary text (``encode_ordinary`` semantics); tiktoken
+    releases the GIL, so the threads run in parallel, and its numpy output skips building Python int lists.
+    """
+    eot = np.array([encoding.eot_token], dtype=np.uint32)
+    arrays = pool.map(lambda text: encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=()), texts)
+    return np.concatenate([piece for ids in arrays for piece in (eot, ids)]) if texts else eot[:0]
+
+
 class PackedBatches(torch.utils.data.IterableDataset):
     """Endless (inputs, targets) batches of shape (B, T) packed from a text source, for one process of many.
 
@@ -278,8 +324,9 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self.shuffle_buffer, self.val_docs, self.shuffle, self.epochs = shuffle_buffer, val_docs, shuffle, epochs
         self.tokenize_threads = tokenize_threads
         self.encoding = gpt2_encoding()
+        self._pool: ThreadPoolExecutor | None = None
         self._docs: DocumentStream | None = None
-        self._tokens = np.empty(0, dtype=np.int64)  # tokenized, not yet emitted
+        self._tokens = np.empty(0, dtype=np.uint32)  # tokenized, not yet emitted
         self._pending_state: dict[str, Any] | None = None
 
     def _consumer(self) -> tuple[int, int]:
@@ -289,6 +336,8 @@ class PackedBatches(torch.utils.data.IterableDataset):
         return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
 
     def _ensure_stream(self) -> DocumentStream:
+        if self._pool is None:  # created lazily: a DataLoader worker builds its own
+            self._pool = ThreadPoolExecutor(self.tokenize_threads, thread_name_prefix="tokenize")
         if self._docs is None:
             rank, world = self._consumer()
             self._docs = DocumentStream(
@@ -303,7 +352,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             )
             if self._pending_state is not None:
                 self._docs.load_state_dict(self._pending_state["documents"])
-                self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.int64)
+                self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)
                 self._pending_state = None
         return self._docs
 
@@ -315,10 +364,9 @@ class PackedBatches(torch.utils.data.IterableDataset):
             texts = docs.next_documents(64)
             if not texts:
                 break  # the requested epochs are done
-            encoded = self.encoding.encode_ordinary_batch(texts, num_threads=self.tokenize_threads)
-            for ids in encoded:
-                chunks.append(np.asarray([self.encoding.eot_token, *ids], dtype=np.int64))
-                have += len(ids) + 1
+            flat = tokenize_documents(self.encoding, texts, self._pool)
+            chunks.append(flat)
+            have += len(flat)
         self._tokens = np.concatenate(chunks)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,7 +381,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         if rows <= 0:
             raise StopIteration
         span = rows * self.seq_len
-        window = torch.from_numpy(self._tokens[: span + 1].copy())
+        window = torch.from_numpy(self._tokens[: span + 1].astype(np.int64))
         self._tokens = self._tokens[span:]  # the last target is the next batch's first input
         return window[:-1].view(rows, self.seq_len), window[1:].view(rows, self.seq_len)
 
@@ -354,7 +402,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._docs = None
-        self._tokens = np.empty(0, dtype=np.int64)
+        self._tokens = np.empty(0, dtype=np.uint32)
         self._pending_state = state if state.get("documents") is not None else None
 
 
@@ -377,6 +425,14 @@ def validation_batches(source: TextSource, num_docs: int, seq_len: int, batch_si
 # Pre-tokenized shards: tokenize once, train many times.
 
 
+def check_fits_uint16(vocab_size: int) -> None:
+    if vocab_size > 2**16:
+        raise ValueError(
+            f"a vocabulary of {vocab_size} tokens does not fit uint16 token shards (at most 65536); "
+            "stream the source instead of pre-tokenizing it"
+        )
+
+
 def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens: int = 100_000_000) -> list[Path]:
     """Tokenize ``source`` once, in canonical order, into uint16 ``.npy`` shards of ``shard_tokens`` tokens.
 
@@ -387,8 +443,7 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
     from tqdm.auto import tqdm
 
     encoding = gpt2_encoding()
-    if encoding.n_vocab > 2**16:
-        raise ValueError(f"a vocabulary of {encoding.n_vocab} tokens does not fit uint16 shards")
+    check_fits_uint16(encoding.n_vocab)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress_file = out_dir / "progress.json"

@@ -16,6 +16,7 @@ from gpt_scratch.data import (
     PackedBatches,
     TextSource,
     TokenShardBatches,
+    check_fits_uint16,
     open_documents,
     prepare_shards,
     validation_batches,
@@ -112,16 +113,21 @@ def test_python_stdlib_source_needs_no_download():
     assert "import" in first or "def " in first or '"""' in first
 
 
-def test_validation_set_is_fixed_and_held_out(fineweb_dir, docs):
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_validation_set_is_fixed_and_held_out_for_any_process_count(fineweb_dir, docs, world):
     source = TextSource(str(fineweb_dir))
-    assert validation_documents(source, 10) == docs[:10]
-    first = validation_batches(source, 10, seq_len=32, batch_size=4)
-    again = validation_batches(source, 10, seq_len=32, batch_size=4)
+    val_docs = 45  # more than the first file holds (30), so it spans files
+    assert validation_documents(source, val_docs) == docs[:val_docs]
+    first = validation_batches(source, val_docs, seq_len=32, batch_size=4)
+    again = validation_batches(source, val_docs, seq_len=32, batch_size=4)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     flat = torch.cat([b[:, :-1] for b in first]).flatten().tolist()
-    assert flat == reference_tokens(docs[:10])[: len(flat)]
-    training = DocumentStream(source, seed=5, skip_docs=10).next_documents(NUM_DOCS - 10)
-    assert not set(training) & set(docs[:10])
+    assert flat == reference_tokens(docs[:val_docs])[: len(flat)]
+    training = []
+    for rank in range(world):
+        stream = DocumentStream(source, rank, world, seed=5, skip_docs=val_docs, epochs=1)
+        training += stream.next_documents(NUM_DOCS)
+    assert sorted(training) == sorted(docs[val_docs:])
 
 
 def run_workers(source: str, out_dir: Path, nproc: int, *args: str) -> list[list[dict]]:
@@ -226,3 +232,15 @@ def test_empty_source_is_a_clear_error(tmp_path):
 def test_unreachable_hub_says_so_and_how_to_use_local_files():
     with pytest.raises(ConnectionError, match="could not reach the Hugging Face Hub .* local .parquet"):
         open_documents(TextSource("fineweb-edu"))
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="is empty: it holds no documents"):
+        open_documents(TextSource(str(tmp_path / "empty.jsonl")))
+
+
+def test_vocabulary_too_large_for_uint16_shards_is_a_clear_error():
+    check_fits_uint16(50257)
+    with pytest.raises(ValueError, match=r"vocabulary of 100277 tokens does not fit uint16 token shards"):
+        check_fits_uint16(100277)
