@@ -1,0 +1,285 @@
+"""HellaSwag scored exactly as lm-evaluation-harness's ``hellaswag`` task scores it, for any causal LM, faster.
+
+What the harness does (and so what this module does, step by step):
+1. query = preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()); choices = [preprocess(e) for e in
+   endings]; gold = int(label). ``preprocess`` strips, turns " [title]" into ". ", removes ``[...]`` tags, then
+   replaces double spaces with single ones in one pass (so a triple space leaves a double one, as in the harness).
+2. Each choice is a continuation " " + choice of the query. Trailing whitespace of the context moves onto the
+   continuation; context + continuation are tokenized together and the continuation is the tokens past the
+   context's own tokenization; the input is left-truncated to the model's maximum length.
+3. acc = argmax of the continuation's summed log-likelihood; acc_norm = argmax of that sum divided by the choice's
+   length in characters; stderr = sample standard deviation / sqrt(n).
+
+The speed comes from batching: every (example, ending) sequence is sorted by length and run right-padded in batches
+(with causal attention, right padding never changes a real token's logits), and only the continuation positions go
+through log-softmax. ``style="nanogpt"`` scores the way build-nanogpt's hellaswag.py does (raw ``ctx``, mean
+per-token log-likelihood) so curves from that project can be compared.
+"""
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+HUB_DATASET = "Rowan/hellaswag"
+REQUIRED_FIELDS = ("activity_label", "ctx_a", "ctx_b", "endings", "label")
+
+
+def preprocess(text: str) -> str:
+    """lm-eval's hellaswag text cleanup (WikiHow rows carry bracketed markup)."""
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One HellaSwag item as the scorer sees it."""
+
+    context: str
+    choices: tuple[str, ...]
+    gold: int
+
+
+def _validate_row(row: dict[str, Any], where: str) -> dict[str, Any]:
+    for field in REQUIRED_FIELDS:
+        if field not in row:
+            raise ValueError(f"{where}: missing field {field!r} (HellaSwag rows need {', '.join(REQUIRED_FIELDS)})")
+    endings = row["endings"]
+    if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
+        count = len(endings) if isinstance(endings, list) else type(endings).__name__
+        raise ValueError(f"{where}: field 'endings' must be a list of 4 strings, got {count}")
+    label = row["label"]
+    try:
+        label = int(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field 'label' must be an integer 0-3, got {row['label']!r}") from None
+    if not 0 <= label < 4:
+        raise ValueError(f"{where}: field 'label' is {label}, out of range 0-3")
+    for field in ("activity_label", "ctx_a", "ctx_b"):
+        if not isinstance(row[field], str):
+            raise ValueError(f"{where}: field {field!r} must be a string, got {type(row[field]).__name__}")
+    return row
+
+
+def to_example(row: dict[str, Any], style: str = "lm-eval") -> Example:
+    if style == "nanogpt":  # build-nanogpt renders the raw ctx field and scores " " + ending
+        context = row.get("ctx") or (row["ctx_a"] + " " + row["ctx_b"]).strip()
+        return Example(context, tuple(row["endings"]), int(row["label"]))
+    context = preprocess(row["activity_label"] + ": " + row["ctx_a"] + " " + row["ctx_b"].capitalize())
+    return Example(context, tuple(preprocess(e) for e in row["endings"]), int(row["label"]))
+
+
+def load_rows(data: str | Sequence[dict[str, Any]], split: str = "validation") -> list[dict[str, Any]]:
+    """HellaSwag rows from a .jsonl/.json/.parquet file, a list of dicts, or a Hub dataset id (``Rowan/hellaswag``).
+
+    Every row is checked; a malformed one is an error naming the file, the line (or row) and the field.
+    """
+    if not isinstance(data, str):
+        return [_validate_row(dict(row), f"row {i}") for i, row in enumerate(data)]
+    path = Path(data).expanduser()
+    if path.suffix in (".jsonl", ".json"):
+        if not path.is_file():
+            raise FileNotFoundError(f"HellaSwag file not found: {path}")
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+                rows.append(_validate_row(row, f"{path}:{number}"))
+        return rows
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise FileNotFoundError(f"HellaSwag file not found: {path}")
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path).to_pylist()
+        return [_validate_row(row, f"{path} row {i}") for i, row in enumerate(table)]
+    if path.exists():
+        raise ValueError(f"{path}: HellaSwag data must be a .jsonl, .json or .parquet file")
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(data, split=split)
+    except ConnectionError as error:
+        raise ConnectionError(
+            f"could not reach the Hugging Face Hub for {data!r} ({error}); pass a local .jsonl/.parquet file in "
+            "HellaSwag's schema instead"
+        ) from error
+    return [_validate_row(dict(row), f"{data} row {i}") for i, row in enumerate(dataset)]
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's split of context and continuation into tokens (see module docstring, step 2)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return context_ids, whole[len(context_ids) :]
+
+
+def _max_length(model) -> int:
+    config = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    return 2048
+
+
+@torch.no_grad()
+def continuation_logliks(
+    model, requests: list[tuple[list[int], list[int]]], batch_size: int, progress: bool = False
+) -> list[tuple[float, int]]:
+    """(summed log-likelihood, token count) of each continuation given its context, batched and length-sorted."""
+    max_length = _max_length(model)
+    device = next(model.parameters()).device
+    sequences = []
+    for context_ids, continuation_ids in requests:
+        if not continuation_ids:
+            raise ValueError("a continuation tokenized to zero tokens; HellaSwag endings must be non-empty")
+        tokens = (context_ids + continuation_ids)[-(max_length + 1) :][:-1]  # the harness's left truncation
+        sequences.append((tokens, continuation_ids))
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    was_training = model.training
+    model.eval()
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc="hellaswag", disable=not progress, leave=False):
+        chunk = order[start : start + batch_size]
+        width = len(sequences[chunk[0]][0])
+        inputs = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, index in enumerate(chunk):
+            tokens = sequences[index][0]
+            inputs[row, : len(tokens)] = torch.tensor(tokens)  # right padding: causal attention never sees it
+        logits = model(input_ids=inputs.to(device), use_cache=False).logits
+        for row, index in enumerate(chunk):
+            tokens, continuation = sequences[index]
+            end = len(tokens)
+            span = logits[row, end - len(continuation) : end].float().log_softmax(-1)  # (len(cont), vocab)
+            targets = torch.tensor(continuation, device=span.device).unsqueeze(1)
+            results[index] = (span.gather(1, targets).sum().item(), len(continuation))
+    model.train(was_training)
+    return results
+
+
+def _mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)
+
+
+def evaluate_hellaswag(
+    model,
+    tokenizer,
+    data: str | Sequence[dict[str, Any]],
+    batch_size: int = 32,
+    limit: int | None = None,
+    style: str = "lm-eval",
+    accelerator=None,
+    progress: bool = False,
+    return_details: bool = False,
+) -> dict[str, Any]:
+    """HellaSwag accuracy of any causal LM: ``{"acc", "acc_norm", "acc_stderr", "acc_norm_stderr", "n"}``.
+
+    ``data``: a file, a Hub id, or rows already loaded. ``accelerator``: an ``accelerate.Accelerator`` whose processes
+    each score a share of the examples; every process gets the gathered result. ``return_details`` adds each
+    example's per-ending log-likelihoods under ``"details"`` (on a single process).
+    """
+    if style not in ("lm-eval", "nanogpt"):
+        raise ValueError(f"style must be 'lm-eval' or 'nanogpt', got {style!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size ({batch_size}) must be positive")
+    rows = load_rows(data)
+    examples = [to_example(row, style) for row in rows[:limit]]
+    if not examples:
+        raise ValueError("no HellaSwag examples to score")
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    indices = list(range(rank, len(examples), world))
+
+    requests = []
+    for i in indices:
+        ex = examples[i]
+        requests += [encode_pair(tokenizer, ex.context, " " + choice) for choice in ex.choices]
+    scores = continuation_logliks(model, requests, batch_size, progress=progress and rank == 0)
+
+    correct, correct_norm, details = [], [], []
+    for k, i in enumerate(indices):
+        ex = examples[i]
+        logliks = [s for s, _ in scores[4 * k : 4 * k + 4]]
+        if style == "nanogpt":
+            normed = [s / n for s, n in scores[4 * k : 4 * k + 4]]  # mean per-token log-likelihood
+        else:
+            normed = [s / len(choice) for s, choice in zip(logliks, ex.choices)]  # per character
+        correct.append(float(max(range(4), key=lambda j: logliks[j]) == ex.gold))
+        correct_norm.append(float(max(range(4), key=lambda j: normed[j]) == ex.gold))
+        details.append({"index": i, "logliks": logliks, "gold": ex.gold})
+
+    if accelerator is not None and world > 1:
+        # Pad to equal length (a -1 marks padding), gather, and drop the padding.
+        size = math.ceil(len(examples) / world)
+        local = torch.full((size, 2), -1.0, device=accelerator.device)
+        local[: len(correct)] = torch.tensor([correct, correct_norm], device=accelerator.device).T
+        gathered = accelerator.gather(local).cpu()
+        gathered = gathered[gathered[:, 0] >= 0]
+        correct, correct_norm = gathered[:, 0].tolist(), gathered[:, 1].tolist()
+
+    acc, acc_stderr = _mean_and_stderr(correct)
+    acc_norm, acc_norm_stderr = _mean_and_stderr(correct_norm)
+    result = {"acc": acc, "acc_norm": acc_norm, "acc_stderr": acc_stderr, "acc_norm_stderr": acc_norm_stderr}
+    result["n"] = len(correct)
+    if return_details:
+        result["details"] = details
+    return result
+
+
+def write_lm_eval_task(data_file: str | Path, out_dir: str | Path, task_name: str = "hellaswag_local") -> Path:
+    """Write an lm-evaluation-harness task that is the ``hellaswag`` task on a local file, for ``--include_path``.
+
+    It reuses the harness's own ``process_docs``, so only the data source differs from ``--tasks hellaswag``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_file = Path(data_file).resolve()
+    builder = "parquet" if data_file.suffix == ".parquet" else "json"
+    (out_dir / "utils.py").write_text("from lm_eval.tasks.hellaswag.utils import preprocess, process_docs  # noqa\n")
+    (out_dir / f"{task_name}.yaml").write_text(
+        f"""task: {task_name}
+dataset_path: {builder}
+dataset_name: null
+dataset_kwargs:
+  data_files:
+    validation: {json.dumps(str(data_file))}
+output_type: multiple_choice
+validation_split: validation
+test_split: null
+process_docs: !function utils.process_docs
+doc_to_text: "{{{{query}}}}"
+doc_to_target: "{{{{label}}}}"
+doc_to_choice: "choices"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+    )
+    return out_dir

@@ -1,0 +1,163 @@
+"""HellaSwag: the same log-likelihoods and accuracies as lm-evaluation-harness, for our model and GPT-2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
+from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows, preprocess, write_lm_eval_task
+from gpt_scratch.tokenizer import gpt2_encoding, gpt2_tokenizer
+
+from conftest import make_gpt2, ours_from
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "hellaswag_sample.jsonl"
+LIMIT = 48
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", n_positions=40))  # short: truncation runs
+    return save_model_dir(model, tmp_path_factory.mktemp("hs") / "model")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir) -> GPTScratchForCausalLM:
+    return GPTScratchForCausalLM.from_pretrained(model_dir).eval()
+
+
+def test_sample_covers_both_sources_markup_and_label_types():
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()][:LIMIT]
+    text = " ".join(r["ctx_a"] + " " + r["ctx_b"] + " " + " ".join(r["endings"]) for r in rows)
+    for marker in ("[header]", "[title]", "[step]", "[substeps]", "  "):
+        assert marker in text
+    assert any(r["ctx_b"] == "" for r in rows)
+    assert {type(r["label"]) for r in rows} == {int, str}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["  A man [title] walks.  ", "[header] How to x [title] Do y. [step] Z  w.", "a   b", "[substeps] end [x]", ""],
+)
+def test_preprocess_equals_lm_eval(text):
+    from lm_eval.tasks.hellaswag.utils import preprocess as reference
+
+    assert preprocess(text) == reference(text)
+
+
+def test_logliks_and_accuracies_equal_lm_eval_harness(tmp_path, model_dir, model):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    tasks = write_lm_eval_task(SAMPLE, tmp_path / "tasks")
+    reference = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
+        tasks=["hellaswag_local"],
+        task_manager=TaskManager(include_path=str(tasks)),
+        log_samples=True,
+        batch_size=16,
+        device="cpu",
+        limit=LIMIT,
+    )
+    ours = evaluate_hellaswag(model, gpt2_tokenizer(), str(SAMPLE), batch_size=16, limit=LIMIT, return_details=True)
+    samples = sorted(reference["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])
+    assert len(samples) == len(ours["details"]) == LIMIT
+    for sample, detail in zip(samples, ours["details"]):
+        expected = [loglik for loglik, _ in sample["filtered_resps"]]
+        assert detail["logliks"] == pytest.approx(expected, abs=1e-4)
+    metrics = reference["results"]["hellaswag_local"]
+    assert ours["acc"] == metrics["acc,none"]
+    assert ours["acc_norm"] == metrics["acc_norm,none"]
+    assert ours["acc_stderr"] == pytest.approx(metrics["acc_stderr,none"])
+    assert ours["acc_norm_stderr"] == pytest.approx(metrics["acc_norm_stderr,none"])
+
+
+def test_batch_size_does_not_change_results(model):
+    tokenizer = gpt2_tokenizer()
+    one = evaluate_hellaswag(model, tokenizer, str(SAMPLE), batch_size=1, limit=24, return_details=True)
+    many = evaluate_hellaswag(model, tokenizer, str(SAMPLE), batch_size=32, limit=24, return_details=True)
+    assert (one["acc"], one["acc_norm"]) == (many["acc"], many["acc_norm"])
+    for a, b in zip(one["details"], many["details"]):
+        assert a["logliks"] == pytest.approx(b["logliks"], abs=1e-4)
+
+
+def test_two_processes_equal_one(tmp_path, model_dir, model):
+    out = tmp_path / "result.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(29700 + os.getpid() % 200), str(ROOT / "tests" / "dist_hellaswag_worker.py"),
+               str(model_dir), str(SAMPLE), str(out), "27"]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    distributed = json.loads(out.read_text())
+    single = evaluate_hellaswag(model, gpt2_tokenizer(), str(SAMPLE), batch_size=8, limit=27)
+    assert distributed == pytest.approx(single)
+    assert distributed["n"] == 27  # an odd count: the uneven split is padded and the padding dropped
+
+
+def test_gpt2_and_our_model_with_the_same_weights_score_the_same():
+    gpt2 = make_gpt2(seed=21)
+    ours = ours_from(gpt2)
+    tokenizer = gpt2_tokenizer()
+    a = evaluate_hellaswag(gpt2, tokenizer, str(SAMPLE), limit=24, return_details=True)
+    b = evaluate_hellaswag(ours, tokenizer, str(SAMPLE), limit=24, return_details=True)
+    assert (a["acc"], a["acc_norm"]) == (b["acc"], b["acc_norm"])
+    for x, y in zip(a["details"], b["details"]):
+        assert x["logliks"] == pytest.approx(y["logliks"], abs=1e-4)
+
+
+def test_nanogpt_style_equals_build_nanogpt_scoring(model):
+    """build-nanogpt: raw ctx, tokens of " " + ending, lowest mean token loss wins."""
+    rows = load_rows(str(SAMPLE))[:16]
+    encoding = gpt2_encoding()
+    expected = []
+    with torch.no_grad():
+        for row in rows:
+            ctx = encoding.encode(row["ctx"])
+            losses = []
+            for ending in row["endings"]:
+                end = encoding.encode(" " + ending)
+                tokens = torch.tensor([ctx + end])
+                logits = model(tokens[:, :-1]).logits[0, -len(end) :]
+                losses.append(F.cross_entropy(logits, tokens[0, -len(end) :]).item())
+            expected.append(float(min(range(4), key=lambda j: losses[j]) == int(row["label"])))
+    result = evaluate_hellaswag(model, gpt2_tokenizer(), rows, style="nanogpt")
+    assert result["acc_norm"] == sum(expected) / len(expected)
+
+
+def write_rows(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+GOOD = {"activity_label": "A", "ctx_a": "b", "ctx_b": "c", "endings": ["1", "2", "3", "4"], "label": 0}
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({k: v for k, v in GOOD.items() if k != "ctx_a"}, r"bad.jsonl:2: missing field 'ctx_a'"),
+        ({**GOOD, "label": 4}, r"bad.jsonl:2: field 'label' is 4, out of range 0-3"),
+        ({**GOOD, "label": "x"}, r"bad.jsonl:2: field 'label' must be an integer 0-3, got 'x'"),
+        ({**GOOD, "endings": ["1", "2", "3"]}, r"bad.jsonl:2: field 'endings' must be a list of 4 strings, got 3"),
+        ("{not json", r"bad.jsonl:2: not valid JSON"),
+    ],
+)
+def test_malformed_rows_name_file_line_and_field(tmp_path, bad, message):
+    path = write_rows(tmp_path / "bad.jsonl", [GOOD, bad])
+    with pytest.raises(ValueError, match=message):
+        load_rows(str(path))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="HellaSwag file not found"):
+        load_rows(str(tmp_path / "none.jsonl"))
