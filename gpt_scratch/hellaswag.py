@@ -10,12 +10,13 @@ What the harness does (and so what this module does, step by step):
 3. acc = argmax of the continuation's summed log-likelihood; acc_norm = argmax of that sum divided by the choice's
    length in characters; stderr = sample standard deviation / sqrt(n).
 
-The speed comes from batching: every (example, ending) sequence is sorted by length and run right-padded in batches
-(with causal attention, right padding never changes a real token's logits), and only the continuation positions go
-through log-softmax. ``style="nanogpt"`` scores the way build-nanogpt's hellaswag.py does (raw ``ctx``, mean
+The speed comes from batching: every (example, ending) sequence is sorted by length and run in batches, padded on
+the left so that all continuations end at the last position and only those last positions go through the LM head
+and log-softmax. ``style="nanogpt"`` scores the way build-nanogpt's hellaswag.py does (raw ``ctx``, mean
 per-token log-likelihood) so curves from that project can be compared.
 """
 
+import inspect
 import json
 import math
 import re
@@ -120,14 +121,19 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "validation") -
     return [_validate_row(dict(row), f"{data} row {i}") for i, row in enumerate(dataset)]
 
 
-def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-eval's split of context and continuation into tokens (see module docstring, step 2)."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-    return context_ids, whole[len(context_ids) :]
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's split of (context, continuation) pairs into tokens (module docstring, step 2), batched."""
+    contexts, wholes = [], []
+    for context, continuation in pairs:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        contexts.append(context)
+        wholes.append(context + continuation)
+    unique_contexts = list(dict.fromkeys(contexts))  # the four endings of an example share their context
+    context_ids = dict(zip(unique_contexts, tokenizer(unique_contexts, add_special_tokens=False)["input_ids"]))
+    whole_ids = tokenizer(wholes, add_special_tokens=False)["input_ids"]
+    return [(context_ids[c], w[len(context_ids[c]) :]) for c, w in zip(contexts, whole_ids)]
 
 
 def _max_length(model) -> int:
@@ -153,6 +159,12 @@ def continuation_logliks(
         sequences.append((tokens, continuation_ids))
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
     results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    # Only continuation positions need logits, and with a 50k vocabulary the LM head over every position would cost
+    # more than the rest of the model. So rows are padded on the left (with a mask and positions counted from each
+    # row's first real token, which changes no real token's logits), every continuation ends at the last position,
+    # and models that take `logits_to_keep` (transformers' own and ours) compute only the last few positions.
+    parameters = inspect.signature(model.forward).parameters
+    keeps_logits, takes_positions = "logits_to_keep" in parameters, "position_ids" in parameters
     was_training = model.training
     model.eval()
     batches = range(0, len(order), batch_size)
@@ -160,14 +172,21 @@ def continuation_logliks(
         chunk = order[start : start + batch_size]
         width = len(sequences[chunk[0]][0])
         inputs = torch.zeros((len(chunk), width), dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, index in enumerate(chunk):
             tokens = sequences[index][0]
-            inputs[row, : len(tokens)] = torch.tensor(tokens)  # right padding: causal attention never sees it
-        logits = model(input_ids=inputs.to(device), use_cache=False).logits
+            inputs[row, width - len(tokens) :] = torch.tensor(tokens)
+            mask[row, width - len(tokens) :] = 1
+        kwargs = {"attention_mask": mask.to(device), "use_cache": False}
+        if takes_positions:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+        keep = max(len(sequences[i][1]) for i in chunk) if keeps_logits else width
+        if keeps_logits:
+            kwargs["logits_to_keep"] = keep
+        logits = model(input_ids=inputs.to(device), **kwargs).logits[:, -keep:]  # (B, keep, vocab)
         for row, index in enumerate(chunk):
-            tokens, continuation = sequences[index]
-            end = len(tokens)
-            span = logits[row, end - len(continuation) : end].float().log_softmax(-1)  # (len(cont), vocab)
+            continuation = sequences[index][1]
+            span = logits[row, keep - len(continuation) :].float().log_softmax(-1)  # (len(cont), vocab)
             targets = torch.tensor(continuation, device=span.device).unsqueeze(1)
             results[index] = (span.gather(1, targets).sum().item(), len(continuation))
     model.train(was_training)
@@ -211,10 +230,9 @@ def evaluate_hellaswag(
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     indices = list(range(rank, len(examples), world))
 
-    requests = []
-    for i in indices:
-        ex = examples[i]
-        requests += [encode_pair(tokenizer, ex.context, " " + choice) for choice in ex.choices]
+    requests = encode_pairs(
+        tokenizer, [(examples[i].context, " " + choice) for i in indices for choice in examples[i].choices]
+    )
     scores = continuation_logliks(model, requests, batch_size, progress=progress and rank == 0)
 
     correct, correct_norm, details = [], [], []

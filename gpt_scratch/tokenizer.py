@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
@@ -49,17 +50,23 @@ def gpt2_encoding() -> tiktoken.Encoding:
     )
 
 
+@functools.cache
+def _gpt2_tokenizer_json() -> str:
+    """The fast tokenizer's definition, built once per process (converting the BPE ranks takes about a second)."""
+    converter = TikTokenConverter(
+        vocab_file=_verified_vocab_path(), pattern=GPT2_SPLIT_PATTERN, extra_special_tokens=[EOT_TOKEN]
+    )
+    return converter.converted().to_str()
+
+
 def gpt2_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerFast:
     """A transformers fast tokenizer with ids identical to ``gpt2_encoding()``'s.
 
     Like GPT-2's, it uses ``<|endoftext|>`` as bos, eos, unk and pad token, and pads on the left so batched
     generation continues each prompt from its last real token.
     """
-    converter = TikTokenConverter(
-        vocab_file=_verified_vocab_path(), pattern=GPT2_SPLIT_PATTERN, extra_special_tokens=[EOT_TOKEN]
-    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=converter.converted(),
+        tokenizer_object=Tokenizer.from_str(_gpt2_tokenizer_json()),
         bos_token=EOT_TOKEN,
         eos_token=EOT_TOKEN,
         unk_token=EOT_TOKEN,

@@ -1,0 +1,85 @@
+"""Evaluate a saved or Hub model: HellaSwag exactly as lm-evaluation-harness scores it, or perplexity on any text.
+
+    python eval.py hellaswag --model DIR_OR_HUB_ID --data data/hellaswag_sample.jsonl [--limit N] [--batch-size B]
+    python eval.py hellaswag --model gpt2 --data Rowan/hellaswag                    # the full validation set (Hub)
+    python eval.py perplexity --model DIR --data python-stdlib [--max-tokens N] [--stride S]
+    python eval.py lm-eval-task --data data/hellaswag_sample.jsonl --out tasks/     # for lm_eval --include_path
+
+Results are printed and, with --output, saved by `evaluate.save` (which records versions and the time).
+"""
+
+import argparse
+import json
+
+import torch
+
+
+def load_model(name_or_path: str, device: str, dtype: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True, dtype=getattr(torch, dtype))
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    return model.to(device).eval(), tokenizer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    hellaswag = commands.add_parser("hellaswag", help="HellaSwag acc / acc_norm, identical to lm-eval's")
+    hellaswag.add_argument("--model", required=True, help="a model directory or Hub id")
+    hellaswag.add_argument("--data", default="data/hellaswag_sample.jsonl", help=".jsonl/.parquet file or Hub id")
+    hellaswag.add_argument("--limit", type=int, default=None)
+    hellaswag.add_argument("--batch-size", type=int, default=32)
+    hellaswag.add_argument("--style", default="lm-eval", choices=["lm-eval", "nanogpt"])
+
+    perplexity = commands.add_parser("perplexity", help="validation loss and perplexity on a text source")
+    perplexity.add_argument("--model", required=True)
+    perplexity.add_argument("--data", default="python-stdlib", help="any source gpt_scratch.data reads")
+    perplexity.add_argument("--name", default=None, help="Hub dataset config")
+    perplexity.add_argument("--split", default="train")
+    perplexity.add_argument("--text-column", default="text")
+    perplexity.add_argument("--max-tokens", type=int, default=100_000)
+    perplexity.add_argument("--seq-len", type=int, default=None, help="window length (default: the model's)")
+    perplexity.add_argument("--stride", type=int, default=None, help="window step (default: the window length)")
+
+    task = commands.add_parser("lm-eval-task", help="write an lm-eval task for a local HellaSwag file")
+    task.add_argument("--data", required=True)
+    task.add_argument("--out", required=True)
+
+    for sub in (hellaswag, perplexity):
+        sub.add_argument("--device", default=default_device)
+        sub.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+        sub.add_argument("--output", default=None, help="save results here with evaluate.save (file or folder)")
+    args = parser.parse_args(argv)
+
+    if args.command == "lm-eval-task":
+        from gpt_scratch.hellaswag import write_lm_eval_task
+
+        out = write_lm_eval_task(args.data, args.out)
+        print(f"wrote task 'hellaswag_local' to {out}; run: lm_eval --include_path {out} --tasks hellaswag_local ...")
+        return
+
+    model, tokenizer = load_model(args.model, args.device, args.dtype)
+    if args.command == "hellaswag":
+        from gpt_scratch.hellaswag import evaluate_hellaswag
+
+        result = evaluate_hellaswag(
+            model, tokenizer, args.data, batch_size=args.batch_size, limit=args.limit, style=args.style, progress=True
+        )
+    else:
+        from gpt_scratch.data import TextSource
+        from gpt_scratch.perplexity import evaluate_perplexity, source_tokens
+
+        tokens = source_tokens(TextSource(args.data, args.name, args.split, args.text_column), args.max_tokens)
+        result = evaluate_perplexity(model, tokens, args.seq_len, args.stride, progress=True)
+    print(json.dumps(result, indent=2))
+    if args.output:
+        import evaluate
+
+        evaluate.save(args.output, **result, task=args.command, model=args.model, data=args.data)
+
+
+if __name__ == "__main__":
+    main()
