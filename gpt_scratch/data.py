@@ -495,14 +495,21 @@ class TokenShardBatches:
     """
 
     def __init__(
-        self, shard_dir: str | os.PathLike, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1
+        self,
+        shard_dir: str | os.PathLike,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_token: int = 0,
     ) -> None:
         paths = sorted(Path(shard_dir).glob("shard_*.npy"))
         if not paths:
             raise FileNotFoundError(
                 f"no shard_*.npy files in {shard_dir}; create them with `python -m gpt_scratch.data prepare`"
             )
-        self.tokens = np.concatenate([np.load(p, mmap_mode="r") for p in paths])
+        # start_token skips a held-out prefix (train.py's validation documents open shard 0).
+        self.tokens = np.concatenate([np.load(p, mmap_mode="r") for p in paths])[start_token:]
         self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
         self.windows = (len(self.tokens) - 1) // seq_len
         if self.windows < batch_size * world_size:

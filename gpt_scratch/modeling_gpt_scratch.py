@@ -349,6 +349,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -358,6 +359,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """``labels`` are the input ids themselves (the shift happens here); positions labelled -100 are ignored.
+        ``shift_labels`` (transformers' name) are targets already aligned with the positions: position t is scored
+        against ``shift_labels[:, t]``, so a (T + 1)-token window trains on all T of its predictions.
 
         ``logits_to_keep=n`` computes logits for the last n positions only (generation needs just the last one).
         ``num_items_in_batch`` (passed by ``Trainer`` under gradient accumulation) turns the mean into a sum over
@@ -378,12 +381,15 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
+            if labels is not None and shift_labels is not None:
+                raise ValueError("pass labels (shifted here) or shift_labels (already shifted), not both")
             if logits_to_keep != 0:
                 raise ValueError("labels need the logits of every position; do not pass logits_to_keep with labels")
-            if labels.shape != hidden_states.shape[:2]:
-                raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden_states.shape[:2])}")
-            targets = shift_labels(labels).to(hidden_states.device)
+            given = labels if labels is not None else shift_labels
+            if given.shape != hidden_states.shape[:2]:
+                raise ValueError(f"labels have shape {tuple(given.shape)}, expected {tuple(hidden_states.shape[:2])}")
+            targets = (shift_labels if labels is None else shift_labels_left(labels)).to(hidden_states.device)
             logits, loss_sum = self._logits_and_loss(hidden_states, targets)
             # Mean over predicted tokens or, under gradient accumulation (Trainer passes num_items_in_batch), this
             # micro-batch's share of the whole batch's mean, so every token weighs the same.
@@ -466,7 +472,7 @@ class _LMHeadCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None
 
 
-def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+def shift_labels_left(labels: torch.Tensor) -> torch.Tensor:
     """Targets for next-token prediction: position t is scored against token t+1; the last position against nothing.
 
     Shifting the labels rather than slicing the logits means the (B, T, vocab) logits are never copied.

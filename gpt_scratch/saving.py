@@ -42,3 +42,45 @@ def save_model_dir(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def write_model_card(out_dir: str | Path, info: dict) -> Path:
+    """A README.md for the Hub: what the model is, what it was trained on, how well it does, how it was made."""
+    config = info["config"]
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [gpt2, gpt-scratch, custom_code]",
+        "---",
+        f"# {info.get('name', Path(out_dir).name)}",
+        "",
+        "A GPT-2-style decoder trained with gpt-scratch, a from-scratch GPT-2 that is a first-class transformers",
+        "model. Its code travels with the weights, so it loads with `trust_remote_code=True`:",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'model = AutoModelForCausalLM.from_pretrained("{info.get("repo_id", "PATH")}", trust_remote_code=True)',
+        f'tokenizer = AutoTokenizer.from_pretrained("{info.get("repo_id", "PATH")}", trust_remote_code=True)',
+        "```",
+        "",
+        "## Architecture",
+        f"- {config['n_layer']} layers, {config['n_head']} heads, width {config['n_embd']}, context "
+        f"{config['n_positions']} tokens, vocabulary {config['vocab_size']} (GPT-2 BPE)",
+        f"- {info['parameters']:,} parameters; pre-LayerNorm blocks, learned positions, LM head tied to the embedding",
+        "",
+        "## Training",
+        f"- data: {info['data']}",
+        f"- tokens seen: {info['tokens_seen']:,} ({info['steps']} steps of {info['tokens_per_step']:,} tokens)",
+        f"- final validation loss: {info['val_loss']:.4f}" if info.get("val_loss") is not None else "- validation: -",
+    ]
+    if info.get("hellaswag"):
+        h = info["hellaswag"]
+        lines.append(
+            f"- HellaSwag ({info.get('hellaswag_data', '')}, n={h['n']}): acc {h['acc']:.4f} +- {h['acc_stderr']:.4f}, "
+            f"acc_norm {h['acc_norm']:.4f} +- {h['acc_norm_stderr']:.4f} (scored as lm-evaluation-harness does)"
+        )
+    lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(lines))
+    return path

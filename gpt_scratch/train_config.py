@@ -1,0 +1,183 @@
+"""TrainConfig: every knob of train.py in one typed dataclass, loaded from a YAML preset and command-line overrides.
+
+    python train.py configs/quickstart.yaml --lr 3e-4 --max_steps 200 --sample_prompts '["Once upon"]'
+
+Values on the command line are read as YAML (so ``3e-4``, ``true``, ``null`` and ``[a, b]`` work) and checked
+against the field's type; unknown keys and bad values are errors that say what to change.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # --- run ---
+    run_dir: str = "runs/quickstart"  # checkpoints, logs, loss curve and the exported model go here
+    seed: int = 1337
+    # --- model: a GPTScratchConfig preset, with optional overrides ---
+    model: str = "debug"  # gpt2, gpt2-medium, gpt2-large, gpt2-xl, debug
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    dropout: float = 0.0
+    # --- data (see gpt_scratch.data) ---
+    data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
+    data_name: str | None = None  # Hub config, e.g. sample-10BT
+    data_split: str = "train"
+    text_column: str = "text"
+    token_shards: str | None = None  # a directory from `python -m gpt_scratch.data prepare` (read instead of data)
+    val_docs: int = 200  # the first documents of `data`, held out for validation
+    shuffle_buffer: int = 1000
+    # --- batch: tokens_per_step = micro_batch_size * seq_len * processes * gradient accumulation steps ---
+    seq_len: int = 256
+    micro_batch_size: int = 8
+    tokens_per_step: int = 4096
+    # --- optimisation: AdamW, linear warmup then cosine decay to min_lr ---
+    max_steps: int = 300
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 30
+    weight_decay: float = 0.1  # on 2-D weights only (matmuls and embeddings), as GPT-2 / nanoGPT do
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # no, bf16, fp16
+    compile: bool = False
+    # --- evaluation and logging ---
+    log_interval: int = 10
+    eval_interval: int = 100
+    val_batches: int = 20
+    hellaswag_data: str | None = "data/hellaswag_sample.jsonl"  # or Rowan/hellaswag; null to skip
+    hellaswag_limit: int | None = 200
+    sample_prompts: list[str] = field(default_factory=lambda: ["The meaning of life is", "def fibonacci(n):"])
+    sample_tokens: int = 32
+    report_to: str = "none"  # none, tensorboard, wandb, trackio, all
+    # --- checkpoints and export ---
+    checkpoint_interval: int = 100
+    keep_checkpoints: int = 2
+    resume: str | None = None  # "auto" (newest complete checkpoint in run_dir), or a checkpoint directory
+    export_dir: str | None = None  # default: run_dir/model
+    push_to_hub: str | None = None  # a Hub repo id to publish the exported model to
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("seq_len", "micro_batch_size", "tokens_per_step", "max_steps", "log_interval", "eval_interval",
+                    "val_batches", "sample_tokens", "checkpoint_interval", "keep_checkpoints", "shuffle_buffer",
+                    "val_docs")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"{name} ({value}) must be positive")
+        for name in ("warmup_steps", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
+        if self.lr <= 0:
+            raise ValueError(f"lr ({self.lr}) must be positive, e.g. 6e-4")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be between 0 and lr ({self.lr})")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must not exceed max_steps ({self.max_steps})")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be in [0, 1)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
+        choices = {"mixed_precision": ("no", "bf16", "fp16"),
+                   "report_to": ("none", "tensorboard", "wandb", "trackio", "all")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")
+
+    def gradient_accumulation_steps(self, num_processes: int) -> int:
+        """tokens_per_step / (micro_batch_size * seq_len * num_processes), which must be a whole number."""
+        per_micro_step = self.micro_batch_size * self.seq_len * num_processes
+        if self.tokens_per_step % per_micro_step:
+            raise ValueError(
+                f"tokens_per_step ({self.tokens_per_step}) is not divisible by micro_batch_size * seq_len * processes "
+                f"({self.micro_batch_size} * {self.seq_len} * {num_processes} = {per_micro_step}); make it a multiple "
+                f"of {per_micro_step}, e.g. {max(1, round(self.tokens_per_step / per_micro_step)) * per_micro_step}"
+            )
+        return self.tokens_per_step // per_micro_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to ``annotation`` where that is lossless (int -> float), or a ValueError."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        annotation = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings, got {value!r}")
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. --data_name 2024 or a numeric run name
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {annotation.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def build_config(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a dict, with clear errors for unknown keys and wrong types."""
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    checked = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown config key {key!r}{hint}")
+        checked[key] = _check_type(key, value, hints[key])
+    return TrainConfig(**checked)
+
+
+def parse_args(argv: list[str]) -> TrainConfig:
+    """``[CONFIG.yaml] [--key value | --key=value ...]`` to a TrainConfig (command line wins over the file)."""
+    values: dict[str, Any] = {}
+    if argv and not argv[0].startswith("--"):
+        path = Path(argv[0])
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of config keys to values")
+        values.update(loaded)
+        argv = argv[1:]
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if not arg.startswith("--"):
+            raise ValueError(f"expected --key value, got {arg!r}")
+        if "=" in arg:
+            key, raw = arg[2:].split("=", 1)
+            index += 1
+        else:
+            if index + 1 >= len(argv):
+                raise ValueError(f"{arg} needs a value")
+            key, raw = arg[2:], argv[index + 1]
+            index += 2
+        values[key] = yaml.safe_load(raw)
+    return build_config(values)

@@ -1,0 +1,218 @@
+"""train.py end to end: loss falls, export loads anywhere, multi-process equals single-process, exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from data_fixtures import make_documents, write_jsonl
+from safetensors.torch import load_file
+
+from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
+from gpt_scratch.data import TextSource, prepare_shards
+from gpt_scratch.train_config import TrainConfig, build_config, parse_args
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--model", "debug", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
+        "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8", "--sample_tokens", "4",
+        "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer", "50"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("corpus")
+    docs = make_documents(400, seed=11)
+    for shard in range(4):
+        write_jsonl(directory / f"part{shard}.jsonl", docs[shard * 100 : (shard + 1) * 100])
+    return directory
+
+
+def run_train(run_dir: Path, *args: str, nproc: int = 1, check: bool = True, timeout: int = 300):
+    command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
+    if nproc > 1:
+        port = str(29100 + (os.getpid() + len(str(run_dir))) % 400)
+        command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port, *command]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPT_SCRATCH_TRACEBACK": ""}
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
+    return result
+
+
+def trainer_state(run_dir: Path) -> dict:
+    return json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+# --- config -------------------------------------------------------------------------------------------------
+
+
+def test_yaml_preset_and_command_line_overrides(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("lr: 1.0e-3\nmax_steps: 50\nwarmup_steps: 5\nsample_prompts: [a, b]\n")
+    config = parse_args([str(preset), "--lr", "3e-4", "--max-steps=7", "--hellaswag_data", "null"])
+    assert (config.lr, config.max_steps, config.sample_prompts, config.hellaswag_data) == (3e-4, 7, ["a", "b"], None)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lrr": 1e-3}, r"unknown config key 'lrr'; did you mean 'lr'\?"),
+        ({"lr": -1.0}, r"lr \(-1.0\) must be positive"),
+        ({"min_lr": 1.0, "lr": 0.1}, r"min_lr \(1.0\) must be between 0 and lr \(0.1\)"),
+        ({"max_steps": "ten"}, r"max_steps must be int, got 'ten'"),
+        ({"mixed_precision": "fp8"}, r"mixed_precision \('fp8'\) must be one of no, bf16, fp16"),
+        ({"seq_len": 0}, r"seq_len \(0\) must be positive"),
+        ({"warmup_steps": 500, "max_steps": 100}, r"warmup_steps \(500\) must not exceed max_steps \(100\)"),
+    ],
+)
+def test_bad_config_values_are_clear_errors(values, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(values)
+
+
+def test_indivisible_token_batch_is_a_clear_error():
+    config = TrainConfig(tokens_per_step=1000, micro_batch_size=4, seq_len=32)
+    with pytest.raises(ValueError, match=r"tokens_per_step \(1000\) is not divisible by .* \(4 \* 32 \* 2 = 256\)"):
+        config.gradient_accumulation_steps(2)
+    assert TrainConfig(tokens_per_step=1024, micro_batch_size=4, seq_len=32).gradient_accumulation_steps(2) == 4
+
+
+def test_missing_corpus_fails_with_a_clear_message(tmp_path):
+    result = run_train(tmp_path / "run", "--data", str(tmp_path / "nowhere" / "corpus.txt"), check=False)
+    assert result.returncode != 0
+    assert "error: no such file or directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_non_finite_loss_stops_the_run_with_step_and_checkpoint(tmp_path, corpus):
+    result = run_train(tmp_path / "run", "--data", str(corpus), "--max_steps", "20", "--tokens_per_step", "128",
+                       "--lr", "1e6", "--min_lr", "0", "--warmup_steps", "0", "--grad_clip", "0",
+                       "--checkpoint_interval", "1", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "error: loss became" in result.stderr and "Last good checkpoint:" in result.stderr, result.stderr[-2000:]
+
+
+# --- training -----------------------------------------------------------------------------------------------
+
+
+def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, "--data", str(corpus), "--max_steps", "40", "--tokens_per_step", "256",
+              "--checkpoint_interval", "20", "--eval_interval", "20")  # fmt: skip
+    history = trainer_state(run_dir)["history"]
+    losses = [loss for _, loss in history["train_loss"]]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
+    assert len(history["val_loss"]) == 2 and history["val_loss"][1][1] < history["val_loss"][0][1]
+    assert (run_dir / "loss.png").stat().st_size > 10_000 and (run_dir / "samples.txt").read_text()
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "tokens seen: 10,240" in card and "HellaSwag" in card
+
+    child = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'gpt_scratch': raise ImportError('blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "out = model.generate(**tok('river', return_tensors='pt'), max_new_tokens=5, do_sample=False)\n"
+        "print(out.shape[1] - 1, type(model).__module__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child, str(run_dir / "model")], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_tokens, module = result.stdout.split()[-2:]
+    assert new_tokens == "5" and module.startswith("transformers_modules")
+
+
+def test_two_processes_equal_one_process_with_accumulation_on_token_shards(tmp_path, corpus):
+    shards = tmp_path / "shards"
+    prepare_shards(TextSource(str(corpus)), shards, shard_tokens=3000)
+    common = ["--data", str(corpus), "--token_shards", str(shards), "--max_steps", "8", "--tokens_per_step", "256",
+              "--checkpoint_interval", "8", "--hellaswag_data", "null"]  # fmt: skip
+    run_train(tmp_path / "one", *common)  # 1 process x 2 micro-steps of 4 x 32
+    run_train(tmp_path / "two", *common, nproc=2)  # 2 processes x 1 micro-step
+    one, two = trainer_state(tmp_path / "one")["history"], trainer_state(tmp_path / "two")["history"]
+    assert [s for s, _ in one["train_loss"]] == [s for s, _ in two["train_loss"]]
+    for (_, a), (_, b) in zip(one["train_loss"], two["train_loss"]):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-5)
+    assert one["val_loss"][-1][1] == pytest.approx(two["val_loss"][-1][1], rel=1e-5)
+    w1, w2 = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    # Gradients differ only in fp32 summation order (1e-7 relative); Adam divides by sqrt(v), so for a near-zero
+    # gradient that noise can move a weight by a sizeable share of one step (lr 3e-3): 1e-4 is 3% of a step.
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_two_streaming_processes_train_and_the_loss_falls(tmp_path, corpus):
+    run_train(tmp_path / "run", "--data", str(corpus), "--max_steps", "30", "--tokens_per_step", "256",
+              "--checkpoint_interval", "30", "--hellaswag_data", "null", nproc=2)  # fmt: skip
+    losses = [loss for _, loss in trainer_state(tmp_path / "run")["history"]["train_loss"]]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
+
+
+def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name: str) -> None:
+    """Start a run, SIGKILL it (no chance to clean up) soon after checkpoint `step_name` appears."""
+    command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
+    if nproc > 1:
+        command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", "29377", *command]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / step_name).exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into the next steps
+    # torchrun starts its workers in sessions of their own: SIGKILL every process of this run, found by command line.
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(run_dir).encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    process.wait()
+    assert not (run_dir / "model").exists()  # it really died before finishing
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc):
+    args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
+            "--hellaswag_data", "null", "--keep_checkpoints", "5"]  # fmt: skip
+    run_train(tmp_path / "straight", *args, nproc=nproc)
+    kill_after_checkpoint(tmp_path / "killed", args, nproc, "step-000008")
+    done = [p.name for p in checkpoint_dirs(tmp_path / "killed")]
+    assert done and done[-1] != "step-000024"
+    result = run_train(tmp_path / "killed", *args, "--resume", "auto", nproc=nproc)
+    assert "resumed from" in result.stdout + result.stderr
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    for name in straight:
+        if nproc == 1:
+            assert torch.equal(straight[name], resumed[name]), name  # bitwise
+        else:
+            torch.testing.assert_close(straight[name], resumed[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_checkpoint_being_written_is_never_resumed_from(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--max_steps", "8", "--tokens_per_step", "128", "--checkpoint_interval", "4",
+            "--hellaswag_data", "null", "--keep_checkpoints", "5"]  # fmt: skip
+    run_train(run_dir, *args)
+    complete = checkpoint_dirs(run_dir)[-1]
+    # What a process killed mid-save leaves: a staging directory of a later step, half written.
+    partial = run_dir / "checkpoints" / ".tmp-step-000012"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes((complete / "model.safetensors").read_bytes()[:1000])
+    assert resolve_resume("auto", run_dir) == complete
+    result = run_train(run_dir, *args, "--max_steps", "10", "--resume", "auto")
+    assert f"resumed from {complete}" in result.stdout + result.stderr

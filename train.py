@@ -1,0 +1,382 @@
+"""Train a GPT from scratch, on one CPU or many GPUs, and export a Hugging Face model directory.
+
+    python train.py configs/quickstart.yaml                      # 2 CPU cores, minutes, no download
+    python train.py configs/gpt2-124m.yaml --lr 3e-4              # any config field can be overridden
+    accelerate launch --multi_gpu --num_processes 8 train.py configs/gpt2-124m.yaml
+    torchrun --nproc_per_node 8 train.py configs/gpt2-124m.yaml
+    python train.py configs/quickstart.yaml --resume auto         # continue a killed run exactly
+
+Read top to bottom: config -> accelerator -> model -> data -> optimizer -> (resume) -> loop (micro-steps with
+gradient accumulation, clipping, logging, evaluation, checkpoints) -> export. Accelerate owns devices, processes,
+mixed precision and gradient synchronisation; everything else is here or in a gpt_scratch module named after it.
+"""
+
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
+from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, validation_batches, validation_documents
+from gpt_scratch.hellaswag import evaluate_hellaswag
+from gpt_scratch.plots import plot_training_curves
+from gpt_scratch.saving import write_model_card
+from gpt_scratch.tokenizer import gpt2_encoding
+from gpt_scratch.train_config import TrainConfig, parse_args
+
+# Dense bf16 peak of one device, for MFU. Unknown devices report no MFU rather than a wrong one.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A10G": 125e12, "L4": 121e12, "4090": 165e12}
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def repo_relative(path: str | None) -> str | None:
+    """A relative path that is not under the working directory, looked up beside this script (the bundled data)."""
+    if path is None or Path(path).is_absolute() or Path(path).exists():
+        return path
+    beside = Path(__file__).resolve().parent / path
+    return str(beside) if beside.exists() else path
+
+
+def build_model(config: TrainConfig) -> GPTScratchForCausalLM:
+    overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd") if getattr(config, k) is not None}
+    drop = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
+    model_config = GPTScratchConfig.from_preset(config.model, **overrides, **drop)
+    if config.seq_len > model_config.n_positions:
+        raise ValueError(
+            f"seq_len ({config.seq_len}) exceeds the model's n_positions ({model_config.n_positions}); lower seq_len"
+        )
+    return GPTScratchForCausalLM(model_config)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on 2-D tensors (matmul weights, embeddings) only, as GPT-2 and nanoGPT train."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = device.type == "cuda"  # one kernel for the whole update
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused)
+
+
+def lr_multiplier(step: int, config: TrainConfig) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr at max_steps (as a factor of lr, for LambdaLR)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return (config.min_lr + cosine * (config.lr - config.min_lr)) / config.lr
+
+
+def flops_per_token(model: GPTScratchForCausalLM, seq_len: int) -> float:
+    """6N + 12·L·H·Q·T (PaLM appendix B, as nanoGPT): matmul FLOPs of forward + backward per token."""
+    c = model.config
+    n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    return 6 * n_params + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+@torch.no_grad()
+def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator) -> float:
+    """Mean next-token loss over the fixed validation windows, each process taking every N-th batch."""
+    model.eval()
+    totals = torch.zeros(2, device=accelerator.device)  # summed loss, token count
+    for batch in batches[accelerator.process_index :: accelerator.num_processes]:
+        batch = batch.to(accelerator.device)
+        with accelerator.autocast():
+            loss = model(input_ids=batch[:, :-1], shift_labels=batch[:, 1:], use_cache=False).loss
+        totals += torch.stack(
+            [loss.float() * batch[:, 1:].numel(), torch.tensor(batch[:, 1:].numel(), device=totals.device)]
+        )
+    totals = accelerator.reduce(totals, reduction="sum")
+    model.train()
+    return (totals[0] / totals[1]).item()
+
+
+@torch.no_grad()
+def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device) -> list[str]:
+    model.eval()
+    batch = tokenizer(config.sample_prompts, return_tensors="pt", padding=True).to(device)
+    # Fixed seed, so samples compare across evals, in a forked RNG, so sampling never moves the training RNG (a
+    # resumed run must draw exactly what the uninterrupted one would).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        out = model.generate(**batch, max_new_tokens=config.sample_tokens, do_sample=True, top_k=50)
+    model.train()
+    return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+def main(argv: list[str]) -> None:
+    config = parse_args(argv)
+    config.hellaswag_data = repo_relative(config.hellaswag_data)
+    run_dir = Path(config.run_dir)
+
+    # --- accelerator: devices, processes, mixed precision -------------------------------------------------------
+    accelerator = Accelerator(
+        # On a machine without GPUs, cpu=True is what makes Accelerate join the processes torchrun started (gloo).
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=config.mixed_precision,
+        # The schedule counts optimizer steps; by default Accelerate would step it once per process per step.
+        step_scheduler_with_optimizer=False,
+        log_with=None if config.report_to == "none" else config.report_to,
+        project_dir=str(run_dir),
+    )
+    accumulation = config.gradient_accumulation_steps(accelerator.num_processes)
+    set_seed(config.seed)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and newer
+        torch.backends.cudnn.allow_tf32 = True
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if config.report_to != "none":
+        accelerator.init_trackers(run_dir.name, config=config.to_dict())
+    say = accelerator.print
+
+    # --- model -----------------------------------------------------------------------------------------------
+    model = build_model(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    say(
+        f"model: {config.model} {n_params / 1e6:.2f}M parameters | processes {accelerator.num_processes} | "
+        f"micro-batch {config.micro_batch_size}x{config.seq_len} | accumulation {accumulation} | "
+        f"{config.tokens_per_step:,} tokens/step | device {accelerator.device}"
+    )
+    tokenizer = gpt2_tokenizer(model.config.n_positions)
+
+    # --- data ------------------------------------------------------------------------------------------------
+    source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+    val_windows = validation_batches(source, config.val_docs, config.seq_len, config.micro_batch_size)
+    val_windows = val_windows[: config.val_batches]
+    if config.token_shards:
+        # The first val_docs documents open shard 0 (shards keep the source's order): start training after them.
+        encoding = gpt2_encoding()
+        held_out = sum(
+            len(ids) + 1 for ids in encoding.encode_ordinary_batch(validation_documents(source, config.val_docs))
+        )
+        train_data = TokenShardBatches(
+            config.token_shards,
+            config.micro_batch_size,
+            config.seq_len,
+            accelerator.process_index,
+            accelerator.num_processes,
+            start_token=held_out,
+        )
+    else:
+        train_data = PackedBatches(
+            source,
+            config.micro_batch_size,
+            config.seq_len,
+            accelerator.process_index,
+            accelerator.num_processes,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            val_docs=config.val_docs,
+        )
+
+    # --- optimizer and schedule ------------------------------------------------------------------------------
+    optimizer = build_optimizer(model, config, accelerator.device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw_model = accelerator.unwrap_model(model)
+    forward = torch.compile(model) if config.compile else model  # compiled for training; eval uses the plain one
+
+    # --- resume ----------------------------------------------------------------------------------------------
+    start_step, history = 0, {"train_loss": [], "val_loss": [], "hellaswag": []}
+    checkpoint = resolve_resume(config.resume, run_dir)
+    if checkpoint is not None:
+        data_state, trainer_state = load_checkpoint(accelerator, checkpoint)
+        train_data.load_state_dict(data_state)
+        start_step, history = trainer_state["step"], trainer_state["history"]
+        say(f"resumed from {checkpoint} at step {start_step}")
+    elif config.resume and config.resume != "auto":
+        raise FileNotFoundError(f"checkpoint {config.resume} not found")
+
+    # SIGTERM (schedulers, spot instances) and Ctrl-C: finish the step, checkpoint, stop.
+    stop_requested = {"signal": None}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, frame: stop_requested.update(signal=number))
+
+    def checkpoint_now(step: int) -> Path:
+        state = {"history": history, "config": config.to_dict(), "tokens_seen": step * config.tokens_per_step}
+        return save_checkpoint(accelerator, run_dir, step, train_data.state_dict(), state, config.keep_checkpoints)
+
+    def evaluate(step: int) -> dict:
+        results = {"val_loss": validation_loss(model, val_windows, accelerator)}
+        history["val_loss"].append((step, results["val_loss"]))
+        if config.hellaswag_data:
+            hs = evaluate_hellaswag(
+                raw_model,
+                tokenizer,
+                config.hellaswag_data,
+                batch_size=32,
+                limit=config.hellaswag_limit,
+                accelerator=accelerator,
+            )
+            results["hellaswag"] = hs
+            history["hellaswag"].append((step, hs["acc_norm"]))
+        if accelerator.is_main_process:
+            samples = generate_samples(raw_model, tokenizer, config, accelerator.device)
+            hs_text = f" | hellaswag acc_norm {results['hellaswag']['acc_norm']:.4f}" if "hellaswag" in results else ""
+            say(f"eval step {step}: val loss {results['val_loss']:.4f}{hs_text}")
+            for sample in samples:
+                say("  sample: " + sample.replace("\n", " ")[:200])
+            (run_dir / "samples.txt").write_text("\n\n".join(samples))
+            plot_training_curves(history, run_dir / "loss.png", title=f"{config.model} on {config.data}")
+        accelerator.log(
+            {f"eval/{k}": v if not isinstance(v, dict) else v["acc_norm"] for k, v in results.items()}, step=step
+        )
+        return results
+
+    # --- the loop --------------------------------------------------------------------------------------------
+    model.train()
+    device_peak = peak_flops(accelerator.device)
+    flops_token = flops_per_token(raw_model, config.seq_len)
+    last_checkpoint = checkpoint
+    bar = tqdm(
+        total=config.max_steps,
+        initial=start_step,
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+        dynamic_ncols=True,
+    )
+    interval_start, interval_tokens, run_start = time.perf_counter(), 0, time.perf_counter()
+    results = {}
+    for step in range(start_step, config.max_steps):
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for micro in range(accumulation):
+            inputs, targets = train_data.next_batch()
+            inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
+            # Gradients are averaged across processes only on the last micro-step of the accumulation.
+            sync = nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                loss = forward(input_ids=inputs, shift_labels=targets, use_cache=False).loss / accumulation
+                accelerator.backward(loss)
+            loss_sum += loss.detach()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"loss became {train_loss} at step {step + 1}; training stopped instead of continuing on NaN. "
+                f"Last good checkpoint: {last_checkpoint or 'none'}. Lower lr (now {config.lr}) or raise warmup_steps, "
+                f"then resume with --resume {last_checkpoint or 'auto'}"
+            )
+        history["train_loss"].append((step + 1, train_loss))
+        bar.update(1)
+        interval_tokens += config.tokens_per_step
+
+        done = step + 1
+        if done % config.log_interval == 0 or done == config.max_steps:
+            elapsed = time.perf_counter() - interval_start
+            tokens_per_s = interval_tokens / elapsed
+            eta = (config.max_steps - done) * config.tokens_per_step / tokens_per_s
+            mfu = (flops_token * tokens_per_s / accelerator.num_processes / device_peak) if device_peak else None
+            norm = grad_norm.item() if grad_norm is not None else float("nan")
+            line = (
+                f"step {done:>6}/{config.max_steps} | loss {train_loss:.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
+                f"grad norm {norm:.3f} | {tokens_per_s:,.0f} tok/s"
+                + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "")
+                + f" | ETA {eta / 60:.1f} min"
+            )
+            if accelerator.is_local_main_process:
+                bar.write(line)
+            accelerator.log(
+                {
+                    "train/loss": train_loss,
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/grad_norm": norm,
+                    "train/tokens_per_s": tokens_per_s,
+                    **({"train/mfu": mfu} if mfu else {}),
+                },
+                step=done,
+            )
+            interval_start, interval_tokens = time.perf_counter(), 0
+        if done % config.eval_interval == 0 or done == config.max_steps:
+            results = evaluate(done)
+        if done % config.checkpoint_interval == 0 or done == config.max_steps or stop_requested["signal"]:
+            last_checkpoint = checkpoint_now(done)
+        if stop_requested["signal"]:
+            say(
+                f"stopped by signal {stop_requested['signal']} after step {done}; checkpoint {last_checkpoint}. "
+                f"Continue with: python train.py {' '.join(shlex.quote(a) for a in argv)} --resume auto"
+            )
+            accelerator.end_training()
+            return
+    bar.close()
+
+    # --- export ----------------------------------------------------------------------------------------------
+    if not results:  # resumed after the last step: evaluate what we have
+        results = evaluate(config.max_steps)
+    if accelerator.is_main_process:
+        export_dir = Path(config.export_dir or run_dir / "model")
+        save_model_dir(raw_model, export_dir, tokenizer)
+        info = {
+            "name": export_dir.name,
+            "repo_id": config.push_to_hub or str(export_dir),
+            "config": raw_model.config.to_dict(),
+            "parameters": n_params,
+            "data": config.data,
+            "tokens_seen": config.max_steps * config.tokens_per_step,
+            "steps": config.max_steps,
+            "tokens_per_step": config.tokens_per_step,
+            "val_loss": results.get("val_loss"),
+            "hellaswag": results.get("hellaswag"),
+            "hellaswag_data": config.hellaswag_data,
+            "command": "python train.py " + " ".join(shlex.quote(a) for a in argv),
+        }
+        write_model_card(export_dir, info)
+        minutes = (time.perf_counter() - run_start) / 60
+        say(f"exported {export_dir} after {minutes:.1f} min; loss curve {run_dir / 'loss.png'}")
+        if config.push_to_hub:
+            push(export_dir, config.push_to_hub, say)
+    accelerator.end_training()
+
+
+def push(export_dir: Path, repo_id: str, say) -> None:
+    """Publish the exported directory; when the Hub is unreachable, say so and keep the local export."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().create_repo(repo_id, exist_ok=True)
+        HfApi().upload_folder(folder_path=str(export_dir), repo_id=repo_id)
+        say(f"pushed to https://huggingface.co/{repo_id}")
+    except Exception as error:  # network, auth or offline mode: the run itself succeeded
+        say(
+            f"could not push to the Hub ({type(error).__name__}: {error}); the model is intact in {export_dir}. "
+            f"Push it later with: huggingface-cli upload {repo_id} {export_dir}"
+        )
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except torch.cuda.OutOfMemoryError as error:
+        raise SystemExit(
+            f"CUDA out of memory ({error}). Lower --micro_batch_size (gradient accumulation keeps tokens_per_step), "
+            "or --seq_len, or use bf16 (--mixed_precision bf16)"
+        ) from None
+    except (ValueError, FileNotFoundError, ConnectionError, NonFiniteLossError) as error:
+        if os.environ.get("GPT_SCRATCH_TRACEBACK"):
+            raise
+        raise SystemExit(f"error: {error}") from None
