@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
+from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
 from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, validation_batches, validation_documents
 from gpt_scratch.hellaswag import evaluate_hellaswag
@@ -48,17 +48,6 @@ def repo_relative(path: str | None) -> str | None:
         return path
     beside = Path(__file__).resolve().parent / path
     return str(beside) if beside.exists() else path
-
-
-def build_model(config: TrainConfig) -> GPTScratchForCausalLM:
-    overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd") if getattr(config, k) is not None}
-    drop = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
-    model_config = GPTScratchConfig.from_preset(config.model, **overrides, **drop)
-    if config.seq_len > model_config.n_positions:
-        raise ValueError(
-            f"seq_len ({config.seq_len}) exceeds the model's n_positions ({model_config.n_positions}); lower seq_len"
-        )
-    return GPTScratchForCausalLM(model_config)
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -125,6 +114,30 @@ def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device
     return tokenizer.batch_decode(out, skip_special_tokens=True)
 
 
+def train_step(forward, model, data, optimizer, scheduler, accelerator, accumulation: int, grad_clip: float):
+    """One optimizer step over ``accumulation`` micro-batches; returns (mean loss on this process, grad norm).
+
+    ``forward`` is the model to call (compiled or not), ``model`` the prepared one (for no_sync and clipping). Any
+    transformers causal LM works: ``labels`` ask for a loss, ``shift_labels`` give the targets (the window's next
+    tokens, so all T predictions of a (T + 1)-token window count).
+    """
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for micro in range(accumulation):
+        inputs, targets = data.next_batch()
+        inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
+        # Gradients are averaged across processes only on the last micro-step of the accumulation.
+        sync = nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
+        with sync, accelerator.autocast():
+            loss = forward(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False).loss / accumulation
+            accelerator.backward(loss)
+        loss_sum += loss.detach()
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, grad_norm
+
+
 def main(argv: list[str]) -> None:
     config = parse_args(argv)
     config.hellaswag_data = repo_relative(config.hellaswag_data)
@@ -152,7 +165,7 @@ def main(argv: list[str]) -> None:
     say = accelerator.print
 
     # --- model -----------------------------------------------------------------------------------------------
-    model = build_model(config)
+    model = GPTScratchForCausalLM(config.model_config())
     n_params = sum(p.numel() for p in model.parameters())
     say(
         f"model: {config.model} {n_params / 1e6:.2f}M parameters | processes {accelerator.num_processes} | "
@@ -260,21 +273,9 @@ def main(argv: list[str]) -> None:
     interval_start, interval_tokens, run_start = time.perf_counter(), 0, time.perf_counter()
     results = {}
     for step in range(start_step, config.max_steps):
-        loss_sum = torch.zeros((), device=accelerator.device)
-        for micro in range(accumulation):
-            inputs, targets = train_data.next_batch()
-            inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
-            # Gradients are averaged across processes only on the last micro-step of the accumulation.
-            sync = nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
-            with sync, accelerator.autocast():
-                loss = forward(input_ids=inputs, shift_labels=targets, use_cache=False).loss / accumulation
-                accelerator.backward(loss)
-            loss_sum += loss.detach()
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
+        loss_sum, grad_norm = train_step(
+            forward, model, train_data, optimizer, scheduler, accelerator, accumulation, config.grad_clip
+        )
         train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(

@@ -529,7 +529,7 @@ class TokenShardBatches:
         ]
         self.step += 1
         batch = torch.from_numpy(np.stack(rows).astype(np.int64))
-        return batch[:, :-1], batch[:, 1:]
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:

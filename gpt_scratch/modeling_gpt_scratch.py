@@ -360,7 +360,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast | tuple:
         """``labels`` are the input ids themselves (the shift happens here); positions labelled -100 are ignored.
         ``shift_labels`` (transformers' name) are targets already aligned with the positions: position t is scored
-        against ``shift_labels[:, t]``, so a (T + 1)-token window trains on all T of its predictions.
+        against ``shift_labels[:, t]``, so a (T + 1)-token window trains on all T of its predictions; when given,
+        they take precedence over ``labels``, as in transformers' own loss functions.
 
         ``logits_to_keep=n`` computes logits for the last n positions only (generation needs just the last one).
         ``num_items_in_batch`` (passed by ``Trainer`` under gradient accumulation) turns the mean into a sum over
@@ -382,14 +383,13 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         )
         hidden_states = outputs.last_hidden_state
         if labels is not None or shift_labels is not None:
-            if labels is not None and shift_labels is not None:
-                raise ValueError("pass labels (shifted here) or shift_labels (already shifted), not both")
             if logits_to_keep != 0:
                 raise ValueError("labels need the logits of every position; do not pass logits_to_keep with labels")
-            given = labels if labels is not None else shift_labels
+            given = shift_labels if shift_labels is not None else labels
             if given.shape != hidden_states.shape[:2]:
                 raise ValueError(f"labels have shape {tuple(given.shape)}, expected {tuple(hidden_states.shape[:2])}")
-            targets = (shift_labels if labels is None else shift_labels_left(labels)).to(hidden_states.device)
+            # As in transformers' loss functions: shift_labels, when given, are the targets; labels ask for a loss.
+            targets = (shift_labels if shift_labels is not None else shift_labels_left(labels)).to(hidden_states.device)
             logits, loss_sum = self._logits_and_loss(hidden_states, targets)
             # Mean over predicted tokens or, under gradient accumulation (Trainer passes num_items_in_batch), this
             # micro-batch's share of the whole batch's mean, so every token weighs the same.

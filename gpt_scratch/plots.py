@@ -11,10 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Train and val loss against step (left axis) and HellaSwag acc_norm (right axis, when measured)."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
-        if history.get(key):
-            steps, values = zip(*history[key])
-            ax.plot(steps, values, style, label=key.replace("_", " "), markersize=4)
+    if history.get("train_loss"):
+        steps, values = zip(*history["train_loss"])
+        ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        # Packed batches come from few documents each, so per-step loss is noisy: show a moving average on top.
+        smoothed, average = [], values[0]
+        for value in values:
+            average = 0.9 * average + 0.1 * value
+            smoothed.append(average)
+        ax.plot(steps, smoothed, color="tab:blue", label="train loss (EMA 0.9)")
+    if history.get("val_loss"):
+        steps, values = zip(*history["val_loss"])
+        ax.plot(steps, values, "o-", color="tab:orange", label="val loss", markersize=4)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
@@ -26,7 +34,7 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
         right.set_ylabel("HellaSwag acc_norm")
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
-    ax.legend(handles, labels, loc="upper right")
+    ax.legend(handles, labels, loc="best")
     ax.set_title(title)
     fig.tight_layout()
     path = Path(path)

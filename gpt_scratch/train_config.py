@@ -109,6 +109,19 @@ class TrainConfig:
             )
         return self.tokens_per_step // per_micro_step
 
+    def model_config(self):
+        """The GPTScratchConfig this run trains: the preset, its overrides and the dropout."""
+        from .configuration_gpt_scratch import GPTScratchConfig
+
+        overrides = {k: getattr(self, k) for k in ("n_layer", "n_head", "n_embd") if getattr(self, k) is not None}
+        dropout = {"resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout}
+        config = GPTScratchConfig.from_preset(self.model, **overrides, **dropout)
+        if self.seq_len > config.n_positions:
+            raise ValueError(
+                f"seq_len ({self.seq_len}) exceeds the model's n_positions ({config.n_positions}); lower it"
+            )
+        return config
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -216,3 +216,14 @@ def test_bf16_autocast_loss_matches_textbook_loss_under_autocast(our_model):
 def test_labels_of_the_wrong_shape_are_a_clear_error(our_model):
     with pytest.raises(ValueError, match=r"labels have shape \(2, 5\), expected \(2, 6\)"):
         our_model(torch.zeros((2, 6), dtype=torch.long), labels=torch.zeros((2, 5), dtype=torch.long))
+
+
+def test_shift_labels_score_every_position_against_given_targets_like_transformers(gpt2_model, our_model):
+    window = torch.randint(0, 50257, (2, 13))
+    inputs, targets = window[:, :-1], window[:, 1:].contiguous()  # transformers views shift_labels flat
+    with torch.no_grad():
+        ours = our_model(inputs, labels=inputs, shift_labels=targets).loss
+        reference = gpt2_model(inputs, labels=inputs, shift_labels=targets).loss  # transformers' ForCausalLMLoss
+        logits = our_model(inputs).logits
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(ours, torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()))

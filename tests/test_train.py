@@ -105,8 +105,11 @@ def test_non_finite_loss_stops_the_run_with_step_and_checkpoint(tmp_path, corpus
 
 def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path, corpus):
     run_dir = tmp_path / "run"
-    run_train(run_dir, "--data", str(corpus), "--max_steps", "40", "--tokens_per_step", "256",
-              "--checkpoint_interval", "20", "--eval_interval", "20")  # fmt: skip
+    result = run_train(run_dir, "--data", str(corpus), "--max_steps", "40", "--tokens_per_step", "256",
+                       "--checkpoint_interval", "20", "--eval_interval", "20",
+                       "--push_to_hub", "someone/tiny-gpt")  # fmt: skip
+    # The suite runs offline: the push fails, says so, and the export stays intact.
+    assert "could not push to the Hub" in result.stdout and (run_dir / "model" / "model.safetensors").is_file()
     history = trainer_state(run_dir)["history"]
     losses = [loss for _, loss in history["train_loss"]]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
@@ -132,6 +135,14 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     new_tokens, module = result.stdout.split()[-2:]
     assert new_tokens == "5" and module.startswith("transformers_modules")
+
+    # Exporting the last checkpoint gives the very weights the run exported at its end.
+    from gpt_scratch.export import export_checkpoint
+
+    exported = export_checkpoint(checkpoint_dirs(run_dir)[-1], tmp_path / "from-checkpoint")
+    final, again = final_weights(run_dir), load_file(exported / "model.safetensors")
+    assert final.keys() == again.keys() and all(torch.equal(final[k], again[k]) for k in final)
+    assert "tokens seen: 10,240" in (exported / "README.md").read_text()
 
 
 def test_two_processes_equal_one_process_with_accumulation_on_token_shards(tmp_path, corpus):

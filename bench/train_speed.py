@@ -1,0 +1,115 @@
+"""Training tokens/s of train.py's step: GPTScratchForCausalLM against transformers' GPT2LMHeadModel.
+
+Both models start from the same weights and run the very same `train_step` (Accelerate, AdamW, clipping) on the
+same batches, alternating in one run, so the ratio holds on a noisy machine. Target on CPU: >= 1.2.
+On a GPU, `--preset gpt2 --seq-len 1024 --micro-batch 16 --bf16 --compile` measures the 124M recipe and MFU.
+
+    python bench/train_speed.py                       # 4 layers, 256 wide, T=128, micro-batch 8 (CPU)
+    python bench/train_speed.py --preset gpt2 --seq-len 1024 --micro-batch 16 --bf16 --compile --only ours
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from transformers import GPT2LMHeadModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
+from gpt_scratch.convert import config_to_gpt2, state_dict_to_gpt2  # noqa: E402
+from gpt_scratch.train_config import TrainConfig  # noqa: E402
+from train import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
+
+
+class FixedBatches:
+    """The same pre-drawn batches, in order, for every model."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches, self.index = batches, 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.batches[self.index % len(self.batches)]
+        self.index += 1
+        return batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=None, help="a GPTScratchConfig preset instead of the 4x256 model")
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--micro-batch", type=int, default=8)
+    parser.add_argument("--accumulation", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--only", choices=["ours", "hf"], default=None)
+    args = parser.parse_args()
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if args.bf16 else "no")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    shape = {"n_layer": 4, "n_head": 4, "n_embd": 256} if args.preset is None else {}
+    config = GPTScratchConfig.from_preset(
+        args.preset or "gpt2", **shape, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
+    torch.manual_seed(0)
+    ours = GPTScratchForCausalLM(config)
+    reference_config = config_to_gpt2(config)
+    reference_config._attn_implementation = "sdpa"
+    reference = GPT2LMHeadModel(reference_config)
+    reference.load_state_dict(state_dict_to_gpt2(ours.state_dict()), strict=False)
+    reference.tie_weights()
+
+    generator = torch.Generator().manual_seed(1)
+    windows = [torch.randint(0, 50257, (args.micro_batch, args.seq_len + 1), generator=generator) for _ in range(8)]
+    batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
+    train_config = TrainConfig(lr=3e-4, min_lr=3e-5, warmup_steps=0)
+
+    runners = {}
+    for name, model in (("hf", reference), ("ours", ours)):
+        if args.only and name != args.only:
+            continue
+        optimizer = build_optimizer(model, train_config, accelerator.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        forward = torch.compile(model) if args.compile else model
+        runners[name] = (forward, model, optimizer, scheduler)
+
+    def timed(name: str, steps: int) -> float:
+        forward, model, optimizer, scheduler = runners[name]
+        data = FixedBatches(batches)
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss, _ = train_step(forward, model, data, optimizer, scheduler, accelerator, args.accumulation, 1.0)
+        loss.item()  # wait for the device
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return args.micro_batch * args.seq_len * args.accumulation * steps / (time.perf_counter() - start)
+
+    for name in runners:
+        timed(name, 3)  # warm-up (and compilation)
+    rates = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name in runners:
+            rates[name].append(timed(name, args.steps))
+
+    device = accelerator.device
+    print(f"config: n_layer={config.n_layer} n_embd={config.n_embd} n_head={config.n_head} T={args.seq_len} "
+          f"micro-batch={args.micro_batch} accumulation={args.accumulation} device={device} "
+          f"bf16={args.bf16} compile={args.compile} threads={torch.get_num_threads()}")  # fmt: skip
+    peak = peak_flops(device)
+    for name in runners:
+        rate = statistics.median(rates[name])
+        mfu = f" | MFU {100 * flops_per_token(ours, args.seq_len) * rate / peak:.1f}%" if peak else ""
+        print(f"{'HF GPT-2' if name == 'hf' else 'ours':9s} {rate:12,.0f} tokens/s{mfu}")
+    if len(runners) == 2:
+        ratio = statistics.median(rates["ours"]) / statistics.median(rates["hf"])
+        print(f"ratio ours/HF {ratio:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

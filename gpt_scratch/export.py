@@ -1,0 +1,67 @@
+"""Export a training checkpoint as a complete Hugging Face model directory.
+
+python -m gpt_scratch.export runs/quickstart/checkpoints/step-000200 my-gpt [--push-to-hub you/my-gpt]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from .modeling_gpt_scratch import GPTScratchForCausalLM
+from .saving import save_model_dir, write_model_card
+from .tokenizer import gpt2_tokenizer
+from .train_config import build_config
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
+    checkpoint = Path(checkpoint)
+    state_file, weights_file = checkpoint / "trainer_state.json", checkpoint / "model.safetensors"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
+    if not weights_file.is_file():
+        raise FileNotFoundError(
+            f"{checkpoint} has no model.safetensors (a sharded FSDP checkpoint?); export it with "
+            "`accelerate merge-weights` first, or from a run that ended normally (run_dir/model)"
+        )
+    state = json.loads(state_file.read_text())
+    config = build_config(state["config"])
+    model = GPTScratchForCausalLM(config.model_config())
+    weights = load_file(weights_file)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:  # Accelerate drops the tied lm_head copy when saving
+        raise ValueError(f"{weights_file} does not match the run's model: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    out_dir = save_model_dir(model, out_dir, gpt2_tokenizer(model.config.n_positions))
+    history = state.get("history", {})
+    write_model_card(out_dir, {
+        "name": out_dir.name, "repo_id": str(out_dir), "config": model.config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()), "data": config.data,
+        "tokens_seen": state["step"] * config.tokens_per_step, "steps": state["step"],
+        "tokens_per_step": config.tokens_per_step,
+        "val_loss": history["val_loss"][-1][1] if history.get("val_loss") else None,
+        "command": f"python -m gpt_scratch.export {checkpoint} {out_dir}",
+    })  # fmt: skip
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("out_dir")
+    parser.add_argument("--push-to-hub", default=None, help="a Hub repo id to publish to")
+    args = parser.parse_args(argv)
+    out = export_checkpoint(args.checkpoint, args.out_dir)
+    print(f"exported {out}")
+    if args.push_to_hub:
+        from huggingface_hub import HfApi
+
+        HfApi().create_repo(args.push_to_hub, exist_ok=True)
+        HfApi().upload_folder(folder_path=str(out), repo_id=args.push_to_hub)
+        print(f"pushed to {args.push_to_hub}")
+
+
+if __name__ == "__main__":
+    main()
