@@ -14,8 +14,8 @@ import time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from gpt_scratch import GPTScratchForCausalLM
-from gpt_scratch.convert import config_from_gpt2, state_dict_from_gpt2
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,7 +48,7 @@ def build_models(args: argparse.Namespace) -> tuple[GPT2LMHeadModel, GPTScratchF
     )
     gpt2_config._attn_implementation = "sdpa"  # transformers' fastest built-in attention, as ours uses
     reference = GPT2LMHeadModel(gpt2_config)
-    ours = GPTScratchForCausalLM(config_from_gpt2(gpt2_config))
+    ours = GPTScratchForCausalLM(GPTScratchConfig.from_gpt2_config(gpt2_config))
     ours.load_state_dict(state_dict_from_gpt2(reference.state_dict()))
     return reference.to(args.device), ours.to(args.device)
 

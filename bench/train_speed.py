@@ -20,7 +20,7 @@ from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
-from gpt_scratch.convert import config_to_gpt2, state_dict_to_gpt2  # noqa: E402
+from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
 from train import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
     )
     torch.manual_seed(0)
     ours = GPTScratchForCausalLM(config)
-    reference_config = config_to_gpt2(config)
+    reference_config = config.to_gpt2_config()
     reference_config._attn_implementation = "sdpa"
     reference = GPT2LMHeadModel(reference_config)
     reference.load_state_dict(state_dict_to_gpt2(ours.state_dict()), strict=False)

@@ -5,11 +5,23 @@ This file travels to the Hub beside the model (``register_for_auto_class``), so 
 
 from typing import Any, ClassVar
 
-from transformers import PretrainedConfig
+from transformers import GPT2Config, PretrainedConfig
 
 # Activations a user may name; all map to a function in modeling_gpt_scratch.py. "gelu_new" is GPT-2's own name for
 # GELU with the tanh approximation, so configs converted from GPT-2 keep their value.
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu")
+
+# Fields that mean the same thing under the same name here and in transformers' GPT2Config.
+GPT2_SHARED_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
+                      "resid_pdrop", "embd_pdrop", "attn_pdrop", "layer_norm_epsilon", "initializer_range",
+                      "bos_token_id", "eos_token_id", "tie_word_embeddings")  # fmt: skip
+# GPT-2 options that change the computation in ways this model does not implement, with the value it needs.
+GPT2_REQUIRED_OPTIONS = {
+    "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False,
+    "reorder_and_upcast_attn": False,
+    "add_cross_attention": False,
+}
 
 # Named sizes. The four GPT-2 sizes are the published ones; "debug" is the tiny model tests and the quickstart use.
 PRESETS: dict[str, dict[str, int]] = {
@@ -91,6 +103,31 @@ class GPTScratchConfig(PretrainedConfig):
     def inner_size(self) -> int:
         """Width of the MLP's hidden layer."""
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @classmethod
+    def from_gpt2_config(cls, gpt2_config: GPT2Config, **overrides: Any) -> "GPTScratchConfig":
+        """The config of a transformers GPT-2; refuses GPT-2 options this model cannot reproduce exactly."""
+        for option, required in GPT2_REQUIRED_OPTIONS.items():
+            if getattr(gpt2_config, option, required) != required:
+                raise ValueError(
+                    f"GPT-2 config has {option}={getattr(gpt2_config, option)!r}, which gpt-scratch does not "
+                    f"implement; only {option}={required} converts exactly"
+                )
+        fields = {name: getattr(gpt2_config, name) for name in GPT2_SHARED_FIELDS}
+        pad = gpt2_config.pad_token_id
+        return cls(**{**fields, "pad_token_id": pad if pad is not None else fields["eos_token_id"], **overrides})
+
+    def to_gpt2_config(self) -> GPT2Config:
+        """The equivalent transformers GPT2Config; refuses what GPT-2 cannot represent."""
+        if not self.bias:
+            raise ValueError(
+                "GPT-2 has biases in every Linear and LayerNorm; a model with bias=False cannot be exported"
+            )
+        if not self.tie_word_embeddings:
+            raise ValueError("GPT-2 ties lm_head to wte; a model with tie_word_embeddings=False cannot be exported")
+        if self.activation_function == "silu":
+            raise ValueError("GPT-2 supports gelu/relu activations here; activation_function='silu' cannot be exported")
+        return GPT2Config(**{name: getattr(self, name) for name in GPT2_SHARED_FIELDS}, pad_token_id=None)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "GPTScratchConfig":

@@ -1,84 +1,162 @@
-"""GPT-2 weights in and out: map ``transformers.GPT2LMHeadModel`` configs and state dicts to ours and back.
+"""GPT-2 weights in and out, and nanoGPT / build-nanogpt checkpoints in.
 
-GPT-2 stores its projections as ``Conv1D`` with weight shape (in, out); ours are ``nn.Linear`` with (out, in), so
-those four weights per block are transposed here, once, and nowhere else.
+    python -m gpt_scratch.convert from-gpt2 gpt2 my-gpt2            # Hub id (network) or a local directory
+    python -m gpt_scratch.convert to-gpt2 my-gpt gpt2-format/       # loads with GPT2LMHeadModel.from_pretrained
+    python -m gpt_scratch.convert from-nanogpt ckpt.pt my-gpt       # {"model": state_dict, "model_args"|"config"}
+
+The GPT-2 mapping itself lives with the model (``GPTScratchForCausalLM.from_gpt2`` / ``to_gpt2``), so it travels to
+the Hub with it; this module adds the directories around it and the nanoGPT format.
 """
 
+import argparse
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GPT2Config
 
 from .configuration_gpt_scratch import GPTScratchConfig
-
-# Weights that GPT-2 keeps as Conv1D (in, out) and we keep as Linear (out, in).
-_TRANSPOSED_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# Config fields that mean the same thing under the same name in both configs.
-_SHARED_CONFIG_FIELDS = (
-    "vocab_size",
-    "n_positions",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "n_inner",
-    "activation_function",
-    "resid_pdrop",
-    "embd_pdrop",
-    "attn_pdrop",
-    "layer_norm_epsilon",
-    "initializer_range",
-    "bos_token_id",
-    "eos_token_id",
-    "tie_word_embeddings",
-)
-# GPT-2 options that change the computation in ways our model does not implement.
-_UNSUPPORTED_GPT2_OPTIONS = {
-    "scale_attn_weights": True,
-    "scale_attn_by_inverse_layer_idx": False,
-    "reorder_and_upcast_attn": False,
-    "add_cross_attention": False,
-}
+from .modeling_gpt_scratch import GPTScratchForCausalLM
+from .saving import save_model_dir, write_model_card
+from .tokenizer import gpt2_tokenizer
 
 
-def _is_transposed(key: str) -> bool:
-    return key.endswith(_TRANSPOSED_SUFFIXES)
+def _card_info(model: GPTScratchForCausalLM, out_dir: Path, origin: str, command: str) -> dict[str, Any]:
+    return {
+        "name": out_dir.name, "repo_id": str(out_dir), "config": model.config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()), "data": origin, "command": command,
+    }  # fmt: skip
 
 
-def config_from_gpt2(gpt2_config: GPT2Config, **overrides: Any) -> GPTScratchConfig:
-    """Our config for a GPT-2 config; refuses GPT-2 options our model cannot reproduce exactly."""
-    for option, required in _UNSUPPORTED_GPT2_OPTIONS.items():
-        if getattr(gpt2_config, option, required) != required:
-            raise ValueError(
-                f"GPT-2 config has {option}={getattr(gpt2_config, option)!r}; only {required} is supported"
-            )
-    fields = {name: getattr(gpt2_config, name) for name in _SHARED_CONFIG_FIELDS}
-    fields["pad_token_id"] = (
-        gpt2_config.pad_token_id if gpt2_config.pad_token_id is not None else fields["eos_token_id"]
-    )
-    return GPTScratchConfig(**{**fields, **overrides})
+def from_gpt2(name_or_path: str, out_dir: str | os.PathLike) -> Path:
+    """A complete gpt-scratch model directory from any GPT-2 checkpoint transformers can load."""
+    model = GPTScratchForCausalLM.from_gpt2(name_or_path)
+    out_dir = save_model_dir(model, out_dir, gpt2_tokenizer(model.config.n_positions))
+    command = f"python -m gpt_scratch.convert from-gpt2 {name_or_path} {out_dir}"
+    write_model_card(out_dir, _card_info(model, out_dir, f"converted from GPT-2 checkpoint {name_or_path}", command))
+    return out_dir
 
 
-def config_to_gpt2(config: GPTScratchConfig) -> GPT2Config:
-    """A GPT-2 config for ours; refuses what GPT-2 cannot represent."""
-    if not config.bias:
-        raise ValueError("GPT-2 has biases in every Linear and LayerNorm; a model with bias=False cannot be exported")
-    if not config.tie_word_embeddings:
-        raise ValueError("GPT-2 ties lm_head to wte; a model with tie_word_embeddings=False cannot be exported")
-    return GPT2Config(**{name: getattr(config, name) for name in _SHARED_CONFIG_FIELDS}, pad_token_id=None)
+def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A directory ``GPT2LMHeadModel.from_pretrained`` (and every GPT-2 tool) loads: weights, config, tokenizer.
+
+    The tokenizer is written both as ``tokenizer.json`` and as GPT-2's classic ``vocab.json`` + ``merges.txt``, which
+    converters such as llama.cpp's and CTranslate2's read.
+    """
+    model = GPTScratchForCausalLM.from_pretrained(model_dir)
+    gpt2 = model.to_gpt2()
+    out_dir = Path(out_dir)
+    gpt2.save_pretrained(out_dir)
+    tokenizer = gpt2_tokenizer(model.config.n_positions)
+    tokenizer.save_pretrained(out_dir)
+    definition = json.loads((out_dir / "tokenizer.json").read_text())
+    vocab = {token: index for token, index in definition["model"]["vocab"].items()}
+    vocab.update({added["content"]: added["id"] for added in definition["added_tokens"]})
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in definition["model"]["merges"]]
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return out_dir
 
 
-def state_dict_from_gpt2(gpt2_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our state dict from a ``GPT2LMHeadModel`` one (keys are the same; Conv1D weights are transposed)."""
-    converted = {}
-    for key, tensor in gpt2_state_dict.items():
-        if key.endswith((".attn.bias", ".attn.masked_bias")):
-            continue  # old GPT-2 checkpoints store their causal mask as a buffer; we build it on the fly
-        converted[key] = tensor.t().contiguous() if _is_transposed(key) else tensor
-    if "lm_head.weight" not in converted and "transformer.wte.weight" in converted:
-        converted["lm_head.weight"] = converted["transformer.wte.weight"]
-    return converted
+class _CheckpointConfig:
+    """Stands in for a training script's config class inside a checkpoint: keeps its fields, runs no code."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
-def state_dict_to_gpt2(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A ``GPT2LMHeadModel`` state dict from ours (the inverse of ``state_dict_from_gpt2``)."""
-    return {key: tensor.t().contiguous() if _is_transposed(key) else tensor for key, tensor in state_dict.items()}
+def load_nanogpt_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """(state dict, model hyper-parameters, flavour) of a nanoGPT or build-nanogpt checkpoint, loaded safely.
+
+    ``torch.load(weights_only=True)`` never runs code from the file. build-nanogpt pickles its ``GPTConfig``
+    dataclass; that one class (by name) is read as plain fields, anything else is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:
+        raise ValueError(f"{path} is not a PyTorch checkpoint file ({error})") from None
+    stand_ins = [(_CheckpointConfig, name) for name in unsafe if name.rsplit(".", 1)[-1] == "GPTConfig"]
+    if len(stand_ins) != len(unsafe):
+        refused = sorted(set(unsafe) - {name for _, name in stand_ins})
+        raise ValueError(f"{path} contains objects that are not plain data ({', '.join(refused)}); refusing to load")
+    with torch.serialization.safe_globals(stand_ins):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path} is not a nanoGPT checkpoint: no 'model' state dict (found {keys})")
+    if "model_args" in checkpoint:  # karpathy/nanoGPT: train.py saves model_args as a dict
+        args, flavour = dict(checkpoint["model_args"]), "nanogpt"
+    elif "config" in checkpoint:  # build-nanogpt: the GPTConfig dataclass
+        config = checkpoint["config"]
+        args, flavour = dict(config if isinstance(config, dict) else vars(config)), "build-nanogpt"
+    else:
+        raise ValueError(f"{path} has a 'model' state dict but no 'model_args' or 'config' to size the model from")
+    state = {}
+    for key, tensor in checkpoint["model"].items():
+        for prefix in ("_orig_mod.", "module."):  # torch.compile and DDP wrappers, in either order
+            key = key.removeprefix(prefix)
+        key = key.removeprefix("_orig_mod.")
+        if key.endswith(".attn.bias"):
+            continue  # nanoGPT's causal-mask buffer (without flash attention)
+        state[key] = tensor
+    return state, args, flavour
+
+
+def from_nanogpt(path: str | os.PathLike, activation: str | None = None) -> GPTScratchForCausalLM:
+    """Our model with a nanoGPT / build-nanogpt checkpoint's weights (the parameter names are already GPT-2's).
+
+    nanoGPT's MLP uses exact GELU and build-nanogpt's the tanh approximation; ``activation`` overrides the guess.
+    """
+    state, args, flavour = load_nanogpt_checkpoint(path)
+    missing = [k for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size") if k not in args]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint's model arguments lack {', '.join(missing)}")
+    has_bias = "transformer.ln_f.bias" in state
+    config = GPTScratchConfig(
+        n_layer=args["n_layer"], n_head=args["n_head"], n_embd=args["n_embd"], n_positions=args["block_size"],
+        vocab_size=args["vocab_size"], bias=has_bias, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        activation_function=activation or ("gelu" if flavour == "nanogpt" else "gelu_new"),
+    )  # fmt: skip
+    model = GPTScratchForCausalLM(config)
+    state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: weights do not match a GPT of this shape: missing {result.missing_keys}, "
+            f"unexpected {result.unexpected_keys}"
+        )
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.convert", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("from-gpt2", help="a GPT-2 checkpoint (Hub id or directory) to a gpt-scratch model")
+    one.add_argument("source")
+    one.add_argument("out_dir")
+    two = commands.add_parser("to-gpt2", help="a gpt-scratch model directory to GPT-2 format")
+    two.add_argument("model_dir")
+    two.add_argument("out_dir")
+    three = commands.add_parser("from-nanogpt", help="a nanoGPT / build-nanogpt .pt checkpoint to a model directory")
+    three.add_argument("checkpoint")
+    three.add_argument("out_dir")
+    three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None)
+    args = parser.parse_args(argv)
+    if args.command == "from-gpt2":
+        out = from_gpt2(args.source, args.out_dir)
+    elif args.command == "to-gpt2":
+        out = to_gpt2(args.model_dir, args.out_dir)
+    else:
+        model = from_nanogpt(args.checkpoint, args.activation)
+        out = save_model_dir(model, args.out_dir)
+        command = f"python -m gpt_scratch.convert from-nanogpt {args.checkpoint} {args.out_dir}"
+        write_model_card(out, _card_info(model, out, f"converted from nanoGPT checkpoint {args.checkpoint}", command))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """GPT-2 written from scratch as a transformers model: LayerNorm -> attention -> MLP -> Block -> model -> LM head.
 
 Parameter names are GPT-2's (``transformer.h.0.attn.c_attn.weight`` ...), but every projection is an ``nn.Linear``
-(GPT-2's checkpoints use a transposed ``Conv1D``; ``gpt_scratch.convert`` transposes once, at import).
+(GPT-2's checkpoints use a transposed ``Conv1D``; ``state_dict_from_gpt2`` below transposes once, at import).
 This file travels to the Hub beside the config (``register_for_auto_class``), so it imports only torch, transformers
 and its config.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import GPT2LMHeadModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
@@ -181,6 +182,27 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
 
+# GPT-2 checkpoints store these projections as Conv1D, weight (in, out); here they are nn.Linear, weight (out, in).
+_CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def state_dict_from_gpt2(gpt2_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict from a GPT2LMHeadModel one: same keys, Conv1D weights transposed (once, here)."""
+    converted = {}
+    for key, tensor in gpt2_state_dict.items():
+        if key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # old GPT-2 checkpoints store their causal mask as a buffer; it is built on the fly here
+        converted[key] = tensor.t().contiguous() if key.endswith(_CONV1D_SUFFIXES) else tensor
+    if "lm_head.weight" not in converted and "transformer.wte.weight" in converted:
+        converted["lm_head.weight"] = converted["transformer.wte.weight"]
+    return converted
+
+
+def state_dict_to_gpt2(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A GPT2LMHeadModel state dict from ours (the inverse of state_dict_from_gpt2)."""
+    return {k: t.t().contiguous() if k.endswith(_CONV1D_SUFFIXES) else t for k, t in state_dict.items()}
+
+
 def _resolve_cache_argument(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
     """transformers 5.x passes the cache as ``cache=``; older callers (lm-eval, user code) use ``past_key_values=``."""
     if cache is not None and past_key_values is not None:
@@ -307,6 +329,23 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         self.transformer = GPTScratchModel(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
+
+    @classmethod
+    def from_gpt2(cls, name_or_path: str, **kwargs) -> "GPTScratchForCausalLM":
+        """Any GPT-2 checkpoint transformers can load (a Hub id such as "gpt2", or a local directory), as this model.
+
+        ``kwargs`` go to ``GPT2LMHeadModel.from_pretrained`` (e.g. ``revision``, ``dtype``).
+        """
+        gpt2 = GPT2LMHeadModel.from_pretrained(name_or_path, **kwargs)
+        model = cls(GPTScratchConfig.from_gpt2_config(gpt2.config))
+        model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()), strict=True)
+        return model.to(gpt2.dtype).eval()
+
+    def to_gpt2(self) -> GPT2LMHeadModel:
+        """The same weights as a transformers GPT2LMHeadModel (for every tool that knows GPT-2)."""
+        gpt2 = GPT2LMHeadModel(self.config.to_gpt2_config())
+        gpt2.load_state_dict(state_dict_to_gpt2(self.state_dict()), strict=True)
+        return gpt2.to(self.dtype).eval()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
@@ -480,4 +519,10 @@ def shift_labels_left(labels: torch.Tensor) -> torch.Tensor:
     return F.pad(labels, (0, 1), value=-100)[:, 1:]
 
 
-__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM"]
+__all__ = [
+    "GPTScratchPreTrainedModel",
+    "GPTScratchModel",
+    "GPTScratchForCausalLM",
+    "state_dict_from_gpt2",
+    "state_dict_to_gpt2",
+]

@@ -71,9 +71,13 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         "",
         "## Training",
         f"- data: {info['data']}",
-        f"- tokens seen: {info['tokens_seen']:,} ({info['steps']} steps of {info['tokens_per_step']:,} tokens)",
-        f"- final validation loss: {info['val_loss']:.4f}" if info.get("val_loss") is not None else "- validation: -",
     ]
+    if info.get("steps"):
+        lines.append(
+            f"- tokens seen: {info['tokens_seen']:,} ({info['steps']} steps of {info['tokens_per_step']:,} tokens)"
+        )
+    if info.get("val_loss") is not None:
+        lines.append(f"- final validation loss: {info['val_loss']:.4f}")
     if info.get("hellaswag"):
         h = info["hellaswag"]
         lines.append(

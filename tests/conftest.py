@@ -11,8 +11,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from gpt_scratch import GPTScratchForCausalLM  # noqa: E402
-from gpt_scratch.convert import config_from_gpt2, state_dict_from_gpt2  # noqa: E402
+from gpt_scratch import (
+    GPTScratchConfig,  # noqa: E402
+    GPTScratchForCausalLM,  # noqa: E402
+)
+from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2  # noqa: E402
 
 TINY = {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 128, "resid_pdrop": 0.0, "embd_pdrop": 0.0}
 
@@ -34,7 +37,7 @@ def make_gpt2(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> 
 
 def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTScratchForCausalLM:
     """Our model with exactly the weights of ``gpt2``."""
-    model = GPTScratchForCausalLM(config_from_gpt2(gpt2.config))
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_gpt2_config(gpt2.config))
     model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()), strict=True)
     model.config._attn_implementation = attn_implementation
     return model.eval()
