@@ -50,6 +50,10 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     gpt2.save_pretrained(out_dir)
     tokenizer = gpt2_tokenizer(model.config.n_positions)
     tokenizer.save_pretrained(out_dir)
+    # Name GPT-2's own tokenizer class, which every transformers version (4.x included, as GPT-2 tools pin) knows.
+    tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
+    tokenizer_config["tokenizer_class"] = "GPT2Tokenizer"
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     definition = json.loads((out_dir / "tokenizer.json").read_text())
     vocab = {token: index for token, index in definition["model"]["vocab"].items()}
     vocab.update({added["content"]: added["id"] for added in definition["added_tokens"]})

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2LMHeadModel
+from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.convert import from_gpt2, from_nanogpt, to_gpt2
+from gpt_scratch.tokenizer import gpt2_encoding
 
 from conftest import make_gpt2
 
@@ -46,6 +47,9 @@ def test_export_loads_in_gpt2_and_round_trips_bit_identically(tmp_path):
     assert config["model_type"] == "gpt2" and "auto_map" not in config
     assert (exported / "vocab.json").is_file() and (exported / "merges.txt").read_text().startswith("#version")
     gpt2 = GPT2LMHeadModel.from_pretrained(exported).eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    text = "GPT-2 tools read this: naïve café 🤖\n\n  def f(x): return x"
+    assert tokenizer(text)["input_ids"] == gpt2_encoding().encode_ordinary(text)
     ids = torch.randint(0, 50256, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(gpt2(ids).logits, ours(ids).logits)

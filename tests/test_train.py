@@ -227,3 +227,23 @@ def test_a_checkpoint_being_written_is_never_resumed_from(tmp_path, corpus):
     assert resolve_resume("auto", run_dir) == complete
     result = run_train(run_dir, *args, "--max_steps", "10", "--resume", "auto")
     assert f"resumed from {complete}" in result.stdout + result.stderr
+
+
+def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--max_steps", "2000", "--tokens_per_step", "128", "--checkpoint_interval", "5",
+            "--hellaswag_data", "null"]  # fmt: skip
+    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "step-000005").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-2000:]
+    assert "stopped by signal 15" in output and "--resume auto" in output
+    last = checkpoint_dirs(run_dir)[-1]
+    step = json.loads((last / "trainer_state.json").read_text())["step"]
+    assert 5 <= step < 2000 and not (run_dir / "model").exists()
