@@ -69,3 +69,14 @@ def test_invalid_values_name_field_value_and_fix(kwargs, message):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'gpt3'; use one of gpt2, gpt2-medium"):
         GPTScratchConfig.from_preset("gpt3")
+
+
+def test_importing_gpt_scratch_registers_config_and_both_models_with_the_auto_classes():
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
+
+    config = GPTScratchConfig.from_preset("debug")
+    assert type(AutoConfig.for_model("gpt_scratch")) is GPTScratchConfig
+    assert type(AutoModel.from_config(config)) is GPTScratchModel
+    assert type(AutoModelForCausalLM.from_config(config)) is GPTScratchForCausalLM

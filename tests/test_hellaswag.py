@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
-from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows, preprocess, write_lm_eval_task
+from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows, preprocess, to_example, write_lm_eval_task
 from gpt_scratch.tokenizer import gpt2_encoding, gpt2_tokenizer
 
 from conftest import make_gpt2, ours_from
@@ -162,3 +162,13 @@ def test_malformed_rows_name_file_line_and_field(tmp_path, bad, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="HellaSwag file not found"):
         load_rows(str(tmp_path / "none.jsonl"))
+
+
+def test_parquet_file_reads_the_same_rows_as_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = load_rows(str(SAMPLE))[:10]
+    as_strings = [{**row, "label": str(row["label"])} for row in rows]  # the Hub's parquet stores labels as strings
+    pq.write_table(pa.Table.from_pylist(as_strings), tmp_path / "hs.parquet")
+    assert [to_example(r) for r in load_rows(str(tmp_path / "hs.parquet"))] == [to_example(r) for r in rows]
