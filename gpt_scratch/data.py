@@ -361,7 +361,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         chunks = [self._tokens]
         have = len(self._tokens)
         while have < needed:
-            texts = docs.next_documents(64)
+            texts = docs.next_documents(256)
             if not texts:
                 break  # the requested epochs are done
             flat = tokenize_documents(self.encoding, texts, self._pool)
