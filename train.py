@@ -27,11 +27,10 @@ from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
 from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, validation_batches, validation_documents
+from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.saving import write_model_card
-from gpt_scratch.tokenizer import gpt2_encoding
 from gpt_scratch.train_config import TrainConfig, parse_args
 
 # Dense bf16 peak of one device, for MFU. Unknown devices report no MFU rather than a wrong one.
@@ -176,21 +175,17 @@ def main(argv: list[str]) -> None:
 
     # --- data ------------------------------------------------------------------------------------------------
     source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-    val_windows = validation_batches(source, config.val_docs, config.seq_len, config.micro_batch_size)
-    val_windows = val_windows[: config.val_batches]
+    held_out = validation_tokens(source, config.val_docs)
+    val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
     if config.token_shards:
         # The first val_docs documents open shard 0 (shards keep the source's order): start training after them.
-        encoding = gpt2_encoding()
-        held_out = sum(
-            len(ids) + 1 for ids in encoding.encode_ordinary_batch(validation_documents(source, config.val_docs))
-        )
         train_data = TokenShardBatches(
             config.token_shards,
             config.micro_batch_size,
             config.seq_len,
             accelerator.process_index,
             accelerator.num_processes,
-            start_token=held_out,
+            start_token=len(held_out),
         )
     else:
         train_data = PackedBatches(
@@ -219,8 +214,6 @@ def main(argv: list[str]) -> None:
         train_data.load_state_dict(data_state)
         start_step, history = trainer_state["step"], trainer_state["history"]
         say(f"resumed from {checkpoint} at step {start_step}")
-    elif config.resume and config.resume != "auto":
-        raise FileNotFoundError(f"checkpoint {config.resume} not found")
 
     # SIGTERM (schedulers, spot instances) and Ctrl-C: finish the step, checkpoint, stop.
     stop_requested = {"signal": None}

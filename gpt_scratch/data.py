@@ -406,19 +406,23 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._pending_state = state if state.get("documents") is not None else None
 
 
+def validation_tokens(source: TextSource, num_docs: int) -> torch.Tensor:
+    """The validation documents' tokens, ``<|endoftext|>`` before each, as training packs them."""
+    with ThreadPoolExecutor(4) as pool:
+        tokens = tokenize_documents(gpt2_encoding(), validation_documents(source, num_docs), pool)
+    return torch.from_numpy(tokens.astype(np.int64))
+
+
+def token_windows(tokens: torch.Tensor, seq_len: int, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive (B', T + 1) windows of ``tokens`` (each sharing one token with the next), in batches."""
+    if len(tokens) < seq_len + 1:
+        raise ValueError(f"{len(tokens)} validation tokens are fewer than seq_len + 1 ({seq_len + 1})")
+    return list(tokens.unfold(0, seq_len + 1, seq_len).split(batch_size))
+
+
 def validation_batches(source: TextSource, num_docs: int, seq_len: int, batch_size: int) -> list[torch.Tensor]:
     """The validation set as (B', T + 1) token windows, identical on every run and process count."""
-    encoding = gpt2_encoding()
-    tokens: list[int] = []
-    for ids in encoding.encode_ordinary_batch(validation_documents(source, num_docs)):
-        tokens += [encoding.eot_token, *ids]
-    n_windows = (len(tokens) - 1) // seq_len
-    if n_windows == 0:
-        raise ValueError(f"{num_docs} validation documents give fewer than seq_len + 1 ({seq_len + 1}) tokens")
-    windows = torch.tensor(tokens[: n_windows * seq_len + 1])
-    starts = torch.arange(n_windows) * seq_len
-    stacked = torch.stack([windows[s : s + seq_len + 1] for s in starts.tolist()])
-    return list(stacked.split(batch_size))
+    return token_windows(validation_tokens(source, num_docs), seq_len, batch_size)
 
 
 # --------------------------------------------------------------------------------------------------------------------
