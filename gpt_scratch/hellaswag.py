@@ -136,7 +136,8 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int
     return [(context_ids[c], w[len(context_ids[c]) :]) for c, w in zip(contexts, whole_ids)]
 
 
-def _max_length(model) -> int:
+def model_max_length(model) -> int:
+    """The longest input the model takes, read from its config as lm-eval reads it (else 2048)."""
     config = model.config
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):
         if getattr(config, name, None):
@@ -149,7 +150,7 @@ def continuation_logliks(
     model, requests: list[tuple[list[int], list[int]]], batch_size: int, progress: bool = False
 ) -> list[tuple[float, int]]:
     """(summed log-likelihood, token count) of each continuation given its context, batched and length-sorted."""
-    max_length = _max_length(model)
+    max_length = model_max_length(model)
     device = next(model.parameters()).device
     sequences = []
     for context_ids, continuation_ids in requests:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import DocumentStream, TextSource, tokenize_documents
+from .hellaswag import model_max_length
 from .tokenizer import gpt2_encoding
 
 
@@ -45,8 +46,7 @@ def evaluate_perplexity(
     predicted by one forward pass over the ``seq_len`` tokens that end just before its last target, so the earliest
     target of a chunk sees ``seq_len - stride`` tokens of context (at least; all of them at the start of the text).
     """
-    config = model.config
-    seq_len = seq_len or getattr(config, "n_positions", None) or config.max_position_embeddings
+    seq_len = seq_len or model_max_length(model)
     stride = stride or seq_len
     if not 0 < stride <= seq_len:
         raise ValueError(f"stride ({stride}) must be in 1..seq_len ({seq_len})")
