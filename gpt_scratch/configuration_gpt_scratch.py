@@ -39,6 +39,12 @@ class GPTScratchConfig(PretrainedConfig):
     Field names and defaults are GPT-2's (124M); ``attribute_map`` exposes them under the names the rest of
     transformers reads (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``max_position_embeddings``).
     Use ``GPTScratchConfig.from_preset("gpt2-medium", ...)`` for the other published sizes or the tiny ``debug`` one.
+
+    ``padded_vocab_size`` (as litgpt's field; nanoGPT pads to 50304, Megatron has ``make_vocab_size_divisible_by``)
+    gives the embedding and the LM head that many rows instead of ``vocab_size``. Matmuls over a vocabulary that is a
+    multiple of 64 or 128 run on faster GPU kernels (GPT-2's 50257 is odd). The extra ids do not exist for anyone else:
+    the tokenizer is unchanged, the model returns logits for the ``vocab_size`` real ids only, so padded ids are never
+    generated or scored, and GPT-2 export drops the extra rows.
     """
 
     model_type: ClassVar[str] = "gpt_scratch"
@@ -50,28 +56,54 @@ class GPTScratchConfig(PretrainedConfig):
         "max_position_embeddings": "n_positions",
     }
 
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_embd: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    n_inner: int | None = None  # None means 4 * n_embd, as in GPT-2
-    activation_function: str = "gelu_new"
-    resid_pdrop: float = 0.1
-    embd_pdrop: float = 0.1
-    attn_pdrop: float = 0.1
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
-    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; False drops them (not exportable to GPT-2)
-    use_cache: bool = True
-    tie_word_embeddings: bool = True
-    bos_token_id: int | None = 50256
-    eos_token_id: int | None = 50256
-    pad_token_id: int | None = 50256  # GPT-2 has no pad token; reusing <|endoftext|> keeps generate() quiet
-
-    def __post_init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        n_positions: int = 1024,
+        n_embd: int = 768,
+        n_layer: int = 12,
+        n_head: int = 12,
+        n_inner: int | None = None,  # None means 4 * n_embd, as in GPT-2
+        activation_function: str = "gelu_new",
+        resid_pdrop: float = 0.1,
+        embd_pdrop: float = 0.1,
+        attn_pdrop: float = 0.1,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        bias: bool = True,  # GPT-2 has biases in every Linear and LayerNorm; False drops them (not exportable to GPT-2)
+        padded_vocab_size: int | None = None,
+        use_cache: bool = True,
+        tie_word_embeddings: bool = True,
+        bos_token_id: int | None = 50256,
+        eos_token_id: int | None = 50256,
+        pad_token_id: int | None = 50256,  # GPT-2 has no pad token; reusing <|endoftext|> keeps generate() quiet
+        **kwargs: Any,
+    ) -> None:
+        # A plain __init__ rather than transformers 5's dataclass fields: this file travels with saved models and must
+        # load under transformers 4.x too.
+        self.vocab_size = vocab_size
+        self.n_positions = n_positions
+        self.n_embd = n_embd
+        self.n_layer = n_layer
+        self.n_head = n_head
+        self.n_inner = n_inner
+        self.activation_function = activation_function
+        self.resid_pdrop = resid_pdrop
+        self.embd_pdrop = embd_pdrop
+        self.attn_pdrop = attn_pdrop
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.bias = bias
+        self.padded_vocab_size = padded_vocab_size
+        self.use_cache = use_cache
         self._validate()
-        super().__post_init__(**kwargs)
+        super().__init__(
+            tie_word_embeddings=tie_word_embeddings,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **kwargs,
+        )
 
     def _validate(self) -> None:
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
@@ -94,10 +126,22 @@ class GPTScratchConfig(PretrainedConfig):
                 f"activation_function ({self.activation_function!r}) is not supported; "
                 f"use one of {', '.join(SUPPORTED_ACTIVATIONS)}"
             )
+        if self.padded_vocab_size is not None and (
+            not isinstance(self.padded_vocab_size, int) or self.padded_vocab_size < self.vocab_size
+        ):
+            raise ValueError(
+                f"padded_vocab_size ({self.padded_vocab_size!r}) must be an integer >= vocab_size ({self.vocab_size}), "
+                "e.g. 50304 (the next multiple of 128) for GPT-2's 50257; or None for no padding"
+            )
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"layer_norm_epsilon ({self.layer_norm_epsilon}) must be positive, e.g. 1e-5")
         if self.initializer_range <= 0:
             raise ValueError(f"initializer_range ({self.initializer_range}) must be positive, e.g. 0.02")
+
+    @property
+    def embedding_rows(self) -> int:
+        """Rows of the token embedding and the LM head: the vocabulary, padded when ``padded_vocab_size`` is set."""
+        return self.padded_vocab_size if self.padded_vocab_size is not None else self.vocab_size
 
     @property
     def inner_size(self) -> int:

@@ -3,25 +3,37 @@
 Parameter names are GPT-2's (``transformer.h.0.attn.c_attn.weight`` ...), but every projection is an ``nn.Linear``
 (GPT-2's checkpoints use a transposed ``Conv1D``; ``state_dict_from_gpt2`` below transposes once, at import).
 This file travels to the Hub beside the config (``register_for_auto_class``), so it imports only torch, transformers
-and its config.
+and its config, and it keeps to what transformers 4.57 through 5.x all provide (vLLM and older installs load it too).
+The forward has no data-dependent Python branches, so ``torch.compile(fullgraph=True)`` traces it as one graph.
 """
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2LMHeadModel
-from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import logging
 
 from .configuration_gpt_scratch import GPTScratchConfig
+
+try:  # transformers >= 5: init functions that from_pretrained knows not to re-apply over loaded weights
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x
+    from torch.nn import init
+
+logger = logging.get_logger(__name__)
+
+# transformers 5.24 renamed the cache from `past_key_values` to `cache` (in forward arguments and output fields);
+# whichever this installation uses is the name our outputs carry, so its generate() finds the cache.
+CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # GPT-2's "gelu_new" is GELU with the tanh approximation; PyTorch computes it in one fused kernel.
@@ -31,6 +43,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "silu": F.silu,
 }
+# Attention implementations that take the 4-D boolean mask built here; others (flash attention, vLLM's, a user's
+# registered function) get the 2-D padding mask as transformers gives it and the position ids.
+MASKED_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 def eager_attention_forward(
@@ -46,7 +61,7 @@ def eager_attention_forward(
     """Attention spelled out: softmax(q k^T * scaling + mask) v. Returns (B, T, nh, hs) and the weights."""
     attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, nh, T, S)
     if attention_mask is not None:
-        # The mask is additive (0 where allowed, a large negative number where not) or boolean (True where allowed).
+        # The mask is boolean (True where allowed) or additive (0 where allowed, a large negative number where not).
         if attention_mask.dtype == torch.bool:
             attn_weights = attn_weights.masked_fill(~attention_mask, torch.finfo(attn_weights.dtype).min)
         else:
@@ -67,17 +82,27 @@ class GPTScratchAttention(nn.Module):
         self.n_head = config.n_head
         self.head_dim = config.n_embd // config.n_head
         self.scaling = self.head_dim**-0.5
-        self.is_causal = True  # read by transformers' sdpa/flash attention functions
+        # Read by transformers' sdpa/flash functions: with no mask given, SDPA runs its fused causal kernels.
+        self.is_causal = True
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True  # read by _init_weights
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def attention_function(self, output_attentions: bool) -> Callable:
+        """The configured attention implementation; eager when attention weights are asked for (only it has them)."""
+        if output_attentions or self.config._attn_implementation == "eager":
+            return eager_attention_forward
+        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers >= 5
+            return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
 
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        output_attentions: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, seq_len, width = hidden_states.shape
@@ -86,10 +111,7 @@ class GPTScratchAttention(nn.Module):
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)  # (B, nh, past + T, hs)
 
-        attention_function = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, attn_weights = attention_function(
+        attn_output, attn_weights = self.attention_function(output_attentions)(
             self,
             query,
             key,
@@ -149,7 +171,6 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["GPTScratchBlock"]
     _supports_sdpa = True
     _supports_flash_attn = True
-    _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
 
@@ -184,6 +205,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
 
 # GPT-2 checkpoints store these projections as Conv1D, weight (in, out); here they are nn.Linear, weight (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_VOCABULARY_ROWS = ("transformer.wte.weight", "lm_head.weight")
 
 
 def state_dict_from_gpt2(gpt2_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -198,15 +220,32 @@ def state_dict_from_gpt2(gpt2_state_dict: dict[str, torch.Tensor]) -> dict[str, 
     return converted
 
 
-def state_dict_to_gpt2(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A GPT2LMHeadModel state dict from ours (the inverse of state_dict_from_gpt2)."""
-    return {k: t.t().contiguous() if k.endswith(_CONV1D_SUFFIXES) else t for k, t in state_dict.items()}
+def state_dict_to_gpt2(state_dict: dict[str, torch.Tensor], vocab_size: int | None = None) -> dict[str, torch.Tensor]:
+    """A GPT2LMHeadModel state dict from ours (the inverse of state_dict_from_gpt2).
+
+    ``vocab_size`` drops the rows a padded vocabulary adds to the embedding and the head: GPT-2 has none.
+    """
+    converted = {}
+    for key, tensor in state_dict.items():
+        if key.endswith(_CONV1D_SUFFIXES):
+            tensor = tensor.t().contiguous()
+        elif key in _VOCABULARY_ROWS and vocab_size is not None:
+            tensor = tensor[:vocab_size]
+        converted[key] = tensor
+    return converted
 
 
 def _resolve_cache_argument(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
-    """transformers 5.x passes the cache as ``cache=``; older callers (lm-eval, user code) use ``past_key_values=``."""
+    """The KV cache, passed as ``cache`` (transformers >= 5.24) or ``past_key_values`` (older versions, lm-eval)."""
     if cache is not None and past_key_values is not None:
         raise ValueError("pass the KV cache as either `cache` or `past_key_values`, not both")
+    if past_key_values is not None and CACHE_FIELD == "cache" and not torch.compiler.is_compiling():
+        # As transformers' own models warn since the rename; older transformers know only this name, so stay quiet.
+        warnings.warn(
+            "`past_key_values` is deprecated and will be removed in version 5.40.0 for `forward`. Use `cache` instead.",
+            FutureWarning,
+            stacklevel=3,
+        )
     cache = cache if cache is not None else past_key_values
     if cache is not None and not isinstance(cache, Cache):
         raise ValueError(
@@ -216,12 +255,54 @@ def _resolve_cache_argument(cache: Cache | None, past_key_values: Cache | None) 
     return cache
 
 
+def _key_length(cache: Cache | None, past_length: int | torch.Tensor, seq_len: int) -> int | torch.Tensor:
+    """How many key slots attention sees: the cached and new tokens, or the whole buffer of a static cache."""
+    if cache is not None and cache.is_compileable:  # StaticCache: fixed buffers, unfilled slots masked as future
+        return cache.layers[0].max_cache_len
+    return past_length + seq_len
+
+
+def causal_attention_mask(
+    padding_mask: torch.Tensor | None,
+    sequence_ids: torch.Tensor | None,
+    past_length: int | torch.Tensor,
+    seq_len: int,
+    key_length: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """(B or 1, 1, T, S) boolean mask, True where query t may attend to key slot s.
+
+    A query at cache slot past + t sees slots up to its own (causal); ``padding_mask`` (B, <= S), 1 for real tokens,
+    hides padding; ``sequence_ids`` (B, T) keep packed sequences apart (a key is seen only from its own sequence).
+    """
+    query_slots = torch.arange(seq_len, device=device) + past_length  # (T,)
+    key_slots = torch.arange(key_length, device=device)  # (S,)
+    mask = (key_slots[None, :] <= query_slots[:, None])[None, None]  # (1, 1, T, S)
+    if padding_mask is not None:
+        # A static cache's buffer is longer than the mask generate() keeps; slots past it are future anyway.
+        padding_mask = F.pad(padding_mask.bool(), (0, max(key_length - padding_mask.shape[-1], 0)))[:, :key_length]
+        mask = mask & padding_mask[:, None, None, :]
+    if sequence_ids is not None:
+        mask = mask & (sequence_ids[:, None, :, None] == sequence_ids[:, None, None, :])
+    return mask
+
+
+def packed_sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) index of the sequence each token belongs to, where positions restart (padding-free packing).
+
+    ``[[0, 1, 2, 0, 1, 0]]`` (three sequences in one row, as DataCollatorWithFlattening packs them) gives
+    ``[[0, 0, 0, 1, 1, 2]]``: a new sequence starts wherever the position does not follow the previous one.
+    """
+    steps = torch.diff(position_ids, prepend=position_ids[:, :1] - 1, dim=-1)
+    return (steps != 1).cumsum(-1)
+
+
 class GPTScratchModel(GPTScratchPreTrainedModel):
     """The GPT body: token + position embeddings, ``n_layer`` blocks, final LayerNorm. What ``AutoModel`` returns."""
 
     def __init__(self, config: GPTScratchConfig) -> None:
         super().__init__(config)
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wte = nn.Embedding(config.embedding_rows, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([GPTScratchBlock(config, layer_idx=i) for i in range(config.n_layer)])
@@ -249,6 +330,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
+        """``position_ids`` that restart within a row (``[0, 1, 2, 0, 1]``) mark packed sequences: without a cache
+        or padding mask, each attends only within itself, and the position limit applies to positions, not rows.
+        """
         cache = _resolve_cache_argument(cache, past_key_values)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
@@ -256,46 +340,57 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs the eager attention implementation (this model uses "
-                f"{self.config._attn_implementation!r}, which does not return attention weights); "
-                "load it with attn_implementation='eager'"
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            logger.warning_once(
+                f"output_attentions=True: {implementation!r} attention returns no attention weights, so this call "
+                "computes attention eagerly; load the model with attn_implementation='eager' to do so always"
             )
+            implementation = "eager"
 
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.wte(input_ids)  # (B, T, C)
-        batch, seq_len = inputs_embeds.shape[:2]
-
+        seq_len = inputs_embeds.shape[1]
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        past_len = cache.get_seq_length() if cache is not None else 0
-        if past_len + seq_len > self.config.n_positions:
-            raise ValueError(
-                f"sequence length {past_len + seq_len} (cached {past_len} + new {seq_len}) exceeds n_positions "
-                f"({self.config.n_positions}), the longest sequence this model has position embeddings for; "
-                "truncate the input (e.g. tokenizer(..., truncation=True, max_length=n_positions)) or lower max_length"
-            )
+        past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a StaticCache
+        padding_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
+        packed = position_ids is not None and cache is None and attention_mask is None
 
         if position_ids is None:
-            if attention_mask is not None and attention_mask.ndim == 2:
+            if padding_mask is not None:
                 # Left padding shifts where each row starts: count only real tokens, so every row's first real token
                 # sits at position 0, exactly as if it had been run alone.
-                position_ids = attention_mask.long().cumsum(-1) - 1
-                position_ids = position_ids.masked_fill(attention_mask == 0, 0)[:, -seq_len:]
+                position_ids = padding_mask.long().cumsum(-1) - 1
+                position_ids = position_ids.masked_fill(padding_mask == 0, 0)[:, -seq_len:]
             else:
-                position_ids = torch.arange(past_len, past_len + seq_len, device=inputs_embeds.device).unsqueeze(0)
+                position_ids = (torch.arange(seq_len, device=inputs_embeds.device) + past_length).unsqueeze(0)
+            self._check_positions(position_ids, highest=past_length + seq_len - 1)
+        else:
+            self._check_positions(position_ids)
 
         hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-        )
+        if implementation not in MASKED_IMPLEMENTATIONS:
+            mask = attention_mask  # flash attention and external backends take the 2-D mask (and position_ids)
+        elif attention_mask is not None and attention_mask.ndim == 4:
+            mask = attention_mask  # prepared by the caller
+        elif (
+            implementation == "sdpa"
+            and padding_mask is None
+            and not packed
+            and (cache is None or (not cache.is_compileable and (past_length == 0 or seq_len == 1)))
+        ):
+            # Plain causal attention: no mask at all, so SDPA runs is_causal=True on its fused (flash) kernels. A
+            # single new token over a growing cache may see every key, which is also what no mask means.
+            mask = None
+        else:
+            key_length = _key_length(cache, past_length, seq_len)
+            sequence_ids = packed_sequence_ids(position_ids) if packed else None
+            mask = causal_attention_mask(
+                padding_mask, sequence_ids, past_length, seq_len, key_length, inputs_embeds.device
+            )
 
         all_hidden_states = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -303,7 +398,12 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             hidden_states, attn_weights = block(
-                hidden_states, attention_mask=causal_mask, cache=cache, position_ids=position_ids, **kwargs
+                hidden_states,
+                attention_mask=mask,
+                cache=cache,
+                position_ids=position_ids,
+                output_attentions=output_attentions,
+                **kwargs,
             )
             if output_attentions:
                 all_attentions += (attn_weights,)
@@ -315,8 +415,28 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (hidden_states, cache, all_hidden_states, all_attentions) if v is not None)
         return BaseModelOutputWithPast(
-            last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states, attentions=all_attentions
+            last_hidden_state=hidden_states,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+            **{CACHE_FIELD: cache},
         )
+
+    def _check_positions(self, position_ids: torch.Tensor, highest: int | torch.Tensor | None = None) -> None:
+        """A clear error for positions past the embedding table (torch would fail deep inside the embedding lookup).
+
+        Skipped under torch.compile: reading the positions' values would break the graph.
+        """
+        if torch.compiler.is_compiling():
+            return
+        if highest is None or isinstance(highest, torch.Tensor):
+            highest = int(position_ids.max()) if position_ids.numel() else 0
+        if highest >= self.config.n_positions:
+            raise ValueError(
+                f"the input needs position {highest}, which exceeds n_positions ({self.config.n_positions}): the model "
+                f"has position embeddings for positions 0..{self.config.n_positions - 1} (cached and new tokens "
+                "count together; packed sequences count separately); "
+                "truncate the input (e.g. tokenizer(..., truncation=True, max_length=n_positions)) or lower max_length"
+            )
 
 
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
@@ -327,7 +447,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def __init__(self, config: GPTScratchConfig) -> None:
         super().__init__(config)
         self.transformer = GPTScratchModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.embedding_rows, bias=False)
+        self.loss_type = "ForCausalLM"  # transformers' standard causal-LM loss, read by self.loss_function
         self.post_init()
 
     @classmethod
@@ -344,7 +465,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def to_gpt2(self) -> GPT2LMHeadModel:
         """The same weights as a transformers GPT2LMHeadModel (for every tool that knows GPT-2)."""
         gpt2 = GPT2LMHeadModel(self.config.to_gpt2_config())
-        gpt2.load_state_dict(state_dict_to_gpt2(self.state_dict()), strict=True)
+        gpt2.load_state_dict(state_dict_to_gpt2(self.state_dict(), self.config.vocab_size), strict=True)
         return gpt2.to(self.dtype).eval()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -353,31 +474,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.transformer.wte = new_embeddings
 
-    def _project_to_vocab(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """The LM head; at inference, written into row-aligned memory (see _row_aligned_empty), a quarter faster."""
-        head = self.lm_head
-        plain = type(head) is nn.Linear and head.bias is None and hidden_states.dtype == head.weight.dtype
-        if not plain or torch.is_grad_enabled() or torch.is_autocast_enabled(hidden_states.device.type):
-            return head(hidden_states)  # autograd and autocast need the ordinary op
-        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
-        out = _row_aligned_empty(flat.shape[0], head.out_features, flat.dtype, flat.device)
-        return torch.mm(flat, head.weight.t(), out=out).view(*hidden_states.shape[:-1], -1)
-
-    def _logits_and_loss(self, hidden_states: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, vocab) logits and the summed cross-entropy against ``targets`` (B, T), -100 ignored."""
-        batch, seq_len, width = hidden_states.shape
-        head = self.lm_head
-        if type(head) is not nn.Linear or head.bias is not None:
-            # The head was replaced (e.g. by an adapter): call it as it is and use the standard loss.
-            logits = head(hidden_states)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
-            return logits, loss
-        weight, hidden = head.weight, hidden_states.reshape(batch * seq_len, width)
-        if torch.is_autocast_enabled(hidden.device.type):  # a custom Function is not autocast by itself
-            dtype = torch.get_autocast_dtype(hidden.device.type)
-            weight, hidden = weight.to(dtype), hidden.to(dtype)
-        logits, loss = _LMHeadCrossEntropy.apply(hidden, weight, targets.flatten())
-        return logits.view(batch, seq_len, -1), loss
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head  # transformers 4.x ties the head to the embedding through this
 
     def forward(
         self,
@@ -397,10 +495,10 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """``labels`` are the input ids themselves (the shift happens here); positions labelled -100 are ignored.
-        ``shift_labels`` (transformers' name) are targets already aligned with the positions: position t is scored
-        against ``shift_labels[:, t]``, so a (T + 1)-token window trains on all T of its predictions; when given,
-        they take precedence over ``labels``, as in transformers' own loss functions.
+        """``labels`` are the input ids themselves (the shift happens in the loss); positions labelled -100 are
+        ignored. ``shift_labels`` (transformers' name) are targets already aligned with the positions: position t is
+        scored against ``shift_labels[:, t]``, so a (T + 1)-token window trains on all T of its predictions; when
+        given, they take precedence over ``labels``, as in transformers' own loss functions.
 
         ``logits_to_keep=n`` computes logits for the last n positions only (generation needs just the last one).
         ``num_items_in_batch`` (passed by ``Trainer`` under gradient accumulation) turns the mean into a sum over
@@ -411,8 +509,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
-            past_key_values=past_key_values,
+            cache=_resolve_cache_argument(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
@@ -421,108 +518,52 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        if labels is not None or shift_labels is not None:
-            if logits_to_keep != 0:
+        wants_loss = labels is not None or shift_labels is not None
+        if wants_loss:
+            if not (isinstance(logits_to_keep, int) and logits_to_keep == 0):
                 raise ValueError("labels need the logits of every position; do not pass logits_to_keep with labels")
             given = shift_labels if shift_labels is not None else labels
             if given.shape != hidden_states.shape[:2]:
                 raise ValueError(f"labels have shape {tuple(given.shape)}, expected {tuple(hidden_states.shape[:2])}")
-            # As in transformers' loss functions: shift_labels, when given, are the targets; labels ask for a loss.
-            targets = (shift_labels if shift_labels is not None else shift_labels_left(labels)).to(hidden_states.device)
-            logits, loss_sum = self._logits_and_loss(hidden_states, targets)
-            # Mean over predicted tokens or, under gradient accumulation (Trainer passes num_items_in_batch), this
-            # micro-batch's share of the whole batch's mean, so every token weighs the same.
-            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum())
+        elif isinstance(logits_to_keep, int):
+            hidden_states = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
         else:
-            if isinstance(logits_to_keep, int):
-                hidden_states = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
-            else:
-                hidden_states = hidden_states[:, logits_to_keep]
-            logits, loss = self._project_to_vocab(hidden_states), None  # (B, T, vocab)
+            hidden_states = hidden_states[:, logits_to_keep]
 
+        # (B, T, vocab): the padded rows of a padded vocabulary are sliced off, so their ids are never scored or
+        # generated; the slice is a view, and under torch.compile it fuses into the loss.
+        logits = self.lm_head(hidden_states)[..., : self.config.vocab_size]
+        loss = None
+        if wants_loss:
+            # transformers' causal-LM loss (shifts labels, not logits; sums over num_items_in_batch when given), or
+            # whatever loss a user or Trainer set as model.loss_function.
+            loss = self.loss_function(
+                logits,
+                labels,
+                vocab_size=self.config.vocab_size,
+                shift_labels=shift_labels,
+                num_items_in_batch=num_items_in_batch,
+            )
+
+        cache = getattr(outputs, CACHE_FIELD)
         if not return_dict:
-            rest = tuple(v for v in (outputs.cache, outputs.hidden_states, outputs.attentions) if v is not None)
+            rest = tuple(v for v in (cache, outputs.hidden_states, outputs.attentions) if v is not None)
             return ((loss,) if loss is not None else ()) + (logits,) + rest
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{CACHE_FIELD: cache},
         )
-
-
-def _row_aligned_empty(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised (rows, cols) tensor whose rows start on 64-element boundaries (a view into a wider buffer).
-
-    GPT-2's vocabulary (50257) is odd; with rows that long and misaligned, CPU BLAS writes the logits matrix about a
-    third slower (the same reason nanoGPT pads its vocabulary to 50304 on GPU). The pad columns are never read.
-    """
-    padded_cols = -(-cols // 64) * 64
-    return torch.empty(rows, padded_cols, dtype=dtype, device=device)[:, :cols]
-
-
-class _LMHeadCrossEntropy(torch.autograd.Function):
-    """logits = hidden @ weight.T and the summed next-token cross-entropy, with a lean backward.
-
-    Same values and gradients as ``F.linear`` followed by ``F.cross_entropy(reduction="sum")``, but the forward keeps
-    the softmax numerator exp(logits - max) that it computes anyway, and the backward turns it into the gradient
-    softmax - onehot in place: no log-softmax tensor, no zero-filled NLL gradient, no separate log-softmax backward.
-    With GPT-2's 50k vocabulary those (N, V) passes are a large share of a small model's training step.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):
-        # hidden (N, C), weight (V, C), targets (N,) with -100 for ignored positions
-        n_rows, vocab = hidden.shape[0], weight.shape[0]
-        logits = torch.mm(hidden, weight.t(), out=_row_aligned_empty(n_rows, vocab, hidden.dtype, hidden.device))
-        logits32 = logits.float()  # the loss is computed in fp32 even for bf16 logits
-        row_max = logits32.amax(dim=-1, keepdim=True)  # (N, 1)
-        numerator = _row_aligned_empty(n_rows, vocab, torch.float32, hidden.device)
-        torch.sub(logits32, row_max, out=numerator).exp_()  # (N, V)
-        row_sum = numerator.sum(dim=-1, keepdim=True)  # (N, 1)
-        valid = targets != -100
-        safe_targets = targets.masked_fill(~valid, 0)
-        target_logits = logits32.gather(1, safe_targets.unsqueeze(1)).squeeze(1)  # (N,)
-        nll = (row_sum.log().squeeze(1) + row_max.squeeze(1) - target_logits) * valid
-        ctx.numerator = numerator  # kept off save_for_backward: backward reuses its memory for the gradient
-        ctx.save_for_backward(hidden, weight, safe_targets, valid, row_sum)
-        ctx.set_materialize_grads(False)
-        return logits, nll.sum()
-
-    @staticmethod
-    def backward(ctx, grad_logits: torch.Tensor | None, grad_loss: torch.Tensor | None):
-        hidden, weight, targets, valid, row_sum = ctx.saved_tensors
-        grad = None
-        if grad_loss is not None:
-            if ctx.numerator is None:
-                raise RuntimeError("backward through the language-modelling loss can run only once per forward")
-            scale = (grad_loss * valid).unsqueeze(1)  # (N, 1); ignored positions get no gradient
-            grad = ctx.numerator.mul_(scale / row_sum)  # softmax * scale, in place
-            ctx.numerator = None
-            grad[torch.arange(grad.shape[0], device=grad.device), targets] -= scale.squeeze(1)
-        if grad_logits is not None:  # the logits were also used outside the loss
-            grad = grad_logits.float() if grad is None else grad.add_(grad_logits)
-        if grad is None:
-            return None, None, None
-        grad = grad.to(weight.dtype)
-        grad_hidden = grad @ weight if ctx.needs_input_grad[0] else None  # (N, C)
-        grad_weight = grad.t() @ hidden if ctx.needs_input_grad[1] else None  # (V, C)
-        return grad_hidden, grad_weight, None
-
-
-def shift_labels_left(labels: torch.Tensor) -> torch.Tensor:
-    """Targets for next-token prediction: position t is scored against token t+1; the last position against nothing.
-
-    Shifting the labels rather than slicing the logits means the (B, T, vocab) logits are never copied.
-    """
-    return F.pad(labels, (0, 1), value=-100)[:, 1:]
 
 
 __all__ = [
     "GPTScratchPreTrainedModel",
     "GPTScratchModel",
     "GPTScratchForCausalLM",
+    "causal_attention_mask",
+    "packed_sequence_ids",
     "state_dict_from_gpt2",
     "state_dict_to_gpt2",
 ]

@@ -1,5 +1,8 @@
 """Our forward pass equals transformers' GPT2LMHeadModel on the same weights."""
 
+import contextlib
+import logging
+
 import pytest
 import torch
 from transformers import DynamicCache
@@ -57,7 +60,10 @@ def test_cached_incremental_logits_equal_gpt2(attn, cache_kwarg):
 
         out = ours(prefix, attention_mask=mask[:, :-2], use_cache=True)
         assert out.cache.get_seq_length() == prefix.shape[1]
-        actual = ours(step, attention_mask=mask, use_cache=True, **{cache_kwarg: out.cache}).logits
+        # The old name still works, and warns as transformers' own models do since the rename to `cache`.
+        deprecated = pytest.warns(FutureWarning, match="`past_key_values` is deprecated")
+        with deprecated if cache_kwarg == "past_key_values" else contextlib.nullcontext():
+            actual = ours(step, attention_mask=mask, use_cache=True, **{cache_kwarg: out.cache}).logits
         uncached = ours(ids, attention_mask=mask, use_cache=False).logits[:, -2:]
     torch.testing.assert_close(actual, expected)
     torch.testing.assert_close(actual, uncached)
@@ -145,13 +151,22 @@ def test_init_follows_gpt2_scaled_residual_projections():
 
 def test_sequence_longer_than_n_positions_is_a_clear_error(our_model):
     too_long = torch.zeros((1, our_model.config.n_positions + 1), dtype=torch.long)
-    with pytest.raises(ValueError, match=r"sequence length 129 .* exceeds n_positions \(128\)"):
+    with pytest.raises(ValueError, match=r"needs position 128, which exceeds n_positions \(128\)"):
         our_model(too_long)
 
 
-def test_output_attentions_with_sdpa_is_a_clear_error(our_model):
-    with pytest.raises(ValueError, match="attn_implementation='eager'"):
-        our_model(torch.zeros((1, 4), dtype=torch.long), output_attentions=True)
+def test_output_attentions_under_sdpa_warns_and_returns_gpt2_eager_weights(caplog):
+    gpt2 = make_gpt2(seed=8, attn_implementation="eager")
+    ours = ours_from(gpt2, "sdpa")
+    ids = torch.randint(0, 50257, (2, 9))
+    with torch.no_grad(), caplog.at_level(logging.WARNING):
+        expected = gpt2(ids, output_attentions=True)
+        actual = ours(ids, output_attentions=True)
+    assert "returns no attention weights" in caplog.text
+    assert len(actual.attentions) == 2
+    for ours_a, ref_a in zip(actual.attentions, expected.attentions):
+        torch.testing.assert_close(ours_a, ref_a)
+    torch.testing.assert_close(actual.logits, expected.logits)
 
 
 def test_attn_implementation_is_chosen_at_load(tmp_path, our_model):
