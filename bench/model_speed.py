@@ -1,7 +1,9 @@
 """Training-step and generation speed of GPTScratchForCausalLM against transformers' GPT2LMHeadModel.
 
 Both models hold the same weights and see the same inputs, measured alternately in one run, so the ratios are
-meaningful on a noisy shared machine even when the absolute times are not.
+meaningful on a noisy shared machine even when the absolute times are not. Ours runs as the recipes configure it:
+the vocabulary padded to 50304 rows (``padded_vocab_size``; the padded ids are never scored or generated) and, on a
+CPU, the lean cross-entropy train.py uses there (``gpt_scratch.cpu_loss``). ``--plain`` measures neither.
 
     python bench/model_speed.py                      # 4 layers, 256 wide, T=128, batch 8 (CPU default)
     python bench/model_speed.py --n-layer 12 --n-embd 768 --n-head 12 --device cuda --dtype bfloat16
@@ -15,6 +17,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2
 
 
@@ -32,6 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gen-batch-size", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--padded-vocab", type=int, default=50304, help="our padded_vocab_size (0: no padding)")
+    parser.add_argument("--plain", action="store_true", help="no vocabulary padding and no CPU loss for ours")
     return parser.parse_args()
 
 
@@ -48,8 +53,15 @@ def build_models(args: argparse.Namespace) -> tuple[GPT2LMHeadModel, GPTScratchF
     )
     gpt2_config._attn_implementation = "sdpa"  # transformers' fastest built-in attention, as ours uses
     reference = GPT2LMHeadModel(gpt2_config)
-    ours = GPTScratchForCausalLM(GPTScratchConfig.from_gpt2_config(gpt2_config))
-    ours.load_state_dict(state_dict_from_gpt2(reference.state_dict()))
+    padded = None if args.plain or not args.padded_vocab else args.padded_vocab
+    ours = GPTScratchForCausalLM(GPTScratchConfig.from_gpt2_config(gpt2_config, padded_vocab_size=padded))
+    weights = state_dict_from_gpt2(reference.state_dict())
+    with torch.no_grad():
+        for name in ("transformer.wte.weight", "lm_head.weight"):  # the real rows; padded rows keep their init
+            weights[name] = torch.cat([weights[name], ours.state_dict()[name][gpt2_config.vocab_size :]])
+    ours.load_state_dict(weights)
+    if not args.plain:
+        use_lean_cpu_loss(ours, torch.device(args.device), compiled=False)
     return reference.to(args.device), ours.to(args.device)
 
 
@@ -108,7 +120,8 @@ def main() -> None:
     hf_tps, our_tps = statistics.median(gen["hf"]), statistics.median(gen["ours"])
     print(
         f"config: n_layer={args.n_layer} n_embd={args.n_embd} n_head={args.n_head} T={args.seq_len} "
-        f"batch={args.batch_size} device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}"
+        f"batch={args.batch_size} device={args.device} dtype={args.dtype} threads={torch.get_num_threads()} "
+        f"ours: padded_vocab_size={ours.config.padded_vocab_size} loss={getattr(ours.loss_function, '__name__', '?')}"
     )
     print(
         f"train step  HF GPT-2 {hf_step * 1e3:8.1f} ms | ours {our_step * 1e3:8.1f} ms | "

@@ -330,8 +330,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
-        """``position_ids`` that restart within a row (``[0, 1, 2, 0, 1]``) mark packed sequences: without a cache
-        or padding mask, each attends only within itself, and the position limit applies to positions, not rows.
+        """``position_ids`` that restart within a row (``[0, 1, 2, 0, 1]``) mark packed sequences: with nothing
+        cached and no padding mask, each attends only within itself, and the position limit applies to positions,
+        not to the row length.
         """
         cache = _resolve_cache_argument(cache, past_key_values)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
@@ -357,7 +358,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             cache = DynamicCache(config=self.config)
         past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a StaticCache
         padding_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
-        packed = position_ids is not None and cache is None and attention_mask is None
+        # Restarting positions mark packed sequences in a prompt or a training row; not once a cache holds a past.
+        fresh = cache is None or (not cache.is_compileable and past_length == 0)
+        packed = position_ids is not None and attention_mask is None and fresh
 
         if position_ids is None:
             if padding_mask is not None:
@@ -541,7 +544,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
                 logits,
                 labels,
                 vocab_size=self.config.vocab_size,
-                shift_labels=shift_labels,
+                shift_labels=shift_labels.contiguous() if shift_labels is not None else None,  # it views them flat
                 num_items_in_batch=num_items_in_batch,
             )
 

@@ -27,6 +27,7 @@ class TrainConfig:
     n_layer: int | None = None
     n_head: int | None = None
     n_embd: int | None = None
+    padded_vocab_size: int | None = None  # e.g. 50304: embedding/head rows a multiple of 128, faster matmuls
     dropout: float = 0.0
     # --- data (see gpt_scratch.data) ---
     data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
@@ -113,7 +114,8 @@ class TrainConfig:
         """The GPTScratchConfig this run trains: the preset, its overrides and the dropout."""
         from .configuration_gpt_scratch import GPTScratchConfig
 
-        overrides = {k: getattr(self, k) for k in ("n_layer", "n_head", "n_embd") if getattr(self, k) is not None}
+        shape = ("n_layer", "n_head", "n_embd", "padded_vocab_size")
+        overrides = {k: getattr(self, k) for k in shape if getattr(self, k) is not None}
         dropout = {"resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout}
         config = GPTScratchConfig.from_preset(self.model, **overrides, **dropout)
         if self.seq_len > config.n_positions:
