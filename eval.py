@@ -5,6 +5,9 @@
     python eval.py perplexity --model DIR --data python-stdlib [--max-tokens N] [--stride S]
     python eval.py lm-eval-task --data data/hellaswag_sample.jsonl --out tasks/     # for lm_eval --include_path
 
+--device picks the device (default: cuda when there is one) and --dtype (or --torch_dtype) the weights' dtype
+(default auto: bfloat16 on a GPU, float32 on a CPU).
+
 Results are printed and, with --output, saved by `evaluate.save` (which records versions and the time).
 """
 
@@ -14,10 +17,20 @@ import json
 import torch
 
 
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto``: bfloat16 on a GPU that has it (as models are trained there), float32 elsewhere."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    on_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if on_gpu else torch.float32
+
+
 def load_model(name_or_path: str, device: str, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
+    )
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
     return model.to(device).eval(), tokenizer
 
@@ -49,8 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     task.add_argument("--out", required=True)
 
     for sub in (hellaswag, perplexity):
-        sub.add_argument("--device", default=default_device)
-        sub.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+        sub.add_argument("--device", default=default_device, help=f"cpu, cuda, cuda:1... (default: {default_device})")
+        sub.add_argument(
+            "--dtype",
+            "--torch_dtype",
+            default="auto",
+            choices=["auto", "float32", "bfloat16", "float16"],
+            help="weights' dtype; auto: bfloat16 on a GPU, float32 on a CPU",
+        )
         sub.add_argument("--output", default=None, help="save results here with evaluate.save (file or folder)")
     args = parser.parse_args(argv)
 

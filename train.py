@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
 from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.plots import plot_training_curves
@@ -204,7 +205,11 @@ def main(argv: list[str]) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw_model = accelerator.unwrap_model(model)
-    forward = torch.compile(model) if config.compile else model  # compiled for training; eval uses the plain one
+    # The model traces as one graph (tests/test_compile.py); under DDP, Accelerate's wrapper splits it at gradient
+    # buckets, by design. Evaluation and sampling call the plain model.
+    forward = torch.compile(model) if config.compile else model
+    if use_lean_cpu_loss(raw_model, accelerator.device, config.compile):
+        say("CPU: lean cross-entropy (gpt_scratch.cpu_loss), same values and gradients as the standard loss")
 
     # --- resume ----------------------------------------------------------------------------------------------
     start_step, history = 0, {"train_loss": [], "val_loss": [], "hellaswag": []}
@@ -291,6 +296,11 @@ def main(argv: list[str]) -> None:
                 f"step {done:>6}/{config.max_steps} | loss {train_loss:.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
                 f"grad norm {norm:.3f} | {tokens_per_s:,.0f} tok/s"
                 + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "")
+                + (
+                    f" | peak mem {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+                    if torch.cuda.is_available()
+                    else ""
+                )
                 + f" | ETA {eta / 60:.1f} min"
             )
             if accelerator.is_local_main_process:

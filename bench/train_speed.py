@@ -2,10 +2,12 @@
 
 Both models start from the same weights and run the very same `train_step` (Accelerate, AdamW, clipping) on the
 same batches, alternating in one run, so the ratio holds on a noisy machine. Target on CPU: >= 1.2.
-On a GPU, `--preset gpt2 --seq-len 1024 --micro-batch 16 --bf16 --compile` measures the 124M recipe and MFU.
+Ours is configured as the recipes train it: the vocabulary padded to 50304 rows, and on a CPU without --compile the
+lean cross-entropy train.py uses there. On a GPU, `--preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile`
+measures the 124M recipe: tokens/s, MFU and peak memory of each model, both compiled.
 
     python bench/train_speed.py                       # 4 layers, 256 wide, T=128, micro-batch 8 (CPU)
-    python bench/train_speed.py --preset gpt2 --seq-len 1024 --micro-batch 16 --bf16 --compile --only ours
+    python bench/train_speed.py --preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile
 """
 
 import argparse
@@ -20,6 +22,7 @@ from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
+from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
 from train import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
@@ -48,20 +51,27 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--only", choices=["ours", "hf"], default=None)
+    parser.add_argument("--padded-vocab", type=int, default=50304, help="our padded_vocab_size (0: none)")
     args = parser.parse_args()
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if args.bf16 else "no")
     torch.backends.cuda.matmul.allow_tf32 = True
     shape = {"n_layer": 4, "n_head": 4, "n_embd": 256} if args.preset is None else {}
     config = GPTScratchConfig.from_preset(
-        args.preset or "gpt2", **shape, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+        args.preset or "gpt2",
+        **shape,
+        padded_vocab_size=args.padded_vocab or None,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     torch.manual_seed(0)
     ours = GPTScratchForCausalLM(config)
     reference_config = config.to_gpt2_config()
     reference_config._attn_implementation = "sdpa"
     reference = GPT2LMHeadModel(reference_config)
-    reference.load_state_dict(state_dict_to_gpt2(ours.state_dict()), strict=False)
+    reference.load_state_dict(state_dict_to_gpt2(ours.state_dict(), config.vocab_size), strict=False)
+    use_lean_cpu_loss(ours, accelerator.device, args.compile)  # as train.py does
     reference.tie_weights()
 
     generator = torch.Generator().manual_seed(1)
@@ -79,8 +89,12 @@ def main() -> None:
         forward = torch.compile(model) if args.compile else model
         runners[name] = (forward, model, optimizer, scheduler)
 
+    peak_memory = {}
+
     def timed(name: str, steps: int) -> float:
         forward, model, optimizer, scheduler = runners[name]
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         data = FixedBatches(batches)
         start = time.perf_counter()
         for _ in range(steps):
@@ -88,6 +102,7 @@ def main() -> None:
         loss.item()  # wait for the device
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+            peak_memory[name] = max(peak_memory.get(name, 0), torch.cuda.max_memory_allocated())
         return args.micro_batch * args.seq_len * args.accumulation * steps / (time.perf_counter() - start)
 
     for name in runners:
@@ -105,7 +120,8 @@ def main() -> None:
     for name in runners:
         rate = statistics.median(rates[name])
         mfu = f" | MFU {100 * flops_per_token(ours, args.seq_len) * rate / peak:.1f}%" if peak else ""
-        print(f"{'HF GPT-2' if name == 'hf' else 'ours':9s} {rate:12,.0f} tokens/s{mfu}")
+        memory = f" | peak memory {peak_memory[name] / 2**30:.1f} GiB" if name in peak_memory else ""
+        print(f"{'HF GPT-2' if name == 'hf' else 'ours':9s} {rate:12,.0f} tokens/s{mfu}{memory}")
     if len(runners) == 2:
         ratio = statistics.median(rates["ours"]) / statistics.median(rates["hf"])
         print(f"ratio ours/HF {ratio:.3f}x")

@@ -185,11 +185,15 @@ def continuation_logliks(
         if keeps_logits:
             kwargs["logits_to_keep"] = keep
         logits = model(input_ids=inputs.to(device), **kwargs).logits[:, -keep:]  # (B, keep, vocab)
+        sums = []
         for row, index in enumerate(chunk):
             continuation = sequences[index][1]
             span = logits[row, keep - len(continuation) :].float().log_softmax(-1)  # (len(cont), vocab)
             targets = torch.tensor(continuation, device=span.device).unsqueeze(1)
-            results[index] = (span.gather(1, targets).sum().item(), len(continuation))
+            sums.append(span.gather(1, targets).sum())
+        # One device-to-host copy per batch: on a GPU, a copy per row would wait on the device B times.
+        for index, total in zip(chunk, torch.stack(sums).tolist()):
+            results[index] = (total, len(sequences[index][1]))
     model.train(was_training)
     return results
 
