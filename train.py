@@ -161,7 +161,7 @@ def main(argv: list[str]) -> None:
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
     if config.report_to != "none":
-        accelerator.init_trackers(run_dir.name, config=config.to_dict())
+        accelerator.init_trackers(run_dir.name, config=config.hyperparameters())
     say = accelerator.print
 
     # --- model -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_model_dir, write_model_card
+from .saving import save_gpt2_tokenizer, save_model_dir, write_model_card
 from .tokenizer import gpt2_tokenizer
 
 
@@ -48,18 +48,11 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     gpt2 = model.to_gpt2()
     out_dir = Path(out_dir)
     gpt2.save_pretrained(out_dir)
-    tokenizer = gpt2_tokenizer(model.config.n_positions)
-    tokenizer.save_pretrained(out_dir)
-    # Name GPT-2's own tokenizer class, which every transformers version (4.x included, as GPT-2 tools pin) knows.
-    tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
-    tokenizer_config["tokenizer_class"] = "GPT2Tokenizer"
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-    definition = json.loads((out_dir / "tokenizer.json").read_text())
-    vocab = {token: index for token, index in definition["model"]["vocab"].items()}
-    vocab.update({added["content"]: added["id"] for added in definition["added_tokens"]})
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    merges = [m if isinstance(m, str) else " ".join(m) for m in definition["model"]["merges"]]
-    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    # llama.cpp's converter (and other GPT-2 readers) still read the original GPT-2 config name for the context.
+    config = json.loads((out_dir / "config.json").read_text())
+    config["n_ctx"] = model.config.n_positions
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    save_gpt2_tokenizer(gpt2_tokenizer(model.config.n_positions), out_dir)
     return out_dir
 
 

@@ -1,5 +1,6 @@
 """Write a complete, self-contained model directory: all that the Auto classes and pipeline need."""
 
+import json
 import os
 import shutil
 import uuid
@@ -17,6 +18,27 @@ def default_generation_config(model: PreTrainedModel) -> GenerationConfig:
     return GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=pad)
 
 
+def save_gpt2_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> Path:
+    """Save the tokenizer so that every transformers version and GPT-2 tool loads it.
+
+    ``tokenizer_config.json`` names GPT-2's own class (transformers 5's default name, ``TokenizersBackend``, is
+    unknown to 4.x, which vLLM and GPT-2 tools pin), and GPT-2's classic ``vocab.json`` + ``merges.txt`` sit beside
+    ``tokenizer.json`` for converters that read those (llama.cpp, CTranslate2).
+    """
+    out_dir = Path(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
+    tokenizer_config["tokenizer_class"] = "GPT2Tokenizer"
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    definition = json.loads((out_dir / "tokenizer.json").read_text())
+    vocab = dict(definition["model"]["vocab"])
+    vocab.update({added["content"]: added["id"] for added in definition["added_tokens"]})
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in definition["model"]["merges"]]
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return out_dir
+
+
 def save_model_dir(
     model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None
 ) -> Path:
@@ -31,7 +53,7 @@ def save_model_dir(
     try:
         model.generation_config = default_generation_config(model)
         model.save_pretrained(staging)
-        (tokenizer or gpt2_tokenizer(model.config.n_positions)).save_pretrained(staging)
+        save_gpt2_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
             out_dir.rename(retired)

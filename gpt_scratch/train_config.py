@@ -127,6 +127,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def hyperparameters(self) -> dict[str, int | float | str | bool]:
+        """The config as plain values, as every tracker takes them (TensorBoard's hparams refuse None and lists)."""
+        plain = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, list):
+                value = " | ".join(map(str, value))
+            plain[key] = "null" if value is None else value
+        return plain
+
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:
     """``value`` converted to ``annotation`` where that is lossless (int -> float), or a ValueError."""

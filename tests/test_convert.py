@@ -45,6 +45,7 @@ def test_export_loads_in_gpt2_and_round_trips_bit_identically(tmp_path):
     exported = to_gpt2(tmp_path / "ours", tmp_path / "gpt2")
     config = json.loads((exported / "config.json").read_text())
     assert config["model_type"] == "gpt2" and "auto_map" not in config
+    assert config["n_ctx"] == config["n_positions"] == 64  # llama.cpp's converter reads n_ctx
     assert (exported / "vocab.json").is_file() and (exported / "merges.txt").read_text().startswith("#version")
     gpt2 = GPT2LMHeadModel.from_pretrained(exported).eval()
     tokenizer = AutoTokenizer.from_pretrained(exported)

@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 import torch
 
 from gpt_scratch import save_model_dir
@@ -44,7 +46,9 @@ CHILD = textwrap.dedent(
     texts = [out[0]["generated_text"] for out in generator(prompts, max_new_tokens=10, do_sample=False)]
     with torch.no_grad():
         hidden = base(batch["input_ids"][:1, -3:]).last_hidden_state
+    import transformers
     print(json.dumps({
+        "transformers": transformers.__version__,
         "config_class": type(config).__name__,
         "base_class": type(base).__name__,
         "model_class": type(model).__name__,
@@ -58,14 +62,30 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model):
+# Older transformers installed beside the project by .ci/run (see README, "Test"): the saved code must run there too.
+OLDER_TRANSFORMERS = ["4.57.6", "5.19.0"]  # the last 4.x, and the newest vLLM accepts
+COMPAT_DIR = Path(__file__).resolve().parent.parent / ".compat"
+
+
+def transformers_path(version: str | None) -> str:
+    """PYTHONPATH that puts transformers ``version`` (None: the installed one) first, or a skip saying how."""
+    if version is None:
+        return ""
+    target = COMPAT_DIR / f"transformers-{version}"
+    if not (target / "transformers").is_dir():
+        pytest.skip(f"transformers {version} not installed; run: pip install --target {target} transformers=={version}")
+    return str(target)
+
+
+@pytest.mark.parametrize("version", [None, *OLDER_TRANSFORMERS], ids=["installed", *OLDER_TRANSFORMERS])
+def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model, version):
     model_dir = save_model_dir(our_model, tmp_path / "model")
     saved = {p.name for p in model_dir.iterdir()}
     assert {"configuration_gpt_scratch.py", "modeling_gpt_scratch.py", "model.safetensors", "tokenizer.json"} <= saved
     generation_config = json.loads((model_dir / "generation_config.json").read_text())
     assert generation_config["eos_token_id"] == 50256 and generation_config["pad_token_id"] == 50256
 
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": transformers_path(version)}
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(model_dir), json.dumps(PROMPTS)],
         cwd=tmp_path,  # not the repository root, so gpt_scratch is not on sys.path by accident
@@ -77,6 +97,9 @@ def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_mo
     assert result.returncode == 0, result.stderr[-3000:]
     child = json.loads(result.stdout.strip().splitlines()[-1])
 
+    import transformers
+
+    assert child["transformers"] == (version or transformers.__version__)
     assert child["config_class"] == "GPTScratchConfig"
     assert child["base_class"] == "GPTScratchModel"
     assert child["model_class"] == "GPTScratchForCausalLM"

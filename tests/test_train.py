@@ -247,3 +247,22 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
     last = checkpoint_dirs(run_dir)[-1]
     step = json.loads((last / "trainer_state.json").read_text())["step"]
     assert 5 <= step < 2000 and not (run_dir / "model").exists()
+
+
+def test_tensorboard_tracker_records_hyperparameters_and_the_logged_loss(tmp_path, corpus):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    run_train(run_dir, "--data", str(corpus), "--max_steps", "5", "--tokens_per_step", "128", "--report_to",
+              "tensorboard", "--hellaswag_data", "null", "--checkpoint_interval", "1000")  # fmt: skip
+    event_dirs = sorted({path.parent for path in run_dir.rglob("events.out.tfevents.*")})
+    assert event_dirs, "no TensorBoard event file written"
+    scalars = {}
+    for directory in event_dirs:
+        events = EventAccumulator(str(directory)).Reload()
+        for tag in events.Tags()["scalars"]:
+            scalars[tag] = [(event.step, event.value) for event in events.Scalars(tag)]
+    history = dict(trainer_state(run_dir)["history"]["train_loss"])
+    (step, logged), *_ = scalars["train/loss"]
+    assert step == 5 and logged == pytest.approx(history[5], rel=1e-6)
+    assert "eval/val_loss" in scalars
