@@ -106,7 +106,7 @@ def test_non_finite_loss_stops_the_run_with_step_and_checkpoint(tmp_path, corpus
 def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path, corpus):
     run_dir = tmp_path / "run"
     result = run_train(run_dir, "--data", str(corpus), "--max_steps", "40", "--tokens_per_step", "256",
-                       "--checkpoint_interval", "20", "--eval_interval", "20",
+                       "--checkpoint_interval", "20", "--eval_interval", "20", "--padded_vocab_size", "50304",
                        "--push_to_hub", "someone/tiny-gpt")  # fmt: skip
     # The suite runs offline: the push fails, says so, and the export stays intact.
     assert "could not push to the Hub" in result.stdout and (run_dir / "model" / "model.safetensors").is_file()
@@ -117,6 +117,7 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert (run_dir / "loss.png").stat().st_size > 10_000 and (run_dir / "samples.txt").read_text()
     card = (run_dir / "model" / "README.md").read_text()
     assert "tokens seen: 10,240" in card and "HellaSwag" in card
+    assert json.loads((run_dir / "model" / "config.json").read_text())["padded_vocab_size"] == 50304  # the recipe's
 
     child = (
         "import sys\n"
