@@ -255,13 +255,6 @@ def _resolve_cache_argument(cache: Cache | None, past_key_values: Cache | None) 
     return cache
 
 
-def _key_length(cache: Cache | None, past_length: int | torch.Tensor, seq_len: int) -> int | torch.Tensor:
-    """How many key slots attention sees: the cached and new tokens, or the whole buffer of a static cache."""
-    if cache is not None and cache.is_compileable:  # StaticCache: fixed buffers, unfilled slots masked as future
-        return cache.layers[0].max_cache_len
-    return past_length + seq_len
-
-
 def causal_attention_mask(
     padding_mask: torch.Tensor | None,
     sequence_ids: torch.Tensor | None,
@@ -356,11 +349,13 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         seq_len = inputs_embeds.shape[1]
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a StaticCache
+        # A StaticCache has fixed-size buffers (unfilled slots are masked as future) and a tensor length; its length
+        # is never compared in Python, which would break the graph.
+        static_cache = cache is not None and cache.is_compileable
+        past_length = cache.get_seq_length() if cache is not None else 0
         padding_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
         # Restarting positions mark packed sequences in a prompt or a training row; not once a cache holds a past.
-        fresh = cache is None or (not cache.is_compileable and past_length == 0)
-        packed = position_ids is not None and attention_mask is None and fresh
+        packed = position_ids is not None and attention_mask is None and not static_cache and past_length == 0
 
         if position_ids is None:
             if padding_mask is not None:
@@ -383,13 +378,14 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             implementation == "sdpa"
             and padding_mask is None
             and not packed
-            and (cache is None or (not cache.is_compileable and (past_length == 0 or seq_len == 1)))
+            and not static_cache
+            and (past_length == 0 or seq_len == 1)
         ):
             # Plain causal attention: no mask at all, so SDPA runs is_causal=True on its fused (flash) kernels. A
             # single new token over a growing cache may see every key, which is also what no mask means.
             mask = None
         else:
-            key_length = _key_length(cache, past_length, seq_len)
+            key_length = cache.layers[0].max_cache_len if static_cache else past_length + seq_len
             sequence_ids = packed_sequence_ids(position_ids) if packed else None
             mask = causal_attention_mask(
                 padding_mask, sequence_ids, past_length, seq_len, key_length, inputs_embeds.device
