@@ -17,7 +17,6 @@ import shlex
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,12 +29,19 @@ from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpo
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
 from gpt_scratch.hellaswag import evaluate_hellaswag
+from gpt_scratch.launch import launch_mismatch
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.saving import write_model_card
-from gpt_scratch.train_config import TrainConfig, parse_args
-
-# Dense bf16 peak of one device, for MFU. Unknown devices report no MFU rather than a wrong one.
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A10G": 125e12, "L4": 121e12, "4090": 165e12}
+from gpt_scratch.train_config import parse_args
+from gpt_scratch.training import (
+    build_optimizer,
+    flops_per_token,
+    generate_samples,
+    lr_multiplier,
+    peak_flops,
+    train_step,
+    validation_loss,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -48,94 +54,6 @@ def repo_relative(path: str | None) -> str | None:
         return path
     beside = Path(__file__).resolve().parent / path
     return str(beside) if beside.exists() else path
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on 2-D tensors (matmul weights, embeddings) only, as GPT-2 and nanoGPT train."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    fused = device.type == "cuda"  # one kernel for the whole update
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused)
-
-
-def lr_multiplier(step: int, config: TrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr at max_steps (as a factor of lr, for LambdaLR)."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return (config.min_lr + cosine * (config.lr - config.min_lr)) / config.lr
-
-
-def flops_per_token(model: GPTScratchForCausalLM, seq_len: int) -> float:
-    """6N + 12·L·H·Q·T (PaLM appendix B, as nanoGPT): matmul FLOPs of forward + backward per token."""
-    c = model.config
-    n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
-    return 6 * n_params + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
-@torch.no_grad()
-def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator) -> float:
-    """Mean next-token loss over the fixed validation windows, each process taking every N-th batch."""
-    model.eval()
-    totals = torch.zeros(2, device=accelerator.device)  # summed loss, token count
-    for batch in batches[accelerator.process_index :: accelerator.num_processes]:
-        batch = batch.to(accelerator.device)
-        with accelerator.autocast():
-            loss = model(input_ids=batch[:, :-1], shift_labels=batch[:, 1:], use_cache=False).loss
-        totals += torch.stack(
-            [loss.float() * batch[:, 1:].numel(), torch.tensor(batch[:, 1:].numel(), device=totals.device)]
-        )
-    totals = accelerator.reduce(totals, reduction="sum")
-    model.train()
-    return (totals[0] / totals[1]).item()
-
-
-@torch.no_grad()
-def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device) -> list[str]:
-    model.eval()
-    batch = tokenizer(config.sample_prompts, return_tensors="pt", padding=True).to(device)
-    # Fixed seed, so samples compare across evals, in a forked RNG, so sampling never moves the training RNG (a
-    # resumed run must draw exactly what the uninterrupted one would).
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        out = model.generate(**batch, max_new_tokens=config.sample_tokens, do_sample=True, top_k=50)
-    model.train()
-    return tokenizer.batch_decode(out, skip_special_tokens=True)
-
-
-def train_step(forward, model, data, optimizer, scheduler, accelerator, accumulation: int, grad_clip: float):
-    """One optimizer step over ``accumulation`` micro-batches; returns (mean loss on this process, grad norm).
-
-    ``forward`` is the model to call (compiled or not), ``model`` the prepared one (for no_sync and clipping). Any
-    transformers causal LM works: ``labels`` ask for a loss, ``shift_labels`` give the targets (the window's next
-    tokens, so all T predictions of a (T + 1)-token window count).
-    """
-    loss_sum = torch.zeros((), device=accelerator.device)
-    for micro in range(accumulation):
-        inputs, targets = data.next_batch()
-        inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
-        # Gradients are averaged across processes only on the last micro-step of the accumulation.
-        sync = nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
-        with sync, accelerator.autocast():
-            loss = forward(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False).loss / accumulation
-            accelerator.backward(loss)
-        loss_sum += loss.detach()
-    grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss_sum, grad_norm
 
 
 def main(argv: list[str]) -> None:
@@ -161,8 +79,12 @@ def main(argv: list[str]) -> None:
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
     if config.report_to != "none":
-        accelerator.init_trackers(run_dir.name, config=config.hyperparameters())
+        # wandb keeps its files in the run directory (offline runs sync from there), not in the working directory.
+        tracker_kwargs = {"wandb": {"dir": str(run_dir)}}
+        accelerator.init_trackers(run_dir.name, config=config.hyperparameters(), init_kwargs=tracker_kwargs)
     say = accelerator.print
+    if mismatch := launch_mismatch(accelerator.num_processes):
+        say(f"WARNING: {mismatch}")
 
     # --- model -----------------------------------------------------------------------------------------------
     model = GPTScratchForCausalLM(config.model_config())
@@ -173,6 +95,8 @@ def main(argv: list[str]) -> None:
         f"{config.tokens_per_step:,} tokens/step | device {accelerator.device}"
     )
     tokenizer = gpt2_tokenizer(model.config.n_positions)
+    # document_mask: <|endoftext|> opens each packed document; attention stays within documents.
+    eot_token_id = tokenizer.eos_token_id if config.document_mask else None
 
     # --- data ------------------------------------------------------------------------------------------------
     source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
@@ -230,7 +154,7 @@ def main(argv: list[str]) -> None:
         return save_checkpoint(accelerator, run_dir, step, train_data.state_dict(), state, config.keep_checkpoints)
 
     def evaluate(step: int) -> dict:
-        results = {"val_loss": validation_loss(model, val_windows, accelerator)}
+        results = {"val_loss": validation_loss(model, val_windows, accelerator, eot_token_id)}
         history["val_loss"].append((step, results["val_loss"]))
         if config.hellaswag_data:
             hs = evaluate_hellaswag(
@@ -272,7 +196,7 @@ def main(argv: list[str]) -> None:
     results = {}
     for step in range(start_step, config.max_steps):
         loss_sum, grad_norm = train_step(
-            forward, model, train_data, optimizer, scheduler, accelerator, accumulation, config.grad_clip
+            forward, model, train_data, optimizer, scheduler, accelerator, accumulation, config.grad_clip, eot_token_id
         )
         train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
         if not math.isfinite(train_loss):

@@ -25,7 +25,7 @@ from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
 from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
-from train import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
+from gpt_scratch.training import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
 
 
 class FixedBatches:

@@ -89,14 +89,6 @@ class GPTScratchAttention(nn.Module):
         self.c_proj.is_residual_projection = True  # read by _init_weights
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    def attention_function(self, output_attentions: bool) -> Callable:
-        """The configured attention implementation; eager when attention weights are asked for (only it has them)."""
-        if output_attentions or self.config._attn_implementation == "eager":
-            return eager_attention_forward
-        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers >= 5
-            return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -111,7 +103,12 @@ class GPTScratchAttention(nn.Module):
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)  # (B, nh, past + T, hs)
 
-        attn_output, attn_weights = self.attention_function(output_attentions)(
+        # One lookup and one call, in forward itself: vLLM's Transformers backend finds the attention this way (it reads
+        # this method's source) and routes the call to its paged attention. Only eager returns attention weights.
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation != "eager" and not output_attentions:
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, attn_weights = attention_interface(
             self,
             query,
             key,

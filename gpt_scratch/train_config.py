@@ -37,6 +37,7 @@ class TrainConfig:
     token_shards: str | None = None  # a directory from `python -m gpt_scratch.data prepare` (read instead of data)
     val_docs: int = 200  # the first documents of `data`, held out for validation
     shuffle_buffer: int = 1000
+    document_mask: bool = False  # attend only within each packed document (<|endoftext|> starts one)
     # --- batch: tokens_per_step = micro_batch_size * seq_len * processes * gradient accumulation steps ---
     seq_len: int = 256
     micro_batch_size: int = 8

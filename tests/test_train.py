@@ -10,42 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import make_documents, write_jsonl
 from safetensors.torch import load_file
+from train_runs import ROOT, TINY, run_train, trainer_state, write_train_corpus
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
 from gpt_scratch.data import TextSource, prepare_shards
 from gpt_scratch.train_config import TrainConfig, build_config, parse_args
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--model", "debug", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
-        "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8", "--sample_tokens", "4",
-        "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer", "50"]  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("corpus")
-    docs = make_documents(400, seed=11)
-    for shard in range(4):
-        write_jsonl(directory / f"part{shard}.jsonl", docs[shard * 100 : (shard + 1) * 100])
-    return directory
-
-
-def run_train(run_dir: Path, *args: str, nproc: int = 1, check: bool = True, timeout: int = 300):
-    command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
-    if nproc > 1:
-        port = str(29100 + (os.getpid() + len(str(run_dir))) % 400)
-        command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port, *command]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPT_SCRATCH_TRACEBACK": ""}
-    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout, env=env)
-    if check:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
-    return result
-
-
-def trainer_state(run_dir: Path) -> dict:
-    return json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())
+    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -250,20 +225,22 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
     assert 5 <= step < 2000 and not (run_dir / "model").exists()
 
 
-def test_tensorboard_tracker_records_hyperparameters_and_the_logged_loss(tmp_path, corpus):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_and_multi_gpu_starts_them(tmp_path, corpus):
+    args = ("--data", str(corpus), "--max_steps", "2", "--hellaswag_data", "null", "--checkpoint_interval", "1000")
+    # On a machine without GPUs, accelerate launch needs --multi_gpu to start several processes.
+    single = run_train(tmp_path / "single", *args, launcher=["--num_processes", "2"])
+    assert "processes 1 " in single.stdout
+    assert "WARNING: launched for 2 processes (accelerate launch --num_processes 2) but running as 1" in single.stdout
+    assert "accelerate launch --multi_gpu --num_processes 2" in single.stdout  # the command that works
+    port = str(29600 + os.getpid() % 300)
+    both = run_train(tmp_path / "both", *args, launcher=["--multi_gpu", "--num_processes", "2", "--main_process_port",
+                                                         port])  # fmt: skip
+    assert "processes 2 " in both.stdout and "WARNING: launched for" not in both.stdout
 
-    run_dir = tmp_path / "run"
-    run_train(run_dir, "--data", str(corpus), "--max_steps", "5", "--tokens_per_step", "128", "--report_to",
-              "tensorboard", "--hellaswag_data", "null", "--checkpoint_interval", "1000")  # fmt: skip
-    event_dirs = sorted({path.parent for path in run_dir.rglob("events.out.tfevents.*")})
-    assert event_dirs, "no TensorBoard event file written"
-    scalars = {}
-    for directory in event_dirs:
-        events = EventAccumulator(str(directory)).Reload()
-        for tag in events.Tags()["scalars"]:
-            scalars[tag] = [(event.step, event.value) for event in events.Scalars(tag)]
-    history = dict(trainer_state(run_dir)["history"]["train_loss"])
-    (step, logged), *_ = scalars["train/loss"]
-    assert step == 5 and logged == pytest.approx(history[5], rel=1e-6)
-    assert "eval/val_loss" in scalars
+
+def test_launch_check_reads_world_size_and_accelerate_num_processes():
+    from gpt_scratch.launch import launch_mismatch
+
+    assert "WORLD_SIZE=4" in launch_mismatch(2, {"WORLD_SIZE": "4"})
+    assert "ACCELERATE_NUM_PROCESSES=8" in launch_mismatch(1, {"ACCELERATE_NUM_PROCESSES": "8"})
+    assert launch_mismatch(2, {"WORLD_SIZE": "2"}) is None and launch_mismatch(1, {}) is None

@@ -1,0 +1,47 @@
+"""Did this run get the processes it was launched for? A launcher that silently starts fewer wastes a whole run.
+
+The case that bites: ``accelerate launch --num_processes 2 train.py`` on a machine without GPUs. Without
+``--multi_gpu`` Accelerate's simple launcher starts one process, and says so only in a "processes 1" somewhere in
+the log. It does leave traces: it sets ``MASTER_ADDR``/``MASTER_PORT`` when asked for more than one process, but no
+``WORLD_SIZE``, and its own command line (this process's parent) carries the number asked for.
+"""
+
+import os
+import re
+from pathlib import Path
+
+CPU_MULTI_PROCESS = "accelerate launch --multi_gpu --num_processes N train.py ... (or torchrun --nproc_per_node N)"
+
+
+def _parent_command_line() -> str:
+    try:
+        return Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # not Linux, or no /proc: the environment variables still tell
+        return ""
+
+
+def requested_processes(environ: dict[str, str], parent_command: str) -> tuple[int, str] | None:
+    """(processes the launcher was asked for, where that number comes from), or None when nothing says."""
+    for name in ("WORLD_SIZE", "ACCELERATE_NUM_PROCESSES"):
+        if environ.get(name, "").isdigit():
+            return int(environ[name]), f"{name}={environ[name]}"
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in environ
+    if launched_by_accelerate and "MASTER_ADDR" in environ:
+        asked = re.search(r"--num[_-]processes[ =](\d+)", parent_command)
+        count = int(asked.group(1)) if asked else 2
+        return count, f"accelerate launch --num_processes {asked.group(1) if asked else '>1'}"
+    return None
+
+
+def launch_mismatch(num_processes: int, environ: dict[str, str] | None = None) -> str | None:
+    """A warning when this run has fewer processes than its launcher was asked for, else None."""
+    environ = dict(os.environ) if environ is None else environ
+    requested = requested_processes(environ, _parent_command_line())
+    if requested is None or requested[0] <= num_processes:
+        return None
+    count, origin = requested
+    return (
+        f"launched for {count} processes ({origin}) but running as {num_processes}, so the run does the work of "
+        f"{count} on the hardware of {num_processes}. On a machine without GPUs, Accelerate starts "
+        f"several processes only with --multi_gpu: {CPU_MULTI_PROCESS.replace('N', str(count))}"
+    )
