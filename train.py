@@ -111,6 +111,7 @@ def main(argv: list[str]) -> None:
             accelerator.process_index,
             accelerator.num_processes,
             start_token=len(held_out),
+            source=source,  # the shards must be of the run's data: validation reads the data itself
         )
     else:
         train_data = PackedBatches(

@@ -180,15 +180,15 @@ def test_prepared_shards_hold_the_canonical_token_stream_and_resume(tmp_path, fi
     partial.mkdir()
     for p in paths[:2]:
         (partial / p.name).write_bytes(p.read_bytes())
-    progress = json.loads((tmp_path / "shards" / "progress.json").read_text())
-    assert progress["complete"]
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["complete"] and [s["file"] for s in manifest["shards"]] == [p.name for p in paths]
     head_docs = len(tags_of(np.concatenate([np.load(p) for p in paths[:2]]).tolist() + [EOT_ID]))
-    # progress as it stood after shard 2: find the document cut by the shard boundary
+    # The manifest as it stood after shard 2: find the document cut by the shard boundary
     prefix = np.concatenate([np.load(p) for p in paths[:2]]).tolist()
     doc_starts = [i for i, t in enumerate(prefix) if t == EOT_ID]
-    (partial / "progress.json").write_text(
-        json.dumps({"doc": len(doc_starts) - 1, "head": len(prefix) - doc_starts[-1], "shards": 2})
-    )
+    resume = {"doc": len(doc_starts) - 1, "head": len(prefix) - doc_starts[-1]}
+    partial_manifest = {**manifest, "shards": manifest["shards"][:2], "complete": False, "resume": resume}
+    (partial / "manifest.json").write_text(json.dumps(partial_manifest))
     assert head_docs == len(doc_starts)
     resumed = prepare_shards(source, partial, shard_tokens=997)
     assert np.concatenate([np.load(p) for p in resumed]).tolist() == tokens

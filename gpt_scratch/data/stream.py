@@ -1,7 +1,4 @@
-"""Text sources -> shuffled documents -> GPT-2 tokens -> packed (B, T) batches, split across processes, resumable.
-
-Every source goes through ``datasets.load_dataset(..., streaming=True)``, so FineWeb-Edu on the Hub and a local
-mirror of it in parquet run the very same code; only the path differs.
+"""Documents -> shuffled, tokenized, packed (B, T) batches, split across processes and DataLoader workers, resumable.
 
 How a stream is split and resumed:
 - A source is a list of shards (files) in a canonical order. Each epoch shuffles that order with ``seed + epoch``.
@@ -17,120 +14,18 @@ How a stream is split and resumed:
   count; training skips them.
 """
 
-import argparse
 import copy
-import glob
-import json
-import os
-import re
-import sysconfig
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from datasets import IterableDataset, load_dataset
+from datasets import IterableDataset
 from datasets.distributed import split_dataset_by_node
 
-from .tokenizer import gpt2_encoding
-
-FINEWEB_EDU = ("HuggingFaceFW/fineweb-edu", "sample-10BT")
-PYTHON_STDLIB = "python-stdlib"
-_BUILDERS = {".txt": "text", ".md": "text", ".py": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-
-
-@dataclass(frozen=True)
-class TextSource:
-    """Where documents come from.
-
-    ``path`` is ``"fineweb-edu"`` (``HuggingFaceFW/fineweb-edu``, config ``sample-10BT`` unless ``name`` says
-    otherwise), ``"python-stdlib"`` (the running interpreter's standard library sources: real text on every machine,
-    no download), a Hub dataset id (with ``name`` and ``split``), or local files: a file, a directory, or a glob of
-    ``.txt``/``.md``/``.py`` (one document per file), ``.jsonl``/``.json`` or ``.parquet`` files.
-    """
-
-    path: str = "fineweb-edu"
-    name: str | None = None
-    split: str = "train"
-    text_column: str = "text"
-
-
-def _local_files(path: str) -> list[str] | None:
-    """The files a local path, directory or glob names (sorted), or None when ``load_dataset(path)`` reads it as is:
-    a Hub dataset id, or a directory of parquet/json files laid out like one."""
-    if any(ch in path for ch in "*?["):
-        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
-        if not files:
-            raise FileNotFoundError(f"no files match the glob {path!r}")
-        return files
-    local = Path(path).expanduser()
-    if local.is_file():
-        return [str(local)]
-    if local.is_dir():
-        files = sorted(str(f) for f in local.rglob("*") if f.is_file() and f.suffix in _BUILDERS)
-        if not files:
-            raise FileNotFoundError(f"directory {path} has no {'/'.join(_BUILDERS)} files")
-        if all(_BUILDERS[Path(f).suffix] != "text" for f in files) and not any(ch in path for ch in "*?["):
-            return None  # a dataset directory (e.g. a Hub mirror): load_dataset reads it exactly as it reads the Hub
-        return files
-    if re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", path) and Path(path).suffix not in _BUILDERS:
-        return None  # a Hub dataset id such as "HuggingFaceFW/fineweb-edu"
-    raise FileNotFoundError(f"no such file or directory: {path}")
-
-
-def _stdlib_files() -> list[str]:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(str(f) for f in stdlib.rglob("*.py") if "site-packages" not in f.parts and f.stat().st_size > 0)
-
-
-def open_documents(source: TextSource) -> IterableDataset:
-    """The source as a streaming dataset with one column, ``text``."""
-    path, name, data_files = source.path, source.name, None
-    if path == "fineweb-edu":
-        path, name = FINEWEB_EDU[0], name or FINEWEB_EDU[1]
-    elif path == PYTHON_STDLIB:
-        data_files = _stdlib_files()
-    else:
-        data_files = _local_files(path)
-    kwargs: dict[str, Any] = {}
-    if data_files is not None:
-        builders = {_BUILDERS.get(Path(f).suffix) for f in data_files}
-        if None in builders or len(builders) != 1:
-            raise ValueError(
-                f"local files must all be one kind ({', '.join(_BUILDERS)}); {path!r} gives "
-                f"{sorted({Path(f).suffix for f in data_files})}"
-            )
-        path = builders.pop()
-        if path == "text":
-            kwargs["sample_by"] = "document"  # one document per file, so <|endoftext|> marks real boundaries
-            kwargs["encoding_errors"] = "replace"  # a stray latin-1 byte (the stdlib has a few) is not fatal
-    try:
-        dataset = load_dataset(path, name=name, data_files=data_files, split=source.split, streaming=True, **kwargs)
-    except StopIteration as error:  # how `datasets` reports local files with no rows when inferring their schema
-        raise ValueError(f"data source {source.path} is empty: it holds no documents") from error
-    except ConnectionError as error:
-        raise ConnectionError(
-            f"could not reach the Hugging Face Hub to stream {path!r} ({error}); check the network, or point the "
-            "data source at local .parquet/.jsonl/.txt files (a file, directory or glob) in the same schema"
-        ) from error
-    columns = dataset.column_names
-    if columns is None:  # schema unknown until read: look at the first row
-        first = next(iter(dataset), None)
-        if first is None:
-            raise ValueError(f"data source {source.path} is empty: it holds no documents")
-        columns = list(first)
-    if source.text_column not in columns:
-        raise ValueError(
-            f"text column {source.text_column!r} not found in {source.path}; columns are {columns}: "
-            "pass the right one as text_column"
-        )
-    if source.text_column != "text":
-        dataset = dataset.rename_column(source.text_column, "text")
-    return dataset.select_columns(["text"])
-
+from ..tokenizer import gpt2_encoding
+from .sources import TextSource, open_documents, validation_documents
 
 # A source's files are grouped into contiguous units, the granularity of shuffling and splitting: at least
 # MAX_UNITS when there are that many files, and at least one per consumer. `IterableDataset.shard` costs time in
@@ -146,20 +41,6 @@ def num_units(dataset: IterableDataset, consumers: int = 1) -> int:
 def unit_dataset(dataset: IterableDataset, index: int, units: int) -> IterableDataset:
     """Unit ``index`` of ``units``: a contiguous run of the source's files, in canonical order."""
     return dataset.shard(num_shards=units, index=index, contiguous=True)
-
-
-def validation_documents(source: TextSource, num_docs: int) -> list[str]:
-    """The first ``num_docs`` documents of the source in canonical order: the fixed validation set.
-
-    Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count.
-    """
-    docs = [row["text"] for row in open_documents(source).take(num_docs)]
-    if len(docs) < num_docs:
-        raise ValueError(
-            f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for validation; "
-            "lower val_docs"
-        )
-    return docs
 
 
 def _skips_per_unit(dataset: IterableDataset, units: int, skip_docs: int) -> dict[int, int]:
@@ -423,144 +304,3 @@ def token_windows(tokens: torch.Tensor, seq_len: int, batch_size: int) -> list[t
 def validation_batches(source: TextSource, num_docs: int, seq_len: int, batch_size: int) -> list[torch.Tensor]:
     """The validation set as (B', T + 1) token windows, identical on every run and process count."""
     return token_windows(validation_tokens(source, num_docs), seq_len, batch_size)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Pre-tokenized shards: tokenize once, train many times.
-
-
-def check_fits_uint16(vocab_size: int) -> None:
-    if vocab_size > 2**16:
-        raise ValueError(
-            f"a vocabulary of {vocab_size} tokens does not fit uint16 token shards (at most 65536); "
-            "stream the source instead of pre-tokenizing it"
-        )
-
-
-def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens: int = 100_000_000) -> list[Path]:
-    """Tokenize ``source`` once, in canonical order, into uint16 ``.npy`` shards of ``shard_tokens`` tokens.
-
-    Resumable: each finished shard is renamed into place and ``progress.json`` records where the stream stands (the
-    first document not yet fully written and how many of its tokens were), so a rerun continues from there. Shard 0
-    holds the source's first documents and can serve as a validation split, as in build-nanogpt.
-    """
-    from tqdm.auto import tqdm
-
-    encoding = gpt2_encoding()
-    check_fits_uint16(encoding.n_vocab)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progress_file = out_dir / "progress.json"
-    progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"doc": 0, "head": 0, "shards": 0}
-    if progress.get("complete"):
-        return sorted(out_dir.glob("shard_*.npy"))
-    dataset = open_documents(source)
-    rows = dataset.skip(progress["doc"]) if progress["doc"] else dataset
-    buffer = np.empty(shard_tokens, dtype=np.uint16)
-    fill, doc_index, shard_index, skip_head = 0, progress["doc"], progress["shards"], progress["head"]
-
-    def flush(count: int, doc: int, head: int, complete: bool = False) -> None:
-        path = out_dir / f"shard_{shard_index:06d}.npy"
-        tmp = out_dir / f".shard_{shard_index:06d}.tmp.npy"
-        np.save(tmp, buffer[:count])
-        os.replace(tmp, path)
-        progress = {"doc": doc, "head": head, "shards": shard_index + 1, "complete": complete}
-        progress_file.write_text(json.dumps(progress))
-
-    with tqdm(desc=f"tokenizing {source.path}", unit="tok", unit_scale=True) as bar:
-        for batch in rows.iter(batch_size=256):
-            for ids in encoding.encode_ordinary_batch(batch["text"]):
-                offset, skip_head = skip_head, 0  # tokens of this document already in earlier shards (on resume)
-                doc = np.asarray([encoding.eot_token, *ids], dtype=np.uint16)[offset:]
-                written = 0
-                while written < len(doc):
-                    take = min(len(doc) - written, shard_tokens - fill)
-                    buffer[fill : fill + take] = doc[written : written + take]
-                    fill, written = fill + take, written + take
-                    bar.update(take)
-                    if fill == shard_tokens:
-                        done = written == len(doc)
-                        flush(fill, doc_index + done, 0 if done else offset + written)
-                        shard_index, fill = shard_index + 1, 0
-                doc_index += 1
-    if fill:
-        flush(fill, doc_index, 0, complete=True)
-    else:
-        progress_file.write_text(json.dumps({"doc": doc_index, "head": 0, "shards": shard_index, "complete": True}))
-    return sorted(out_dir.glob("shard_*.npy"))
-
-
-class TokenShardBatches:
-    """(inputs, targets) batches from pre-tokenized shards, in one global order shared by every process count.
-
-    Window w covers tokens [w*T, w*T + T + 1) of the concatenated shards. Step s uses windows
-    [s*B_global, (s+1)*B_global); process r of N takes windows r, r + N, r + 2N, ... of those, so the global batch of
-    a step is the same for any N: the basis for proving distributed training equals single-process training.
-    """
-
-    def __init__(
-        self,
-        shard_dir: str | os.PathLike,
-        batch_size: int,
-        seq_len: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start_token: int = 0,
-    ) -> None:
-        paths = sorted(Path(shard_dir).glob("shard_*.npy"))
-        if not paths:
-            raise FileNotFoundError(
-                f"no shard_*.npy files in {shard_dir}; create them with `python -m gpt_scratch.data prepare`"
-            )
-        # start_token skips a held-out prefix (train.py's validation documents open shard 0).
-        self.tokens = np.concatenate([np.load(p, mmap_mode="r") for p in paths])[start_token:]
-        self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
-        self.windows = (len(self.tokens) - 1) // seq_len
-        if self.windows < batch_size * world_size:
-            raise ValueError(
-                f"{len(self.tokens)} tokens make {self.windows} windows of {seq_len}, fewer than one global batch "
-                f"({batch_size} x {world_size} processes)"
-            )
-        self.step = 0
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        global_batch = self.batch_size * self.world_size
-        per_epoch = self.windows // global_batch
-        first = (self.step % per_epoch) * global_batch
-        rows = [
-            self.tokens[w * self.seq_len : w * self.seq_len + self.seq_len + 1]
-            for w in range(first + self.rank, first + global_batch, self.world_size)
-        ]
-        self.step += 1
-        batch = torch.from_numpy(np.stack(rows).astype(np.int64))
-        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            yield self.next_batch()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.data", description="Data utilities.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    prepare = commands.add_parser("prepare", help="tokenize a source into uint16 shards")
-    prepare.add_argument("source", help="fineweb-edu, python-stdlib, a Hub dataset id, or local files")
-    prepare.add_argument("out_dir")
-    prepare.add_argument("--name", default=None, help="Hub dataset config, e.g. sample-100BT")
-    prepare.add_argument("--split", default="train")
-    prepare.add_argument("--text-column", default="text")
-    prepare.add_argument("--shard-tokens", type=int, default=100_000_000)
-    args = parser.parse_args(argv)
-    source = TextSource(args.source, args.name, args.split, args.text_column)
-    paths = prepare_shards(source, args.out_dir, args.shard_tokens)
-    print(f"{len(paths)} shards in {args.out_dir}")
-
-
-if __name__ == "__main__":
-    main()

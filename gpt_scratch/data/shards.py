@@ -1,0 +1,228 @@
+"""Pre-tokenized shards: tokenize once (``python -m gpt_scratch.data prepare``), train many times.
+
+A shard directory holds ``shard_NNNNNN.npy`` files (uint16 GPT-2 tokens, ``<|endoftext|>`` before each document, in
+the source's canonical order) and ``manifest.json``: the source, the tokenizer, every shard's token count and size,
+and whether ``prepare`` finished. The reader checks all of it before training on a single token, and memory-maps the
+shards instead of loading them: resident memory does not grow with the corpus (10B tokens are 20 GB per process
+otherwise).
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import replace_durably, write_json
+from ..tokenizer import VOCAB_SHA256, gpt2_encoding
+from .sources import TextSource, open_documents
+
+MANIFEST = "manifest.json"
+FORMAT = "gpt-scratch token shards v1"
+
+
+def check_fits_uint16(vocab_size: int) -> None:
+    if vocab_size > 2**16:
+        raise ValueError(
+            f"a vocabulary of {vocab_size} tokens does not fit uint16 token shards (at most 65536); "
+            "stream the source instead of pre-tokenizing it"
+        )
+
+
+def source_identity(source: TextSource) -> dict[str, Any]:
+    """What names a source independently of the working directory (local paths are made absolute)."""
+    path = source.path
+    if path not in ("fineweb-edu", "python-stdlib") and os.path.exists(path):
+        path = os.path.abspath(path)
+    return {"path": path, "name": source.name, "split": source.split, "text_column": source.text_column}
+
+
+def new_manifest(source: TextSource) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "source": source_identity(source),
+        "tokenizer": {"name": "gpt2", "vocab_sha256": VOCAB_SHA256},
+        "dtype": "uint16",
+        "shards": [],
+        "complete": False,
+        "resume": {"doc": 0, "head": 0},  # the first document not fully written, and how many of its tokens were
+    }
+
+
+def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens: int = 100_000_000) -> list[Path]:
+    """Tokenize ``source`` once, in canonical order, into uint16 ``.npy`` shards of ``shard_tokens`` tokens.
+
+    Resumable: each finished shard is renamed into place and the manifest records where the stream stands, so a
+    rerun continues from there. Shard 0 holds the source's first documents and can serve as a validation split, as
+    in build-nanogpt.
+    """
+    from tqdm.auto import tqdm
+
+    encoding = gpt2_encoding()
+    check_fits_uint16(encoding.n_vocab)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_file = out_dir / MANIFEST
+    if manifest_file.exists():
+        manifest = json.loads(manifest_file.read_text())
+        if manifest["source"] != source_identity(source):
+            raise ValueError(
+                f"{out_dir} holds shards of {manifest['source']['path']!r}, not of {source.path!r}; "
+                "prepare into another directory"
+            )
+    elif any(out_dir.glob("shard_*.npy")):
+        raise ValueError(f"{out_dir} has shards but no {MANIFEST} (an older or foreign format); prepare into a new one")
+    else:
+        manifest = new_manifest(source)
+    if manifest["complete"]:
+        return [out_dir / shard["file"] for shard in manifest["shards"]]
+    dataset = open_documents(source)
+    resume = manifest["resume"]
+    rows = dataset.skip(resume["doc"]) if resume["doc"] else dataset
+    buffer = np.empty(shard_tokens, dtype=np.uint16)
+    fill, doc_index, skip_head = 0, resume["doc"], resume["head"]
+
+    def flush(count: int, doc: int, head: int, complete: bool = False) -> None:
+        name = f"shard_{len(manifest['shards']):06d}.npy"
+        staging = out_dir / f".{name}.tmp.npy"
+        with open(staging, "wb") as file:
+            np.save(file, buffer[:count])
+            file.flush()
+            os.fsync(file.fileno())
+        replace_durably(staging, out_dir / name)
+        manifest["shards"].append({"file": name, "tokens": count, "bytes": (out_dir / name).stat().st_size})
+        manifest.update(complete=complete, resume={"doc": doc, "head": head})
+        write_json(manifest_file, manifest)
+
+    with tqdm(desc=f"tokenizing {source.path}", unit="tok", unit_scale=True) as bar:
+        for batch in rows.iter(batch_size=256):
+            for ids in encoding.encode_ordinary_batch(batch["text"]):
+                offset, skip_head = skip_head, 0  # tokens of this document already in earlier shards (on resume)
+                doc = np.asarray([encoding.eot_token, *ids], dtype=np.uint16)[offset:]
+                written = 0
+                while written < len(doc):
+                    take = min(len(doc) - written, shard_tokens - fill)
+                    buffer[fill : fill + take] = doc[written : written + take]
+                    fill, written = fill + take, written + take
+                    bar.update(take)
+                    if fill == shard_tokens:
+                        done = written == len(doc)
+                        flush(fill, doc_index + done, 0 if done else offset + written)
+                        fill = 0
+                doc_index += 1
+    if fill:
+        flush(fill, doc_index, 0, complete=True)
+    else:
+        manifest.update(complete=True, resume={"doc": doc_index, "head": 0})
+        write_json(manifest_file, manifest)
+    return [out_dir / shard["file"] for shard in manifest["shards"]]
+
+
+def open_shards(shard_dir: str | os.PathLike, source: TextSource | None = None) -> list[np.ndarray]:
+    """The shards of a complete, intact directory as read-only memory maps (no copy), in order.
+
+    Refuses, naming the file and the fix: a missing manifest, an unfinished ``prepare``, shards of another source
+    (when ``source`` is given) or tokenizer, and a missing or truncated shard.
+    """
+    shard_dir = Path(shard_dir)
+    prepare = f"python -m gpt_scratch.data prepare SOURCE {shard_dir}"
+    manifest_file = shard_dir / MANIFEST
+    if not manifest_file.is_file():
+        found = "has shard files but" if any(shard_dir.glob("shard_*.npy")) else "has"
+        raise FileNotFoundError(f"{shard_dir} {found} no {MANIFEST}; create the shards with `{prepare}`")
+    manifest = json.loads(manifest_file.read_text())
+    if not manifest.get("complete"):
+        raise ValueError(
+            f"{shard_dir} is incomplete: `prepare` stopped after {len(manifest['shards'])} shards "
+            f"({MANIFEST} says complete: false); run `{prepare}` again to finish it"
+        )
+    if manifest["tokenizer"]["vocab_sha256"] != VOCAB_SHA256:
+        raise ValueError(f"{shard_dir} was tokenized with another vocabulary; prepare the shards again")
+    if source is not None and manifest["source"] != source_identity(source):
+        raise ValueError(
+            f"{shard_dir} holds tokens of {manifest['source']}, but the run's data is {source_identity(source)}: "
+            "validation would run on other text than training. Point --data at the shards' source, or prepare "
+            "shards of this data"
+        )
+    shards = []
+    for entry in manifest["shards"]:
+        path = shard_dir / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"shard {path} is missing ({MANIFEST} lists it); restore it or prepare again")
+        if path.stat().st_size != entry["bytes"]:
+            raise ValueError(
+                f"shard {path} is {path.stat().st_size} bytes, {MANIFEST} says {entry['bytes']}: it is truncated "
+                "or was replaced; restore it or prepare the shards again"
+            )
+        shards.append(np.load(path, mmap_mode="r"))
+    return shards
+
+
+class TokenShardBatches:
+    """(inputs, targets) batches from pre-tokenized shards, in one global order shared by every process count.
+
+    Window w covers tokens [w*T, w*T + T + 1) of the shards taken end to end. Step s uses windows
+    [s*B_global, (s+1)*B_global); process r of N takes windows r, r + N, r + 2N, ... of those, so the global batch of
+    a step is the same for any N: the basis for proving distributed training equals single-process training.
+    """
+
+    def __init__(
+        self,
+        shard_dir: str | os.PathLike,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_token: int = 0,
+        source: TextSource | None = None,
+    ) -> None:
+        self.shards = open_shards(shard_dir, source)
+        # Where each shard starts in the end-to-end token stream (no concatenation: that would copy every shard).
+        self.starts = np.cumsum([0] + [len(shard) for shard in self.shards])
+        self.start_token = start_token  # skips a held-out prefix (train.py's validation documents open shard 0)
+        self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
+        total = int(self.starts[-1]) - start_token
+        self.windows = (total - 1) // seq_len
+        if self.windows < batch_size * world_size:
+            raise ValueError(
+                f"{total} tokens make {self.windows} windows of {seq_len}, fewer than one global batch "
+                f"({batch_size} x {world_size} processes)"
+            )
+        self.step = 0
+
+    def tokens(self, begin: int, end: int) -> np.ndarray:
+        """Tokens [begin, end) of the stream (after ``start_token``), read across shard boundaries."""
+        begin, end = begin + self.start_token, end + self.start_token
+        shard = int(np.searchsorted(self.starts, begin, side="right")) - 1
+        pieces = []
+        while begin < end:
+            local = begin - int(self.starts[shard])
+            take = min(end - begin, len(self.shards[shard]) - local)
+            pieces.append(self.shards[shard][local : local + take])
+            begin, shard = begin + take, shard + 1
+        return np.concatenate(pieces)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        global_batch = self.batch_size * self.world_size
+        per_epoch = self.windows // global_batch
+        first = (self.step % per_epoch) * global_batch
+        rows = [
+            self.tokens(w * self.seq_len, w * self.seq_len + self.seq_len + 1)
+            for w in range(first + self.rank, first + global_batch, self.world_size)
+        ]
+        self.step += 1
+        batch = torch.from_numpy(np.stack(rows).astype(np.int64))
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]

@@ -1,0 +1,123 @@
+"""Where documents come from: FineWeb-Edu on the Hub, this interpreter's standard library, a Hub id, or local files.
+
+Every source goes through ``datasets.load_dataset(..., streaming=True)``, so FineWeb-Edu on the Hub and a local
+mirror of it in parquet run the very same code; only the path differs.
+"""
+
+import glob
+import os
+import re
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import IterableDataset, load_dataset
+
+FINEWEB_EDU = ("HuggingFaceFW/fineweb-edu", "sample-10BT")
+PYTHON_STDLIB = "python-stdlib"
+_BUILDERS = {".txt": "text", ".md": "text", ".py": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where documents come from.
+
+    ``path`` is ``"fineweb-edu"`` (``HuggingFaceFW/fineweb-edu``, config ``sample-10BT`` unless ``name`` says
+    otherwise), ``"python-stdlib"`` (the running interpreter's standard library sources: real text on every machine,
+    no download), a Hub dataset id (with ``name`` and ``split``), or local files: a file, a directory, or a glob of
+    ``.txt``/``.md``/``.py`` (one document per file), ``.jsonl``/``.json`` or ``.parquet`` files.
+    """
+
+    path: str = "fineweb-edu"
+    name: str | None = None
+    split: str = "train"
+    text_column: str = "text"
+
+
+def _local_files(path: str) -> list[str] | None:
+    """The files a local path, directory or glob names (sorted), or None when ``load_dataset(path)`` reads it as is:
+    a Hub dataset id, or a directory of parquet/json files laid out like one."""
+    if any(ch in path for ch in "*?["):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise FileNotFoundError(f"no files match the glob {path!r}")
+        return files
+    local = Path(path).expanduser()
+    if local.is_file():
+        return [str(local)]
+    if local.is_dir():
+        files = sorted(str(f) for f in local.rglob("*") if f.is_file() and f.suffix in _BUILDERS)
+        if not files:
+            raise FileNotFoundError(f"directory {path} has no {'/'.join(_BUILDERS)} files")
+        if all(_BUILDERS[Path(f).suffix] != "text" for f in files) and not any(ch in path for ch in "*?["):
+            return None  # a dataset directory (e.g. a Hub mirror): load_dataset reads it exactly as it reads the Hub
+        return files
+    if re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", path) and Path(path).suffix not in _BUILDERS:
+        return None  # a Hub dataset id such as "HuggingFaceFW/fineweb-edu"
+    raise FileNotFoundError(f"no such file or directory: {path}")
+
+
+def _stdlib_files() -> list[str]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return sorted(str(f) for f in stdlib.rglob("*.py") if "site-packages" not in f.parts and f.stat().st_size > 0)
+
+
+def open_documents(source: TextSource) -> IterableDataset:
+    """The source as a streaming dataset with one column, ``text``."""
+    path, name, data_files = source.path, source.name, None
+    if path == "fineweb-edu":
+        path, name = FINEWEB_EDU[0], name or FINEWEB_EDU[1]
+    elif path == PYTHON_STDLIB:
+        data_files = _stdlib_files()
+    else:
+        data_files = _local_files(path)
+    kwargs: dict[str, Any] = {}
+    if data_files is not None:
+        builders = {_BUILDERS.get(Path(f).suffix) for f in data_files}
+        if None in builders or len(builders) != 1:
+            raise ValueError(
+                f"local files must all be one kind ({', '.join(_BUILDERS)}); {path!r} gives "
+                f"{sorted({Path(f).suffix for f in data_files})}"
+            )
+        path = builders.pop()
+        if path == "text":
+            kwargs["sample_by"] = "document"  # one document per file, so <|endoftext|> marks real boundaries
+            kwargs["encoding_errors"] = "replace"  # a stray latin-1 byte (the stdlib has a few) is not fatal
+    try:
+        dataset = load_dataset(path, name=name, data_files=data_files, split=source.split, streaming=True, **kwargs)
+    except StopIteration as error:  # how `datasets` reports local files with no rows when inferring their schema
+        raise ValueError(f"data source {source.path} is empty: it holds no documents") from error
+    except ConnectionError as error:
+        raise ConnectionError(
+            f"could not reach the Hugging Face Hub to stream {path!r} ({error}); check the network, or point the "
+            "data source at local .parquet/.jsonl/.txt files (a file, directory or glob) in the same schema"
+        ) from error
+    columns = dataset.column_names
+    if columns is None:  # schema unknown until read: look at the first row
+        first = next(iter(dataset), None)
+        if first is None:
+            raise ValueError(f"data source {source.path} is empty: it holds no documents")
+        columns = list(first)
+    if source.text_column not in columns:
+        raise ValueError(
+            f"text column {source.text_column!r} not found in {source.path}; columns are {columns}: "
+            "pass the right one as text_column"
+        )
+    if source.text_column != "text":
+        dataset = dataset.rename_column(source.text_column, "text")
+    return dataset.select_columns(["text"])
+
+
+def validation_documents(source: TextSource, num_docs: int) -> list[str]:
+    """The first ``num_docs`` documents of the source in canonical order: the fixed validation set.
+
+    Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count.
+    """
+    docs = [row["text"] for row in open_documents(source).take(num_docs)]
+    if len(docs) < num_docs:
+        raise ValueError(
+            f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for validation; "
+            "lower val_docs"
+        )
+    return docs
