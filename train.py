@@ -11,6 +11,7 @@ gradient accumulation, clipping, logging, evaluation, checkpoints) -> export. Ac
 mixed precision and gradient synchronisation; everything else is here or in a gpt_scratch module named after it.
 """
 
+import atexit
 import math
 import os
 import shlex
@@ -25,15 +26,17 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
-from gpt_scratch.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.launch import launch_mismatch
 from gpt_scratch.plots import plot_training_curves
+from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import write_model_card
 from gpt_scratch.train_config import parse_args
 from gpt_scratch.training import (
+    apply_schedule,
     build_optimizer,
     flops_per_token,
     generate_samples,
@@ -41,7 +44,12 @@ from gpt_scratch.training import (
     peak_flops,
     train_step,
     validation_loss,
+    weights_are_finite,
 )
+
+# A run stopped by SIGTERM (preemption) or SIGINT exits with 128 + the signal number (143, 130) after a complete
+# checkpoint, as a process killed by that signal would: schedulers read it as "preempted, requeue", not "done".
+STOPPED_BY_SIGNAL_EXIT = 128
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,6 +86,10 @@ def main(argv: list[str]) -> None:
         torch.backends.cudnn.allow_tf32 = True
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
+        atexit.register(lock.release)  # on any exit but kill -9, whose lock the next run finds stale
+        if lock.note:
+            print(lock.note)
     if config.report_to != "none":
         # wandb keeps its files in the run directory (offline runs sync from there), not in the working directory.
         tracker_kwargs = {"wandb": {"dir": str(run_dir)}}
@@ -140,10 +152,22 @@ def main(argv: list[str]) -> None:
     start_step, history = 0, {"train_loss": [], "val_loss": [], "hellaswag": []}
     checkpoint = resolve_resume(config.resume, run_dir)
     if checkpoint is not None:
+        # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
+        changes = check_resumable(checkpoint, config.to_dict(), accelerator.num_processes)
         data_state, trainer_state = load_checkpoint(accelerator, checkpoint)
+        if not weights_are_finite(raw_model):
+            raise NonFiniteLossError(
+                f"{checkpoint} holds non-finite weights (saved by an older version without the check); resume from "
+                "an earlier checkpoint with --resume PATH"
+            )
         train_data.load_state_dict(data_state)
+        apply_schedule(
+            scheduler, optimizer, trainer_state["step"], config.lr
+        )  # lr, min_lr, warmup, max_steps as set now
         start_step, history = trainer_state["step"], trainer_state["history"]
         say(f"resumed from {checkpoint} at step {start_step}")
+        for name, (old, new) in changes.items():
+            say(f"  {name}: {old!r} -> {new!r}")
 
     # SIGTERM (schedulers, spot instances) and Ctrl-C: finish the step, checkpoint, stop.
     stop_requested = {"signal": None}
@@ -151,6 +175,12 @@ def main(argv: list[str]) -> None:
         signal.signal(sig, lambda number, frame: stop_requested.update(signal=number))
 
     def checkpoint_now(step: int) -> Path:
+        if not weights_are_finite(raw_model):  # a step can turn weights to NaN with a finite loss: never save them
+            raise NonFiniteLossError(
+                f"the weights became non-finite by step {step}; nothing was saved. Last good checkpoint (verified "
+                f"finite): {last_checkpoint or 'none'}. Lower lr (now {config.lr}) or raise warmup_steps, then resume "
+                f"with --resume {last_checkpoint or 'auto'} --lr LOWER"
+            )
         state = {"history": history, "config": config.to_dict(), "tokens_seen": step * config.tokens_per_step}
         return save_checkpoint(accelerator, run_dir, step, train_data.state_dict(), state, config.keep_checkpoints)
 
@@ -200,11 +230,13 @@ def main(argv: list[str]) -> None:
             forward, model, train_data, optimizer, scheduler, accelerator, accumulation, config.grad_clip, eot_token_id
         )
         train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
-        if not math.isfinite(train_loss):
+        norm_finite = grad_norm is None or bool(torch.isfinite(grad_norm))
+        if not math.isfinite(train_loss) or not norm_finite:
+            what = f"loss became {train_loss}" if not math.isfinite(train_loss) else "the gradient norm became inf/nan"
             raise NonFiniteLossError(
-                f"loss became {train_loss} at step {step + 1}; training stopped instead of continuing on NaN. "
-                f"Last good checkpoint: {last_checkpoint or 'none'}. Lower lr (now {config.lr}) or raise warmup_steps, "
-                f"then resume with --resume {last_checkpoint or 'auto'}"
+                f"{what} at step {step + 1}; training stopped instead of continuing on NaN. Last good checkpoint "
+                f"(verified finite): {last_checkpoint or 'none'}. Lower lr (now {config.lr}) or raise warmup_steps, "
+                f"then resume with --resume {last_checkpoint or 'auto'} --lr LOWER"
             )
         history["train_loss"].append((step + 1, train_loss))
         bar.update(1)
@@ -251,7 +283,7 @@ def main(argv: list[str]) -> None:
                 f"Continue with: python train.py {' '.join(shlex.quote(a) for a in argv)} --resume auto"
             )
             accelerator.end_training()
-            return
+            raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop_requested["signal"])
     bar.close()
 
     # --- export ----------------------------------------------------------------------------------------------

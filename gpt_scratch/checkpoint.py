@@ -1,25 +1,39 @@
-"""Whole-run checkpoints, written atomically, so a killed run resumes to exactly the same weights.
+"""Whole-run checkpoints, written atomically and durably, verified on resume, so a killed run resumes exactly.
 
 A checkpoint is a directory ``step-000123`` holding what Accelerate saves (model, optimizer, scheduler, every
-process's RNG states), each process's data-pipeline state, the step, and the config. It is written as
-``.tmp-step-000123`` and renamed only once every process has finished writing, so a directory named ``step-*`` is
-always complete; ``resume="auto"`` ignores anything else, such as the half-written directory of a run killed while
-saving.
+process's RNG states), each process's data-pipeline state, and ``trainer_state.json`` (step, history, the run's
+settings, and the size of every file). It is written as ``.tmp-step-000123``, fsynced, and renamed only once every
+process has finished writing, so a directory named ``step-*`` is complete even after a power loss. ``resume="auto"``
+takes the newest checkpoint whose files are all there at their recorded sizes, and says which newer ones it skipped.
 """
 
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import fsync_tree, replace_durably
+
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+STATE_FILE = "trainer_state.json"
+
+# Settings that make a run what it is: resuming with another value would silently train a different run (another
+# model shape, data, data order or batch). Everything else (lr, min_lr, max_steps, warmup, intervals, evaluation,
+# logging, export) may change on resume, and the schedule follows the new values.
+RUN_DEFINING_SETTINGS = (
+    "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
+    "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "document_mask",
+    "seq_len", "micro_batch_size", "tokens_per_step", "seed",
+    "weight_decay", "beta1", "beta2", "mixed_precision",
+)  # fmt: skip
 
 
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints in ``run_dir``, oldest first."""
+    """Checkpoints in ``run_dir`` (renamed into place, so complete when written), oldest first."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
@@ -27,17 +41,70 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be resumed from (a missing, truncated or unreadable file), or None when it is intact."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as error:
+        return f"{STATE_FILE} is unreadable ({error})"
+    for name, size in state.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} is {file.stat().st_size} bytes, {size} were written"
+    return None
+
+
 def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:
-    """The checkpoint to resume from: None, the newest complete one (``"auto"``), or a given directory."""
+    """The checkpoint to resume from: None, the newest intact one (``"auto"``), or a given directory."""
     if resume is None:
         return None
     if resume == "auto":
-        found = checkpoint_dirs(run_dir)
-        return found[-1] if found else None
+        skipped = []
+        for path in reversed(checkpoint_dirs(run_dir)):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                if skipped:
+                    skips = "; ".join(skipped)
+                    warnings.warn(f"resuming from {path}, skipping damaged newer checkpoints: {skips}", stacklevel=2)
+                return path
+            skipped.append(f"{path.name} ({problem})")
+        if skipped:
+            raise ValueError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}; start a new run_dir")
+        return None
     path = Path(resume)
-    if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json); use --resume auto")
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}); use --resume auto")
+    if problem := checkpoint_problem(path):
+        raise ValueError(f"checkpoint {path} is damaged: {problem}; resume from another one (or --resume auto)")
     return path
+
+
+def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every setting whose value differs, as name -> (saved, current)."""
+    return {
+        k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)
+    }
+
+
+def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -> dict[str, tuple[Any, Any]]:
+    """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log)."""
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    saved = state.get("config", {})
+    changed = settings_changed(saved, config)
+    defining = {k: v for k, v in changed.items() if k in RUN_DEFINING_SETTINGS}
+    saved_world = state.get("world_size", world_size)
+    if saved_world != world_size:
+        defining["processes"] = (saved_world, world_size)
+    if defining:
+        listed = ", ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in defining.items())
+        raise ValueError(
+            f"cannot resume {checkpoint} with other settings that define the run ({listed}). Resume with the "
+            "checkpoint's values, or start a new run_dir"
+        )
+    ignored = {"resume", "run_dir"}
+    return {k: v for k, v in changed.items() if k not in ignored}
 
 
 def save_checkpoint(
@@ -55,10 +122,13 @@ def save_checkpoint(
     torch.save(data_state, staging / f"data_state_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (staging / "trainer_state.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        state = {**trainer_state, "step": step, "world_size": accelerator.num_processes, "files": files}
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
+        fsync_tree(staging)  # data on disk before the name says "complete"
         if final.exists():
             shutil.rmtree(final)
-        staging.rename(final)  # the atomic moment: before it the checkpoint does not exist, after it is complete
+        replace_durably(staging, final)  # the atomic moment: before it the checkpoint does not exist, after it does
         for old in checkpoint_dirs(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -67,13 +137,13 @@ def save_checkpoint(
 
 def load_checkpoint(accelerator, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore model, optimizer, scheduler and RNG states; returns (this process's data state, trainer state)."""
-    accelerator.load_state(str(path))
     data_file = path / f"data_state_{accelerator.process_index}.pt"
     if not data_file.is_file():
         raise ValueError(
             f"{path} was saved by fewer processes than this run has ({accelerator.num_processes}); "
             "resume with the same number of processes"
         )
+    accelerator.load_state(str(path))
     data_state = torch.load(data_file, weights_only=True)
-    trainer_state = json.loads((path / "trainer_state.json").read_text())
+    trainer_state = json.loads((path / STATE_FILE).read_text())
     return data_state, trainer_state

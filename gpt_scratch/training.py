@@ -124,3 +124,25 @@ def train_step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum, grad_norm
+
+
+def apply_schedule(scheduler, optimizer: torch.optim.Optimizer, step: int, lr: float) -> None:
+    """After loading a checkpoint: the schedule of the current settings, not the saved one, from ``step`` on.
+
+    Loading restores the old lr into the optimizer's groups and the scheduler's ``base_lrs``; the multiplier function
+    is this run's (it reads the current lr, min_lr, warmup_steps and max_steps). Put ``lr`` back as the base and set
+    every group's lr to what the schedule gives at ``step``, exactly as LambdaLR computes it.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)  # Accelerate wraps the scheduler
+    inner.base_lrs = [lr for _ in optimizer.param_groups]
+    inner.last_epoch = step
+    for group, factor in zip(optimizer.param_groups, inner.lr_lambdas):
+        group["initial_lr"], group["lr"] = lr, lr * factor(step)
+    inner._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+@torch.no_grad()
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    """Every parameter finite (one reduction per tensor, one host sync)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all())

@@ -67,14 +67,6 @@ def test_missing_corpus_fails_with_a_clear_message(tmp_path):
     assert "error: no such file or directory" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_non_finite_loss_stops_the_run_with_step_and_checkpoint(tmp_path, corpus):
-    result = run_train(tmp_path / "run", "--data", str(corpus), "--max_steps", "20", "--tokens_per_step", "128",
-                       "--lr", "1e6", "--min_lr", "0", "--warmup_steps", "0", "--grad_clip", "0",
-                       "--checkpoint_interval", "1", check=False)  # fmt: skip
-    assert result.returncode != 0
-    assert "error: loss became" in result.stderr and "Last good checkpoint:" in result.stderr, result.stderr[-2000:]
-
-
 # --- training -----------------------------------------------------------------------------------------------
 
 
@@ -218,7 +210,7 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output[-2000:]
+    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]  # "preempted": the scheduler requeues
     assert "stopped by signal 15" in output and "--resume auto" in output
     last = checkpoint_dirs(run_dir)[-1]
     step = json.loads((last / "trainer_state.json").read_text())["step"]

@@ -1,0 +1,111 @@
+"""Runs that cannot be fooled: the NaN guard saves nothing non-finite, resume refuses other run-defining settings
+and applies the ones a user may change, one run per run directory, damaged checkpoints are skipped by name."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from train_runs import ROOT, TINY, run_train, write_train_corpus
+
+from gpt_scratch.checkpoint import checkpoint_dirs
+from gpt_scratch.run_lock import LOCK_FILE
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_nan_guard_never_saves_non_finite_weights_and_names_a_verified_checkpoint(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "8",
+            "--checkpoint_interval", "1", "--min_lr", "0", "--warmup_steps", "0", "--grad_clip", "0"]  # fmt: skip
+    failed = run_train(run_dir, *args, "--lr", "1e6", check=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    named = re.search(r"Last good checkpoint \(verified finite\): (\S+)\.", failed.stderr).group(1)
+    weights = load_file(Path(named) / "model.safetensors")
+    assert all(tensor.isfinite().all() for tensor in weights.values())
+    for checkpoint in checkpoint_dirs(run_dir):  # no checkpoint at all holds non-finite weights
+        assert all(t.isfinite().all() for t in load_file(checkpoint / "model.safetensors").values()), checkpoint
+
+
+def test_resume_refuses_settings_that_define_another_run_and_touches_nothing(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "4"]
+    run_train(run_dir, *args, "--checkpoint_interval", "2")
+    before = snapshot(run_dir / "checkpoints")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"text": "something else entirely " * 50}) + "\n")
+    for change, named in (
+        (["--seq_len", "16"], "seq_len: 32 in the checkpoint, 16 now"),
+        (["--n_embd", "128"], "n_embd: None in the checkpoint, 128 now"),
+        (["--data", str(other), "--val_docs", "1"], "data: "),
+    ):
+        result = run_train(run_dir, *args, "--max_steps", "6", *change, "--resume", "auto", check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert "cannot resume" in result.stderr and named in result.stderr, result.stderr[-1000:]
+        assert "size mismatch" not in result.stderr
+    assert snapshot(run_dir / "checkpoints") == before
+    # lr, min_lr and max_steps may change on resume: logged, and the schedule follows the new values.
+    resumed = run_train(run_dir, *args, "--max_steps", "8", "--lr", "5e-3", "--log_interval", "1", "--resume", "auto")
+    assert "lr: 0.003 -> 0.005" in resumed.stdout and "max_steps: 4 -> 8" in resumed.stdout
+    logged = {
+        int(s): float(lr) for s, lr in re.findall(r"step\s+(\d+)/8 \| loss [\d.]+ \| lr ([\d.e+-]+)", resumed.stdout)
+    }
+    assert sorted(logged) == [5, 6, 7, 8]
+    for step, lr in logged.items():  # warmup 2 steps, then cosine from 5e-3 to min_lr 3e-4 over the remaining 6
+        cosine = 0.5 * (1 + math.cos(math.pi * (step - 2) / 6))
+        assert lr == pytest.approx(3e-4 + cosine * (5e-3 - 3e-4), rel=1e-2), (step, lr)
+
+
+def test_a_second_run_on_a_busy_run_dir_is_refused_and_a_stale_lock_is_taken_over(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "2"]
+    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args, "--max_steps", "3000"]
+    first = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoints" / "step-000002").exists():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        second = run_train(run_dir, *args, "--max_steps", "4", "--seed", "7", check=False)
+        assert second.returncode == 1 and "is in use by another run (pid" in second.stderr, second.stderr[-2000:]
+        assert first.poll() is None  # the first run goes on, its checkpoints its own
+    finally:
+        first.kill()
+        first.wait()
+    # The killed run's lock is stale (its pid is gone): the next run takes it over and resumes.
+    lock = json.loads((run_dir / LOCK_FILE).read_text())
+    assert lock["pid"] == first.pid
+    resumed = run_train(run_dir, *args, "--max_steps", "3000", "--resume", "auto", "--max_steps", "6", check=False)
+    assert "took over the stale lock of run pid" in resumed.stdout, resumed.stderr[-2000:]
+    assert not (run_dir / LOCK_FILE).exists()  # released at the end
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_by_name(tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "2",
+            "--keep_checkpoints", "3"]  # fmt: skip
+    run_train(run_dir, *args, "--max_steps", "4")
+    older, newest = checkpoint_dirs(run_dir)
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a disk filled up, a copy cut short
+    kept = snapshot(older)
+    explicit = run_train(run_dir, *args, "--max_steps", "6", "--resume", str(newest), check=False)
+    assert explicit.returncode == 1 and "is damaged: model.safetensors is" in explicit.stderr
+    assert snapshot(older) == kept
+    resumed = run_train(run_dir, *args, "--max_steps", "6", "--resume", "auto")
+    assert f"resumed from {older}" in resumed.stdout
+    assert "skipping damaged newer checkpoints: step-000004 (model.safetensors is" in resumed.stderr
