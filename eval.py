@@ -16,6 +16,8 @@ import json
 
 import torch
 
+from gpt_scratch import cli
+
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto``: bfloat16 on a GPU that has it (as models are trained there), float32 elsewhere."""
@@ -28,6 +30,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 def load_model(name_or_path: str, device: str, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    cli.check_local_model(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
     )
@@ -101,4 +104,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

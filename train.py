@@ -29,7 +29,7 @@ from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
 from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
-from gpt_scratch.hellaswag import evaluate_hellaswag
+from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import launch_mismatch
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
@@ -67,6 +67,8 @@ def repo_relative(path: str | None) -> str | None:
 def main(argv: list[str]) -> None:
     config = parse_args(argv)
     config.hellaswag_data = repo_relative(config.hellaswag_data)
+    if config.hellaswag_data and Path(config.hellaswag_data).suffix in (".jsonl", ".json", ".parquet"):
+        load_rows(config.hellaswag_data)  # a wrong path or a bad row fails now, not after eval_interval steps
     run_dir = Path(config.run_dir)
 
     # --- accelerator: devices, processes, mixed precision -------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from . import cli
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_gpt2_tokenizer, save_model_dir, write_model_card
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     three.add_argument("out_dir")
     three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None)
     args = parser.parse_args(argv)
+    if args.command in ("from-gpt2", "to-gpt2"):
+        cli.check_local_model(args.source if args.command == "from-gpt2" else args.model_dir)
     if args.command == "from-gpt2":
         out = from_gpt2(args.source, args.out_dir)
     elif args.command == "to-gpt2":
@@ -156,4 +159,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from . import cli
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_model_dir, write_model_card
 from .tokenizer import gpt2_tokenizer
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

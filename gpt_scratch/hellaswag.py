@@ -57,11 +57,15 @@ def _validate_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
         count = len(endings) if isinstance(endings, list) else type(endings).__name__
         raise ValueError(f"{where}: field 'endings' must be a list of 4 strings, got {count}")
+    for number, ending in enumerate(endings):
+        if not preprocess(ending):  # acc_norm divides by the ending's length: an empty one has no score
+            raise ValueError(f"{where}: ending {number} is empty (after HellaSwag's preprocessing): {ending!r}")
     label = row["label"]
-    try:
-        label = int(label)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: field 'label' must be an integer 0-3, got {row['label']!r}") from None
+    # An int, or a string of digits as the Hub's copy stores it; never a float (2.7) or bool silently truncated.
+    is_digits = isinstance(label, str) and label.strip().isdigit()
+    if not (is_digits or (isinstance(label, int) and not isinstance(label, bool))):
+        raise ValueError(f"{where}: field 'label' must be an integer 0-3, got {row['label']!r}")
+    label = int(label)
     if not 0 <= label < 4:
         raise ValueError(f"{where}: field 'label' is {label}, out of range 0-3")
     for field in ("activity_label", "ctx_a", "ctx_b"):

@@ -186,7 +186,10 @@ def parse_args(argv: list[str]) -> TrainConfig:
         path = Path(argv[0])
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML: {error}".replace("\n", " ")) from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} must hold a mapping of config keys to values")
         values.update(loaded)
@@ -204,5 +207,8 @@ def parse_args(argv: list[str]) -> TrainConfig:
                 raise ValueError(f"{arg} needs a value")
             key, raw = arg[2:], argv[index + 1]
             index += 2
-        values[key] = yaml.safe_load(raw)
+        try:
+            values[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ValueError(f"--{key} {raw!r} is not a valid value (read as YAML); quote it or fix it") from None
     return build_config(values)

@@ -2,6 +2,7 @@
 
 import argparse
 
+from .. import cli
 from .shards import prepare_shards
 from .sources import TextSource
 
@@ -23,4 +24,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

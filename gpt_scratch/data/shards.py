@@ -18,7 +18,7 @@ import torch
 
 from ..atomic import replace_durably, write_json
 from ..tokenizer import VOCAB_SHA256, gpt2_encoding
-from .sources import TextSource, open_documents
+from .sources import TextSource, checked_texts, open_documents
 
 MANIFEST = "manifest.json"
 FORMAT = "gpt-scratch token shards v1"
@@ -99,7 +99,7 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
 
     with tqdm(desc=f"tokenizing {source.path}", unit="tok", unit_scale=True) as bar:
         for batch in rows.iter(batch_size=256):
-            for ids in encoding.encode_ordinary_batch(batch["text"]):
+            for ids in encoding.encode_ordinary_batch(checked_texts(batch["text"], source)):
                 offset, skip_head = skip_head, 0  # tokens of this document already in earlier shards (on resume)
                 doc = np.asarray([encoding.eot_token, *ids], dtype=np.uint16)[offset:]
                 written = 0

@@ -114,10 +114,22 @@ def validation_documents(source: TextSource, num_docs: int) -> list[str]:
 
     Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count.
     """
-    docs = [row["text"] for row in open_documents(source).take(num_docs)]
+    docs = checked_texts([row["text"] for row in open_documents(source).take(num_docs)], source)
     if len(docs) < num_docs:
         raise ValueError(
             f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for validation; "
             "lower val_docs"
         )
     return docs
+
+
+def checked_texts(texts: list, source: TextSource) -> list[str]:
+    """``texts`` when every one is a string; else an error naming the source and the column (tiktoken would fail
+    later, deep inside, with neither)."""
+    for text in texts:
+        if not isinstance(text, str):
+            raise ValueError(
+                f"a document of {source.path} has no text: its {source.text_column!r} is {text!r}. Remove or fill "
+                f"such rows, or choose the right text_column"
+            )
+    return texts

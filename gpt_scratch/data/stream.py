@@ -25,7 +25,7 @@ from datasets import IterableDataset
 from datasets.distributed import split_dataset_by_node
 
 from ..tokenizer import gpt2_encoding
-from .sources import TextSource, open_documents, validation_documents
+from .sources import TextSource, checked_texts, open_documents, validation_documents
 
 # A source's files are grouped into contiguous units, the granularity of shuffling and splitting: at least
 # MAX_UNITS when there are that many files, and at least one per consumer. `IterableDataset.shard` costs time in
@@ -110,7 +110,7 @@ class DocumentStream:
             batch = next(self._rows, None)
             if batch is not None:
                 self.shard_state = copy.deepcopy(self._open_shard.state_dict())
-                return batch["text"]
+                return checked_texts(batch["text"], self.source)
             self.shard_pos, self.shard_state, self._rows = self.shard_pos + 1, None, None
         return None
 
@@ -233,7 +233,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             )
             if self._pending_state is not None:
                 self._docs.load_state_dict(self._pending_state["documents"])
-                self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)
+                self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)  # a tensor or a list
                 self._pending_state = None
         return self._docs
 
@@ -279,7 +279,8 @@ class PackedBatches(torch.utils.data.IterableDataset):
             raise RuntimeError("state_dict() is only exact when iterating without DataLoader workers")
         if self._docs is None:
             return copy.deepcopy(self._pending_state) or {"documents": None, "tokens": []}
-        return {"documents": self._docs.state_dict(), "tokens": self._tokens.tolist()}
+        # Pending tokens as one int32 tensor (4 bytes each), not a pickled list of Python ints (~30 bytes each).
+        return {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(np.int32))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._docs = None

@@ -1,0 +1,31 @@
+"""Command-line entry points print a user's mistake as one clear line, not a traceback ending in it.
+
+``GPT_SCRATCH_TRACEBACK=1`` shows the traceback (for bug reports). Anything that is not a user-facing error
+(a bug) keeps its traceback.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+
+# What bad input raises here: a missing file or Hub repo (OSError covers both), a value that does not fit, the Hub
+# unreachable. Each message names the problem and the fix.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ConnectionError)
+
+
+def run(main: Callable[[], object], extra_errors: tuple[type[BaseException], ...] = ()) -> None:
+    try:
+        main()
+    except USER_ERRORS + extra_errors as error:
+        if os.environ.get("GPT_SCRATCH_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def check_local_model(name_or_path: str) -> None:
+    """A path that cannot be a Hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``) must be an existing directory: say so,
+    instead of the Hub client's complaint about repo id characters."""
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise FileNotFoundError(f"model directory not found: {name_or_path} (a Hub model is named like 'user/model')")
