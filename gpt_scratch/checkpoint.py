@@ -90,8 +90,11 @@ def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str
 
 def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log)."""
+    from .train_config import TrainConfig
+
     state = json.loads((checkpoint / STATE_FILE).read_text())
-    saved = state.get("config", {})
+    # A setting added after the checkpoint was written had its default then (e.g. document_mask: off).
+    saved = {**TrainConfig().to_dict(), **state.get("config", {})}
     changed = settings_changed(saved, config)
     defining = {k: v for k, v in changed.items() if k in RUN_DEFINING_SETTINGS}
     saved_world = state.get("world_size", world_size)

@@ -109,3 +109,15 @@ def test_a_truncated_newest_checkpoint_is_skipped_by_name(tmp_path, corpus):
     resumed = run_train(run_dir, *args, "--max_steps", "6", "--resume", "auto")
     assert f"resumed from {older}" in resumed.stdout
     assert "skipping damaged newer checkpoints: step-000004 (model.safetensors is" in resumed.stderr
+
+
+def test_a_setting_newer_than_the_checkpoint_counts_as_its_default(tmp_path):
+    from gpt_scratch.checkpoint import check_resumable
+    from gpt_scratch.train_config import TrainConfig
+
+    current = TrainConfig(lr=2e-3).to_dict()
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k != "document_mask"}  # written before the field
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"config": older, "step": 3}))
+    assert check_resumable(tmp_path, current, 1) == {"lr": (1e-3, 2e-3)}
+    with pytest.raises(ValueError, match="document_mask: False in the checkpoint, True now"):
+        check_resumable(tmp_path, {**current, "document_mask": True}, 1)
