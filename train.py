@@ -28,7 +28,14 @@ from tqdm.auto import tqdm
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
 from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
-from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, token_windows, validation_tokens
+from gpt_scratch.data import (
+    PackedBatches,
+    TextSource,
+    TokenShardBatches,
+    WorkerBatches,
+    token_windows,
+    validation_tokens,
+)
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import launch_mismatch
 from gpt_scratch.plots import plot_training_curves
@@ -138,6 +145,8 @@ def main(argv: list[str]) -> None:
             shuffle_buffer=config.shuffle_buffer,
             val_docs=config.val_docs,
         )
+        if config.data_workers:  # tokenize in worker processes, off the training loop; resumes exactly
+            train_data = WorkerBatches(train_data, config.data_workers)
 
     # --- optimizer and schedule ------------------------------------------------------------------------------
     optimizer = build_optimizer(model, config, accelerator.device)

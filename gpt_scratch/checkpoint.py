@@ -26,7 +26,8 @@ STATE_FILE = "trainer_state.json"
 # logging, export) may change on resume, and the schedule follows the new values.
 RUN_DEFINING_SETTINGS = (
     "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
-    "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "document_mask",
+    "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "data_workers",
+    "document_mask",
     "seq_len", "micro_batch_size", "tokens_per_step", "seed",
     "weight_decay", "beta1", "beta2", "mixed_precision",
 )  # fmt: skip

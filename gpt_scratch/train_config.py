@@ -37,6 +37,7 @@ class TrainConfig:
     token_shards: str | None = None  # a directory from `python -m gpt_scratch.data prepare` (read instead of data)
     val_docs: int = 200  # the first documents of `data`, held out for validation
     shuffle_buffer: int = 1000
+    data_workers: int = 0  # DataLoader worker processes that read and tokenize the stream (0: in the loop)
     document_mask: bool = False  # attend only within each packed document (<|endoftext|> starts one)
     # --- batch: tokens_per_step = micro_batch_size * seq_len * processes * gradient accumulation steps ---
     seq_len: int = 256
@@ -80,7 +81,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name} ({value}) must be positive")
-        for name in ("warmup_steps", "weight_decay", "grad_clip"):
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "data_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
         if self.lr <= 0:

@@ -164,10 +164,10 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     assert not (run_dir / "model").exists()  # it really died before finishing
 
 
-@pytest.mark.parametrize("nproc", [1, 2])
-def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc):
+@pytest.mark.parametrize("nproc, workers", [(1, 0), (2, 0), (1, 2), (2, 2)])
+def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc, workers):
     args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
-            "--hellaswag_data", "null", "--keep_checkpoints", "5"]  # fmt: skip
+            "--hellaswag_data", "null", "--keep_checkpoints", "5", "--data_workers", str(workers)]  # fmt: skip
     run_train(tmp_path / "straight", *args, nproc=nproc)
     kill_after_checkpoint(tmp_path / "killed", args, nproc, "step-000008")
     done = [p.name for p in checkpoint_dirs(tmp_path / "killed")]

@@ -10,6 +10,7 @@ from .sources import FINEWEB_EDU, PYTHON_STDLIB, TextSource, open_documents, val
 from .stream import (
     DocumentStream,
     PackedBatches,
+    WorkerBatches,
     token_windows,
     tokenize_documents,
     validation_batches,
@@ -23,6 +24,7 @@ __all__ = [
     "PackedBatches",
     "TextSource",
     "TokenShardBatches",
+    "WorkerBatches",
     "check_fits_uint16",
     "open_documents",
     "prepare_shards",

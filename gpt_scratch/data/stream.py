@@ -179,8 +179,8 @@ def tokenize_documents(encoding, texts: list[str], pool: ThreadPoolExecutor) -> 
 class PackedBatches(torch.utils.data.IterableDataset):
     """Endless (inputs, targets) batches of shape (B, T) packed from a text source, for one process of many.
 
-    Iterate it directly (exact ``state_dict``) or through a ``DataLoader(batch_size=None, num_workers=n)``: each
-    worker then reads its own disjoint share (resume with workers is not supported; iterate without them to resume).
+    Iterate it directly, or through ``WorkerBatches`` (DataLoader worker processes, each reading its own disjoint
+    share); both resume exactly.
     """
 
     def __init__(
@@ -275,8 +275,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        if torch.utils.data.get_worker_info() is not None:
-            raise RuntimeError("state_dict() is only exact when iterating without DataLoader workers")
+        # In a DataLoader worker this is that worker's stream: StatefulDataLoader saves one per worker.
         if self._docs is None:
             return copy.deepcopy(self._pending_state) or {"documents": None, "tokens": []}
         # Pending tokens as one int32 tensor (4 bytes each), not a pickled list of Python ints (~30 bytes each).
@@ -286,6 +285,41 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._docs = None
         self._tokens = np.empty(0, dtype=np.uint32)
         self._pending_state = state if state.get("documents") is not None else None
+
+
+class WorkerBatches:
+    """``PackedBatches`` read and tokenized by DataLoader worker processes, off the training loop, resuming exactly.
+
+    torchdata's ``StatefulDataLoader`` snapshots every worker's ``PackedBatches.state_dict()`` with each batch it
+    yields and restores them in new workers, so a resumed run gets exactly the batch that would have come next.
+    Workers split the source further (consumer = process x workers + worker), so the order of documents depends on
+    ``num_workers``: resume with the same number.
+    """
+
+    def __init__(self, dataset: PackedBatches, num_workers: int, prefetch_factor: int = 4) -> None:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        self.loader = StatefulDataLoader(
+            dataset,
+            batch_size=None,  # PackedBatches yields whole (B, T) batches
+            num_workers=num_workers,
+            prefetch_factor=prefetch_factor,
+            persistent_workers=True,
+            snapshot_every_n_steps=1,  # the state of every batch handed out: exact resume
+        )
+        self._batches: Iterator | None = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._batches is None:
+            self._batches = iter(self.loader)
+        return next(self._batches)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+        self._batches = None
 
 
 def validation_tokens(source: TextSource, num_docs: int) -> torch.Tensor:
