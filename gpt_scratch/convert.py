@@ -19,24 +19,20 @@ import torch
 from . import cli
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_gpt2_tokenizer, save_model_dir, write_model_card
+from .saving import save_gpt2_tokenizer, save_with_model_card
 from .tokenizer import gpt2_tokenizer
-
-
-def _card_info(model: GPTScratchForCausalLM, out_dir: Path, origin: str, command: str) -> dict[str, Any]:
-    return {
-        "name": out_dir.name, "repo_id": str(out_dir), "config": model.config.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()), "data": origin, "command": command,
-    }  # fmt: skip
 
 
 def from_gpt2(name_or_path: str, out_dir: str | os.PathLike) -> Path:
     """A complete gpt-scratch model directory from any GPT-2 checkpoint transformers can load."""
     model = GPTScratchForCausalLM.from_gpt2(name_or_path)
-    out_dir = save_model_dir(model, out_dir, gpt2_tokenizer(model.config.n_positions))
-    command = f"python -m gpt_scratch.convert from-gpt2 {name_or_path} {out_dir}"
-    write_model_card(out_dir, _card_info(model, out_dir, f"converted from GPT-2 checkpoint {name_or_path}", command))
-    return out_dir
+    return save_with_model_card(
+        model,
+        out_dir,
+        gpt2_tokenizer(model.config.n_positions),
+        data=f"converted from GPT-2 checkpoint {name_or_path}",
+        command=f"python -m gpt_scratch.convert from-gpt2 {name_or_path} {out_dir}",
+    )
 
 
 def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -152,9 +148,13 @@ def main(argv: list[str] | None = None) -> None:
         out = to_gpt2(args.model_dir, args.out_dir)
     else:
         model = from_nanogpt(args.checkpoint, args.activation)
-        out = save_model_dir(model, args.out_dir)
-        command = f"python -m gpt_scratch.convert from-nanogpt {args.checkpoint} {args.out_dir}"
-        write_model_card(out, _card_info(model, out, f"converted from nanoGPT checkpoint {args.checkpoint}", command))
+        out = save_with_model_card(
+            model,
+            args.out_dir,
+            None,
+            data=f"converted from nanoGPT checkpoint {args.checkpoint}",
+            command=f"python -m gpt_scratch.convert from-nanogpt {args.checkpoint} {args.out_dir}",
+        )
     print(f"wrote {out}")
 
 

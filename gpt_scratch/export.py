@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from . import cli
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_model_dir, write_model_card
+from .saving import save_with_model_card
 from .tokenizer import gpt2_tokenizer
 from .train_config import build_config
 
@@ -35,16 +35,17 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if unexpected or set(missing) - {"lm_head.weight"}:  # Accelerate drops the tied lm_head copy when saving
         raise ValueError(f"{weights_file} does not match the run's model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
-    out_dir = save_model_dir(model, out_dir, gpt2_tokenizer(model.config.n_positions))
     history = state.get("history", {})
-    write_model_card(out_dir, {
-        "name": out_dir.name, "repo_id": str(out_dir), "config": model.config.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()), "data": config.data,
-        "tokens_seen": state["step"] * config.tokens_per_step, "steps": state["step"],
-        "tokens_per_step": config.tokens_per_step,
-        "val_loss": history["val_loss"][-1][1] if history.get("val_loss") else None,
-        "command": f"python -m gpt_scratch.export {checkpoint} {out_dir}",
-    })  # fmt: skip
+    out_dir = save_with_model_card(
+        model,
+        out_dir,
+        gpt2_tokenizer(model.config.n_positions),
+        data=config.data,
+        command=f"python -m gpt_scratch.export {checkpoint} {out_dir}",
+        steps=state["step"],
+        tokens_per_step=config.tokens_per_step,
+        val_loss=history["val_loss"][-1][1] if history.get("val_loss") else None,
+    )
     return out_dir
 
 

@@ -110,3 +110,37 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def save_with_model_card(
+    model: PreTrainedModel,
+    out_dir: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase | None,
+    *,
+    data: str,
+    command: str,
+    steps: int | None = None,
+    tokens_per_step: int | None = None,
+    val_loss: float | None = None,
+    hellaswag: dict | None = None,
+    hellaswag_data: str | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion)."""
+    out_dir = save_model_dir(model, out_dir, tokenizer)
+    info = {
+        "name": out_dir.name,
+        "repo_id": repo_id or str(out_dir),
+        "config": model.config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": data,
+        "steps": steps,
+        "tokens_per_step": tokens_per_step,
+        "tokens_seen": steps * tokens_per_step if steps and tokens_per_step else None,
+        "val_loss": val_loss,
+        "hellaswag": hellaswag,
+        "hellaswag_data": hellaswag_data,
+        "command": command,
+    }
+    write_model_card(out_dir, info)
+    return out_dir
