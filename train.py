@@ -205,7 +205,11 @@ def training_data(config: TrainConfig, source: TextSource, accelerator: Accelera
         val_docs=config.val_docs,
     )
     # Workers tokenize in their own processes, off the training loop, and resume exactly.
-    return WorkerBatches(stream, config.data_workers) if config.data_workers else stream
+    if not config.data_workers:
+        return stream
+    # Snapshots at checkpoint steps make a resume replay nothing; the cap bounds the replay after a SIGTERM.
+    batches_per_checkpoint = config.checkpoint_interval * config.gradient_accumulation_steps(accelerator.num_processes)
+    return WorkerBatches(stream, config.data_workers, snapshot_every=min(batches_per_checkpoint, 256))
 
 
 def resume(run: Run) -> None:
