@@ -113,7 +113,7 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert "tokens seen: 10,240" in (exported / "README.md").read_text()
 
 
-def test_two_processes_equal_one_process_with_accumulation_on_token_shards(tmp_path, corpus):
+def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards(tmp_path, corpus):
     shards = tmp_path / "shards"
     prepare_shards(TextSource(str(corpus)), shards, shard_tokens=3000)
     common = ["--data", str(corpus), "--token_shards", str(shards), "--max_steps", "8", "--tokens_per_step", "256",
@@ -130,6 +130,24 @@ def test_two_processes_equal_one_process_with_accumulation_on_token_shards(tmp_p
     # gradient that noise can move a weight by a sizeable share of one step (lr 3e-3): 1e-4 is 3% of a step.
     for name in w1:
         torch.testing.assert_close(w1[name], w2[name], rtol=1e-3, atol=1e-4, msg=name)
+
+    # The README's multi-node command: two "machines" of one process each (here on one host), the same 2 ranks.
+    port = str(29500 + os.getpid() % 90)
+    machines = [
+        subprocess.Popen(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
+             "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+             "--main_process_port", port, str(ROOT / "train.py"), "--run_dir", str(tmp_path / "nodes"), *TINY,
+             *common],
+            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in (0, 1)
+    ]  # fmt: skip
+    outputs = [machine.communicate(timeout=300)[0] for machine in machines]
+    assert all(machine.returncode == 0 for machine in machines), outputs[0][-3000:] + outputs[1][-3000:]
+    assert "processes 2 " in outputs[0]
+    nodes = final_weights(tmp_path / "nodes")
+    assert all(torch.equal(nodes[name], w2[name]) for name in w2)  # bitwise the single-node 2-process run
 
 
 def test_two_streaming_processes_train_and_the_loss_falls(tmp_path, corpus):
