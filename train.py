@@ -220,7 +220,7 @@ def resume(run: Run) -> None:
     # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
     changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes)
     data_state, trainer_state = load_checkpoint(run.accelerator, checkpoint)
-    if not weights_are_finite(run.raw_model):
+    if not weights_are_finite(run.raw_model, run.accelerator):
         raise NonFiniteLossError(
             f"{checkpoint} holds non-finite weights (saved by an older version without the check); resume from an "
             "earlier checkpoint with --resume PATH"
@@ -244,8 +244,8 @@ def evaluate(run: Run, step: int) -> dict:
                                 limit=config.hellaswag_limit, accelerator=accelerator)  # fmt: skip
         results["hellaswag"] = hs
         run.history["hellaswag"].append((step, hs["acc_norm"]))
+    samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)  # on all: FSDP gathers
     if accelerator.is_main_process:
-        samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)
         hs_text = f" | hellaswag acc_norm {results['hellaswag']['acc_norm']:.4f}" if "hellaswag" in results else ""
         run.say(f"eval step {step}: val loss {results['val_loss']:.4f}{hs_text}")
         for sample in samples:
@@ -269,7 +269,7 @@ def non_finite(run: Run, what: str) -> NonFiniteLossError:
 
 def save(run: Run, step: int) -> None:
     """A checkpoint after ``step``, never of non-finite weights (a step can make them NaN with a finite loss)."""
-    if not weights_are_finite(run.raw_model):
+    if not weights_are_finite(run.raw_model, run.accelerator):
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step}
     run.last_checkpoint = save_checkpoint(run.accelerator, run.run_dir, step, run.train_data.state_dict(), state,
@@ -345,9 +345,13 @@ def export(run: Run, results: dict, started: float) -> None:
     config = run.config
     if not results:  # resumed after the last step: evaluate what we have
         results = evaluate(run, config.max_steps)
+    # The full weights, gathered from every process (FSDP shards them), into a plain model on the main process.
+    weights = run.accelerator.get_state_dict(run.model)
     if run.accelerator.is_main_process:
+        model = GPTScratchForCausalLM(run.raw_model.config)
+        model.load_state_dict(weights)
         export_dir = save_with_model_card(
-            run.raw_model,
+            model,
             Path(config.export_dir or run.run_dir / "model"),
             run.tokenizer,
             data=config.data,

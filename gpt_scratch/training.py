@@ -78,6 +78,8 @@ def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator
 
 @torch.no_grad()
 def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device) -> list[str]:
+    """A few sampled continuations of the configured prompts. Call it on every process: under FSDP each forward
+    gathers weights from all of them."""
     model.eval()
     batch = tokenizer(config.sample_prompts, return_tensors="pt", padding=True).to(device)
     # Fixed seed, so samples compare across evals, in a forked RNG, so sampling never moves the training RNG (a
@@ -142,7 +144,14 @@ def apply_schedule(scheduler, optimizer: torch.optim.Optimizer, step: int, lr: f
 
 
 @torch.no_grad()
-def weights_are_finite(model: torch.nn.Module) -> bool:
-    """Every parameter finite (one reduction per tensor, one host sync)."""
-    flags = [torch.isfinite(p).all() for p in model.parameters()]
-    return bool(torch.stack(flags).all())
+def weights_are_finite(model: torch.nn.Module, accelerator: Accelerator | None = None) -> bool:
+    """Every parameter finite (one reduction per tensor, one host sync), on every process.
+
+    Under FSDP each process holds a shard (a DTensor): check the local shard, then agree across processes, so that
+    all of them take the same branch (one raising while the others enter a collective would hang the run).
+    """
+    local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+    finite = torch.stack([torch.isfinite(p).all() for p in local]).all().float()
+    if accelerator is not None and accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite.reshape(1), reduction="sum") == accelerator.num_processes
+    return bool(finite)

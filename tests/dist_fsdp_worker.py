@@ -16,6 +16,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from torch.distributed.fsdp import fully_shard
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
+from gpt_scratch.training import weights_are_finite
 
 STEPS, LR = 3, 1e-3
 
@@ -63,6 +64,18 @@ def export(weights: dict[str, torch.Tensor], out_dir: Path) -> None:
     save_model_dir(plain, out_dir)
 
 
+def check_the_nan_guard_agrees_across_shards(model) -> None:
+    """train.py's weight check on sharded (DTensor) parameters: a NaN in one process's shard is seen by all."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)  # joins the process group torchrun set up
+    assert weights_are_finite(model, accelerator)
+    if dist.get_rank() == 1:
+        with torch.no_grad():
+            next(model.parameters()).to_local().view(-1)[0] = float("nan")
+    assert not weights_are_finite(model, accelerator), f"rank {dist.get_rank()} missed the NaN"
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     dist.init_process_group("gloo")
@@ -84,6 +97,7 @@ def main() -> None:
                    options=options)  # fmt: skip
     step(resumed, resumed_optimizer, data[2])
     resumed_weights = full_weights(resumed)
+    check_the_nan_guard_agrees_across_shards(resumed)
     rank = dist.get_rank()
     dist.destroy_process_group()
     if rank == 0:
