@@ -151,7 +151,7 @@ def setup(argv: list[str]) -> Run:
     source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
     held_out = validation_tokens(source, config.val_docs)
     val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
-    train_data = training_data(config, source, accelerator, skip_tokens=len(held_out))
+    train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation)
 
     optimizer = build_optimizer(model, config, accelerator.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
@@ -181,7 +181,9 @@ def setup(argv: list[str]) -> Run:
     )
 
 
-def training_data(config: TrainConfig, source: TextSource, accelerator: Accelerator, skip_tokens: int):
+def training_data(
+    config: TrainConfig, source: TextSource, accelerator: Accelerator, skip_tokens: int, accumulation: int
+):
     """This process's batches: pre-tokenized shards, or the source streamed (optionally by DataLoader workers)."""
     if config.token_shards:
         # The first val_docs documents open shard 0 (shards keep the source's order): start training after them.
@@ -208,8 +210,9 @@ def training_data(config: TrainConfig, source: TextSource, accelerator: Accelera
     if not config.data_workers:
         return stream
     # Snapshots at checkpoint steps make a resume replay nothing; the cap bounds the replay after a SIGTERM.
-    batches_per_checkpoint = config.checkpoint_interval * config.gradient_accumulation_steps(accelerator.num_processes)
-    return WorkerBatches(stream, config.data_workers, snapshot_every=min(batches_per_checkpoint, 256))
+    return WorkerBatches(
+        stream, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
+    )
 
 
 def resume(run: Run) -> None:

@@ -25,7 +25,7 @@ def _running(pid: int) -> bool:
 
 
 class RunLock:
-    """``with RunLock(run_dir): ...`` (or ``acquire()``/``release()``): the run's exclusive claim on ``run_dir``."""
+    """``acquire()`` ... ``release()``: the run's exclusive claim on ``run_dir``."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.path = Path(run_dir) / LOCK_FILE
@@ -66,9 +66,3 @@ class RunLock:
                 self.path.unlink()
         except (OSError, ValueError):
             pass
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
