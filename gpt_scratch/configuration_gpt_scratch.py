@@ -9,7 +9,12 @@ from transformers import GPT2Config, PretrainedConfig
 
 # Activations a user may name; all map to a function in modeling_gpt_scratch.py. "gelu_new" is GPT-2's own name for
 # GELU with the tanh approximation, so configs converted from GPT-2 keep their value.
-SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu")
+SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu", "relu2")
+# The modern recipe's choices beside GPT-2's (the first of each): rotary positions instead of a learned table,
+# RMSNorm instead of LayerNorm.
+POSITION_EMBEDDING_TYPES = ("absolute", "rope")
+NORM_TYPES = ("layernorm", "rmsnorm")
+GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu")
 
 # Fields that mean the same thing under the same name here and in transformers' GPT2Config.
 GPT2_SHARED_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
@@ -45,6 +50,12 @@ class GPTScratchConfig(PretrainedConfig):
     multiple of 64 or 128 run on faster GPU kernels (GPT-2's 50257 is odd). The extra ids do not exist for anyone else:
     the tokenizer is unchanged, the model returns logits for the ``vocab_size`` real ids only, so padded ids are never
     generated or scored, and GPT-2 export drops the extra rows.
+
+    The modern recipe's options (modded-nanogpt, nanochat), each off by default so the model is GPT-2 unless asked:
+    ``position_embedding_type="rope"`` (rotary positions on queries and keys, base ``rope_theta``, no position table),
+    ``norm_type="rmsnorm"``, ``qk_norm`` (RMSNorm of each head's queries and keys), ``activation_function="relu2"``,
+    ``final_logit_softcapping`` (``cap * tanh(logits / cap)``, Gemma 2's name), ``tie_word_embeddings=False``,
+    ``bias=False`` and ``zero_init_residual`` (output projections, and an untied head, start at zero).
     """
 
     model_type: ClassVar[str] = "gpt_scratch"
@@ -72,6 +83,13 @@ class GPTScratchConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         bias: bool = True,  # GPT-2 has biases in every Linear and LayerNorm; False drops them (not exportable to GPT-2)
         padded_vocab_size: int | None = None,
+        position_embedding_type: str = "absolute",
+        rope_theta: float = 10000.0,
+        rope_parameters: dict[str, Any] | None = None,  # transformers 5's home for rope_theta; wins when given
+        norm_type: str = "layernorm",
+        qk_norm: bool = False,
+        final_logit_softcapping: float | None = None,
+        zero_init_residual: bool = False,
         use_cache: bool = True,
         tie_word_embeddings: bool = True,
         bos_token_id: int | None = 50256,
@@ -95,6 +113,14 @@ class GPTScratchConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.bias = bias
         self.padded_vocab_size = padded_vocab_size
+        self.position_embedding_type = position_embedding_type
+        # The rotary base under both spellings: transformers 5 reads rope_parameters, 4.x (and vLLM's pins) rope_theta.
+        self.rope_theta = float((rope_parameters or {}).get("rope_theta", rope_theta))
+        self.rope_parameters = {"rope_type": "default", "rope_theta": self.rope_theta}
+        self.norm_type = norm_type
+        self.qk_norm = qk_norm
+        self.final_logit_softcapping = final_logit_softcapping
+        self.zero_init_residual = zero_init_residual
         self.use_cache = use_cache
         self._validate()
         super().__init__(
@@ -137,11 +163,39 @@ class GPTScratchConfig(PretrainedConfig):
             raise ValueError(f"layer_norm_epsilon ({self.layer_norm_epsilon}) must be positive, e.g. 1e-5")
         if self.initializer_range <= 0:
             raise ValueError(f"initializer_range ({self.initializer_range}) must be positive, e.g. 0.02")
+        for name, allowed in (("position_embedding_type", POSITION_EMBEDDING_TYPES), ("norm_type", NORM_TYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(map(repr, allowed))}")
+        if self.position_embedding_type == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"rotary embeddings rotate pairs of channels, so the head size n_embd / n_head "
+                f"({self.n_embd} / {self.n_head} = {self.n_embd // self.n_head}) must be even; change n_head or n_embd"
+            )
+        if not self.rope_theta > 0:
+            raise ValueError(f"rope_theta ({self.rope_theta}) must be positive, e.g. 10000.0")
+        if self.final_logit_softcapping is not None and not self.final_logit_softcapping > 0:
+            raise ValueError(
+                f"final_logit_softcapping ({self.final_logit_softcapping}) must be positive (e.g. 15.0), "
+                "or None for no capping"
+            )
+        for name in ("qk_norm", "zero_init_residual", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} ({getattr(self, name)!r}) must be true or false")
 
     @property
     def embedding_rows(self) -> int:
         """Rows of the token embedding and the LM head: the vocabulary, padded when ``padded_vocab_size`` is set."""
         return self.padded_vocab_size if self.padded_vocab_size is not None else self.vocab_size
+
+    def gpt2_incompatibilities(self) -> list[str]:
+        """The options this config sets that GPT-2 does not have (empty for a GPT-2 architecture)."""
+        found = [f"{name}={getattr(self, name)!r}" for name, gpt2 in (
+            ("position_embedding_type", "absolute"), ("norm_type", "layernorm"), ("qk_norm", False),
+            ("final_logit_softcapping", None), ("bias", True), ("tie_word_embeddings", True),
+        ) if getattr(self, name) != gpt2]  # fmt: skip
+        if self.activation_function not in GPT2_ACTIVATIONS:
+            found.append(f"activation_function={self.activation_function!r}")
+        return found
 
     @property
     def inner_size(self) -> int:
@@ -162,15 +216,13 @@ class GPTScratchConfig(PretrainedConfig):
         return cls(**{**fields, "pad_token_id": pad if pad is not None else fields["eos_token_id"], **overrides})
 
     def to_gpt2_config(self) -> GPT2Config:
-        """The equivalent transformers GPT2Config; refuses what GPT-2 cannot represent."""
-        if not self.bias:
+        """The equivalent transformers GPT2Config; refuses what GPT-2 cannot represent, naming every such option."""
+        if missing := self.gpt2_incompatibilities():
             raise ValueError(
-                "GPT-2 has biases in every Linear and LayerNorm; a model with bias=False cannot be exported"
+                f"GPT-2 cannot represent this model: it has {', '.join(missing)}, options GPT-2 lacks (GPT-2 has "
+                "learned absolute positions, LayerNorm with biases, GELU or ReLU, no capping, and lm_head tied to "
+                "wte). Share it as a gpt-scratch directory instead: it loads with trust_remote_code=True"
             )
-        if not self.tie_word_embeddings:
-            raise ValueError("GPT-2 ties lm_head to wte; a model with tie_word_embeddings=False cannot be exported")
-        if self.activation_function == "silu":
-            raise ValueError("GPT-2 supports gelu/relu activations here; activation_function='silu' cannot be exported")
         return GPT2Config(**{name: getattr(self, name) for name in GPT2_SHARED_FIELDS}, pad_token_id=None)
 
     @classmethod
@@ -181,4 +233,4 @@ class GPTScratchConfig(PretrainedConfig):
         return cls(**{**PRESETS[name], **overrides})
 
 
-__all__ = ["GPTScratchConfig", "PRESETS", "SUPPORTED_ACTIVATIONS"]
+__all__ = ["GPTScratchConfig", "NORM_TYPES", "POSITION_EMBEDDING_TYPES", "PRESETS", "SUPPORTED_ACTIVATIONS"]

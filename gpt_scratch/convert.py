@@ -41,6 +41,7 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     The tokenizer is written both as ``tokenizer.json`` and as GPT-2's classic ``vocab.json`` + ``merges.txt``, which
     converters such as llama.cpp's and CTranslate2's read.
     """
+    GPTScratchConfig.from_pretrained(model_dir).to_gpt2_config()  # a model GPT-2 cannot represent fails before loading
     model = GPTScratchForCausalLM.from_pretrained(model_dir)
     gpt2 = model.to_gpt2()
     out_dir = Path(out_dir)

@@ -146,8 +146,11 @@ def load_from_fast(fast_model) -> GPT:
     c_attn.weight[C + h*hs : C + (h+1)*hs], and so on; biases split the same way.
     """
     config = fast_model.config
-    if config.activation_function not in ("gelu_new", "gelu_pytorch_tanh") or not config.bias:
-        raise ValueError("the educational GPT implements GPT-2's tanh-GELU with biases; this model differs")
+    if config.activation_function not in ("gelu_new", "gelu_pytorch_tanh") or config.gpt2_incompatibilities():
+        raise ValueError(
+            "the educational GPT implements GPT-2 (tanh-GELU, biases, LayerNorm, learned positions, tied head); "
+            f"this model differs: {', '.join(config.gpt2_incompatibilities()) or config.activation_function}"
+        )
     C, nh = config.n_embd, config.n_head
     hs = C // nh
     model = GPT(config.vocab_size, config.n_positions, C, nh, config.n_layer)

@@ -1,4 +1,7 @@
-"""GPT-2 written from scratch as a transformers model: LayerNorm -> attention -> MLP -> Block -> model -> LM head.
+"""GPT-2 written from scratch as a transformers model: norm -> rotary -> attention -> MLP -> Block -> model -> LM head.
+
+Out of the box it is GPT-2 exactly. The modern recipe's options (``GPTScratchConfig``: rotary positions, RMSNorm,
+QK-norm, ReLU², logit soft-capping, untied head, no biases, zero-initialised projections) each swap one named piece.
 
 Parameter names are GPT-2's (``transformer.h.0.attn.c_attn.weight`` ...), but every projection is an ``nn.Linear``
 (GPT-2's checkpoints use a transposed ``Conv1D``; ``state_dict_from_gpt2`` below transposes once, at import).
@@ -42,6 +45,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
     "relu": F.relu,
     "silu": F.silu,
+    "relu2": lambda x: F.relu(x).square(),  # ReLU² (Primer; modded-nanogpt, nanochat)
 }
 # Attention implementations that take the 4-D boolean mask built here; others (flash attention, vLLM's, a user's
 # registered function) get the 2-D padding mask as transformers gives it and the position ids.
@@ -72,8 +76,49 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights  # (B, T, nh, hs)
 
 
+def build_norm(config: GPTScratchConfig, width: int) -> nn.Module:
+    """GPT-2's LayerNorm, or RMSNorm (no mean, no bias: the modern recipe), over the last ``width`` channels."""
+    if config.norm_type == "rmsnorm":
+        return nn.RMSNorm(width, eps=config.layer_norm_epsilon)
+    return nn.LayerNorm(width, eps=config.layer_norm_epsilon, bias=config.bias)
+
+
+class GPTScratchRotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoFormer): the cos and sin of each position's rotation angles, shared by all layers.
+
+    Channel pair (i, i + hs/2) of a head turns by ``position * rope_theta^(-2i/hs)``, so the dot product of a query
+    and a key depends on their distance only. The frequencies are computed on the fly (hs/2 numbers): no buffer that
+    ``from_pretrained`` could leave uninitialised.
+    """
+
+    def __init__(self, config: GPTScratchConfig) -> None:
+        super().__init__()
+        self.head_dim = config.n_embd // config.n_head
+        self.theta = config.rope_theta
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        exponents = torch.arange(0, self.head_dim, 2, device=position_ids.device, dtype=torch.float32) / self.head_dim
+        inverse_frequencies = self.theta**-exponents  # (hs/2,)
+        angles = position_ids[..., None].float() * inverse_frequencies  # (B, T, hs/2), in fp32 even under autocast
+        angles = torch.cat((angles, angles), dim=-1)  # (B, T, hs)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(
+    query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each head's (B, nh, T, hs) queries and keys by their positions' angles (cos, sin: (B, T, hs))."""
+    cos, sin = cos.unsqueeze(1).to(query.dtype), sin.unsqueeze(1).to(query.dtype)  # (B, 1, T, hs)
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        first, second = x.chunk(2, dim=-1)
+        return x * cos + torch.cat((-second, first), dim=-1) * sin
+
+    return rotate(query), rotate(key)
+
+
 class GPTScratchAttention(nn.Module):
-    """Causal multi-head self-attention with one fused q/k/v projection."""
+    """Causal multi-head self-attention with one fused q/k/v projection (optionally QK-norm and rotary)."""
 
     def __init__(self, config: GPTScratchConfig, layer_idx: int) -> None:
         super().__init__()
@@ -88,6 +133,9 @@ class GPTScratchAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True  # read by _init_weights
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        # QK-norm: each head's queries and keys at unit RMS (times a learned gain), which bounds the attention logits.
+        self.q_norm = build_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
+        self.k_norm = build_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
 
     def forward(
         self,
@@ -95,11 +143,15 @@ class GPTScratchAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         output_attentions: bool = False,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, seq_len, width = hidden_states.shape
         qkv = self.c_attn(hidden_states).view(batch, seq_len, 3, self.n_head, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
+        query, key = self.q_norm(query), self.k_norm(key)  # identity unless qk_norm
+        if position_embeddings is not None:  # rotary: keys enter the cache already rotated to their positions
+            query, key = apply_rotary(query, key, *position_embeddings)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)  # (B, nh, past + T, hs)
 
@@ -138,13 +190,13 @@ class GPTScratchMLP(nn.Module):
 
 
 class GPTScratchBlock(GradientCheckpointingLayer):
-    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """One pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
     def __init__(self, config: GPTScratchConfig, layer_idx: int) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.ln_1 = build_norm(config, config.n_embd)
         self.attn = GPTScratchAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.ln_2 = build_norm(config, config.n_embd)
         self.mlp = GPTScratchMLP(config)
 
     def forward(
@@ -182,10 +234,18 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
-        """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer)."""
+        """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer).
+
+        With ``zero_init_residual`` (modded-nanogpt, nanochat) the residual projections and an untied head start at
+        zero instead: every block starts as the identity and the first prediction is uniform.
+        """
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            if getattr(module, "is_residual_projection", False):
+            residual = getattr(module, "is_residual_projection", False)
+            untied_head = module is getattr(self, "lm_head", None) and not self.config.tie_word_embeddings
+            if self.config.zero_init_residual and (residual or untied_head):
+                init.zeros_(module.weight)
+            elif residual:
                 # Each block adds two residual branches; scaling keeps the residual stream's variance flat with depth.
                 init.normal_(module.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
             else:
@@ -194,9 +254,9 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
             init.ones_(module.weight)
-            if module.bias is not None:
+            if getattr(module, "bias", None) is not None:  # RMSNorm has none
                 init.zeros_(module.bias)
 
 
@@ -288,15 +348,18 @@ def packed_sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
 
 
 class GPTScratchModel(GPTScratchPreTrainedModel):
-    """The GPT body: token + position embeddings, ``n_layer`` blocks, final LayerNorm. What ``AutoModel`` returns."""
+    """The GPT body: token embeddings, positions (a learned table, or rotary in every attention), ``n_layer`` blocks,
+    a final norm. What ``AutoModel`` returns."""
 
     def __init__(self, config: GPTScratchConfig) -> None:
         super().__init__(config)
+        absolute = config.position_embedding_type == "absolute"
         self.wte = nn.Embedding(config.embedding_rows, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd) if absolute else None
+        self.rotary_emb = None if absolute else GPTScratchRotaryEmbedding(config)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([GPTScratchBlock(config, layer_idx=i) for i in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.ln_f = build_norm(config, config.n_embd)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -366,7 +429,10 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         else:
             self._check_positions(position_ids)
 
-        hidden_states = self.drop(inputs_embeds + self.wpe(position_ids))  # (B, T, C)
+        # Positions enter once, as a learned vector added here (GPT-2), or in every attention as a rotation (rope).
+        hidden_states = inputs_embeds if self.wpe is None else inputs_embeds + self.wpe(position_ids)  # (B, T, C)
+        hidden_states = self.drop(hidden_states)
+        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(position_ids)  # (cos, sin)
         if implementation not in MASKED_IMPLEMENTATIONS:
             mask = attention_mask  # flash attention and external backends take the 2-D mask (and position_ids)
         elif attention_mask is not None and attention_mask.ndim == 4:
@@ -398,6 +464,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
                 attention_mask=mask,
                 cache=cache,
                 position_ids=position_ids,
+                position_embeddings=position_embeddings,
                 output_attentions=output_attentions,
                 **kwargs,
             )
@@ -429,14 +496,15 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         if highest >= self.config.n_positions:
             raise ValueError(
                 f"the input needs position {highest}, which exceeds n_positions ({self.config.n_positions}): the model "
-                f"has position embeddings for positions 0..{self.config.n_positions - 1} (cached and new tokens "
+                f"is built for positions 0..{self.config.n_positions - 1} (cached and new tokens "
                 "count together; packed sequences count separately); "
                 "truncate the input (e.g. tokenizer(..., truncation=True, max_length=n_positions)) or lower max_length"
             )
 
 
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
-    """GPT body plus a language-modelling head tied to the token embedding. What ``AutoModelForCausalLM`` returns."""
+    """GPT body plus a language-modelling head (tied to the token embedding unless ``tie_word_embeddings=False``).
+    What ``AutoModelForCausalLM`` returns."""
 
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
@@ -529,6 +597,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         # (B, T, vocab): the padded rows of a padded vocabulary are sliced off, so their ids are never scored or
         # generated; the slice is a view, and under torch.compile it fuses into the loss.
         logits = self.lm_head(hidden_states)[..., : self.config.vocab_size]
+        if self.config.final_logit_softcapping is not None:  # cap * tanh(logits / cap): smooth, bounded logits
+            cap = self.config.final_logit_softcapping
+            logits = torch.tanh(logits / cap) * cap
         loss = None
         if wants_loss:
             # transformers' causal-LM loss (shifts labels, not logits; sums over num_items_in_batch when given), or
@@ -556,6 +627,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
 __all__ = [
     "GPTScratchPreTrainedModel",
+    "GPTScratchRotaryEmbedding",
+    "apply_rotary",
     "GPTScratchModel",
     "GPTScratchForCausalLM",
     "causal_attention_mask",

@@ -38,9 +38,16 @@ def lr_multiplier(step: int, config: TrainConfig) -> float:
 
 
 def flops_per_token(model: GPTScratchForCausalLM, seq_len: int) -> float:
-    """6N + 12·L·H·Q·T (PaLM appendix B, as nanoGPT): matmul FLOPs of forward + backward per token."""
+    """6N + 12·L·H·Q·T (PaLM appendix B, as nanoGPT): matmul FLOPs of forward + backward per token.
+
+    N counts the parameters that multiply: not a position table, nor a token embedding untied from the head (lookups).
+    """
     c = model.config
-    n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    body = model.transformer
+    lookups = body.wpe.weight.numel() if body.wpe is not None else 0
+    if not c.tie_word_embeddings:
+        lookups += body.wte.weight.numel()
+    n_params = sum(p.numel() for p in model.parameters()) - lookups
     return 6 * n_params + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
 
 

@@ -18,6 +18,10 @@ from gpt_scratch import (
 from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2  # noqa: E402
 
 TINY = {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 128, "resid_pdrop": 0.0, "embd_pdrop": 0.0}
+# Every option of the modern recipe at once (rotary, RMSNorm, QK-norm, ReLU², soft-capping, untied head, no biases).
+MODERN = {"position_embedding_type": "rope", "rope_theta": 500.0, "norm_type": "rmsnorm", "qk_norm": True,
+          "activation_function": "relu2", "final_logit_softcapping": 3.0, "tie_word_embeddings": False,
+          "bias": False}  # fmt: skip
 
 
 def make_gpt2(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> GPT2LMHeadModel:
@@ -35,6 +39,22 @@ def make_gpt2(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> 
     return model.eval()
 
 
+def make_modern(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> GPTScratchForCausalLM:
+    """A tiny model of the modern architecture, randomly initialised, norm gains random too so tests cover them.
+
+    The cap of 3 is low on purpose: random logits reach it, so soft-capping changes what is compared.
+    """
+    torch.manual_seed(seed)
+    model = GPTScratchForCausalLM(GPTScratchConfig(**{**TINY, "attn_pdrop": 0.0, **MODERN, **overrides}))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() == 1:
+                param.add_(torch.randn_like(param) * 0.1)
+        model.lm_head.weight.mul_(10.0)  # logits of a few units: the cap bites, without saturating
+    model.config._attn_implementation = attn_implementation
+    return model.eval()
+
+
 def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTScratchForCausalLM:
     """Our model with exactly the weights of ``gpt2``."""
     model = GPTScratchForCausalLM(GPTScratchConfig.from_gpt2_config(gpt2.config))
@@ -46,6 +66,11 @@ def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTSc
 @pytest.fixture(scope="session")
 def gpt2_model() -> GPT2LMHeadModel:
     return make_gpt2()
+
+
+@pytest.fixture(scope="session")
+def modern_model() -> GPTScratchForCausalLM:
+    return make_modern()
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def test_export_loads_in_gpt2_and_round_trips_bit_identically(tmp_path):
 
 
 def test_exporting_what_gpt2_cannot_represent_is_refused():
-    with pytest.raises(ValueError, match="bias=False cannot be exported"):
+    with pytest.raises(ValueError, match="GPT-2 cannot represent this model: it has bias=False, options GPT-2 lacks"):
         GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", bias=False)).to_gpt2()
 
 
@@ -134,3 +134,17 @@ def test_cli_from_gpt2(tmp_path):
                              str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gpt_scratch"
+
+
+def test_cli_to_gpt2_of_a_modern_model_is_one_line_naming_the_options_gpt2_lacks(tmp_path):
+    from gpt_scratch import save_model_dir
+
+    from conftest import make_modern
+
+    model_dir = save_model_dir(make_modern(seed=42), tmp_path / "modern")
+    result = subprocess.run([sys.executable, "-m", "gpt_scratch.convert", "to-gpt2", str(model_dir),
+                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "position_embedding_type='rope'" in result.stderr and "norm_type='rmsnorm'" in result.stderr
+    assert not (tmp_path / "out").exists()
