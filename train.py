@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer
@@ -48,11 +48,13 @@ from gpt_scratch.saving import save_with_model_card
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
-    build_optimizer,
+    build_optimizers,
+    describe_optimizers,
     flops_per_token,
     generate_samples,
     lr_multiplier,
     peak_flops,
+    role_learning_rates,
     train_step,
     validation_loss,
     weights_are_finite,
@@ -86,8 +88,8 @@ class Run:
     raw_model: GPTScratchForCausalLM  # the plain model: evaluation, sampling, export
     forward: Callable  # the model the step calls: compiled or not
     tokenizer: object
-    optimizer: torch.optim.Optimizer
-    scheduler: object
+    optimizers: list  # AdamW, or Muon and AdamW (as prepared), each with its schedule
+    schedulers: list
     train_data: object  # next_batch(), state_dict(), load_state_dict()
     val_windows: list[torch.Tensor]
     accumulation: int
@@ -102,6 +104,11 @@ class Run:
 
     def say(self, text: str) -> None:
         self.accelerator.print(text)
+
+    def current_lr(self) -> float:
+        """Where the schedule has ``lr`` now (the gains' group; every other group moves by the same factor)."""
+        groups = self.optimizers[-1].param_groups
+        return next((g["lr"] for g in groups if g.get("role") == "gain"), groups[0]["lr"])
 
     def command(self) -> str:
         return "python train.py " + " ".join(shlex.quote(a) for a in self.argv)
@@ -153,9 +160,16 @@ def setup(argv: list[str]) -> Run:
     val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
     train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation)
 
-    optimizer = build_optimizer(model, config, accelerator.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
-    prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if config.optimizer == "muon" and accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "optimizer muon needs each matrix whole, and FSDP shards them (Muon would orthogonalise each process's "
+            "shard); train with DDP (accelerate launch --multi_gpu) or --optimizer adamw"
+        )
+    optimizers = build_optimizers(model, config, accelerator.device)
+    accelerator.print(f"optimizer: {describe_optimizers(optimizers)} | schedule {schedule_summary(config)}")
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_multiplier(step, config)) for o in optimizers]
+    prepared, *rest = accelerator.prepare(model, *optimizers, *schedulers)
+    optimizers, schedulers = rest[: len(optimizers)], rest[len(optimizers) :]
     raw_model = accelerator.unwrap_model(prepared)
     if use_lean_cpu_loss(raw_model, accelerator.device, config.compile):
         accelerator.print(
@@ -171,14 +185,23 @@ def setup(argv: list[str]) -> Run:
         # gradient buckets, by design. Evaluation and sampling call the plain model.
         forward=torch.compile(prepared) if config.compile else prepared,
         tokenizer=tokenizer,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        optimizers=optimizers,
+        schedulers=schedulers,
         train_data=train_data,
         val_windows=val_windows,
         accumulation=accumulation,
         # document_mask: <|endoftext|> opens each packed document; attention stays within documents.
         eot_token_id=tokenizer.eos_token_id if config.document_mask else None,
     )
+
+
+def schedule_summary(config: TrainConfig) -> str:
+    """The schedule in words, for the startup line."""
+    ends = f"to x{config.min_lr / config.lr:g} at step {config.max_steps}"
+    if config.lr_schedule == "wsd":
+        decay = f"constant, linear decay over the last {config.decay_steps} steps {ends}"
+        return f"wsd: warmup {config.warmup_steps}, {decay}"
+    return f"cosine: warmup {config.warmup_steps}, cosine decay {ends}"
 
 
 def training_data(
@@ -230,7 +253,8 @@ def resume(run: Run) -> None:
         )
     run.train_data.load_state_dict(data_state)
     # The schedule of the settings given now (lr, min_lr, warmup_steps, max_steps), from the saved step on.
-    apply_schedule(run.scheduler, run.optimizer, trainer_state["step"], run.config.lr)
+    for optimizer, scheduler in zip(run.optimizers, run.schedulers):
+        apply_schedule(scheduler, optimizer, trainer_state["step"], role_learning_rates(run.config))
     run.start_step, run.history, run.last_checkpoint = trainer_state["step"], trainer_state["history"], checkpoint
     run.say(f"resumed from {checkpoint} at step {run.start_step}")
     for name, (old, new) in changes.items():
@@ -284,7 +308,7 @@ def log_line(run: Run, done: int, loss: float, norm: float, tokens_per_s: float,
     eta = (config.max_steps - done) * config.tokens_per_step / tokens_per_s
     memory = f" | peak mem {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
     return (
-        f"step {done:>6}/{config.max_steps} | loss {loss:.4f} | lr {run.scheduler.get_last_lr()[0]:.2e} | "
+        f"step {done:>6}/{config.max_steps} | loss {loss:.4f} | lr {run.current_lr():.2e} | "
         f"grad norm {norm:.3f} | {tokens_per_s:,.0f} tok/s" + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "")
         + memory + f" | ETA {eta / 60:.1f} min"
     )  # fmt: skip
@@ -306,7 +330,7 @@ def fit(run: Run) -> dict:
     interval_start, interval_tokens = time.perf_counter(), 0
     results = {}
     for step in range(run.start_step, config.max_steps):
-        loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizer, run.scheduler,
+        loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
                                          accelerator, run.accumulation, config.grad_clip, run.eot_token_id)  # fmt: skip
         train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
         if not math.isfinite(train_loss):
@@ -324,7 +348,7 @@ def fit(run: Run) -> dict:
             norm = grad_norm.item() if grad_norm is not None else float("nan")
             if accelerator.is_local_main_process:
                 bar.write(log_line(run, done, train_loss, norm, tokens_per_s, mfu))
-            metrics = {"train/loss": train_loss, "train/lr": run.scheduler.get_last_lr()[0], "train/grad_norm": norm,
+            metrics = {"train/loss": train_loss, "train/lr": run.current_lr(), "train/grad_norm": norm,
                        "train/tokens_per_s": tokens_per_s, **({"train/mfu": mfu} if mfu else {})}  # fmt: skip
             accelerator.log(metrics, step=done)
             interval_start, interval_tokens = time.perf_counter(), 0

@@ -25,7 +25,7 @@ from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
 from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
-from gpt_scratch.training import build_optimizer, flops_per_token, peak_flops, train_step  # noqa: E402
+from gpt_scratch.training import build_optimizers, flops_per_token, peak_flops, train_step  # noqa: E402
 
 
 class FixedBatches:
@@ -83,9 +83,10 @@ def main() -> None:
     for name, model in (("hf", reference), ("ours", ours)):
         if args.only and name != args.only:
             continue
-        optimizer = build_optimizer(model, train_config, accelerator.device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        optimizers = build_optimizers(model, train_config, accelerator.device)
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in optimizers]
+        model, *rest = accelerator.prepare(model, *optimizers, *schedulers)
+        optimizer, scheduler = rest[: len(optimizers)], rest[len(optimizers) :]
         forward = torch.compile(model) if args.compile else model
         runners[name] = (forward, model, optimizer, scheduler)
 

@@ -22,14 +22,17 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
 
 # Settings that make a run what it is: resuming with another value would silently train a different run (another
-# model shape, data, data order or batch). Everything else (lr, min_lr, max_steps, warmup, intervals, evaluation,
-# logging, export) may change on resume, and the schedule follows the new values.
+# model shape, data, data order or batch). Everything else (learning rates, min_lr, max_steps, warmup, the schedule
+# and its decay_fraction, intervals, evaluation, logging, export) may change on resume; the schedule follows the new
+# values (extending a warmup-stable-decay run's stable phase, then decaying, is what wsd is for).
 RUN_DEFINING_SETTINGS = (
     "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
+    "position_embedding_type", "rope_theta", "norm_type", "qk_norm", "activation_function", "final_logit_softcapping",
+    "tie_word_embeddings", "bias", "zero_init_residual",
     "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "data_workers",
     "document_mask",
     "seq_len", "micro_batch_size", "tokens_per_step", "seed",
-    "weight_decay", "beta1", "beta2", "mixed_precision",
+    "optimizer", "weight_decay", "beta1", "beta2", "muon_momentum", "mixed_precision",
 )  # fmt: skip
 
 

@@ -16,6 +16,11 @@ from typing import Any
 
 import yaml
 
+# TrainConfig fields passed to GPTScratchConfig under the same name when set (null: the preset's value).
+MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "padded_vocab_size", "position_embedding_type", "rope_theta",
+                 "norm_type", "qk_norm", "activation_function", "final_logit_softcapping", "tie_word_embeddings",
+                 "bias", "zero_init_residual")  # fmt: skip
+
 
 @dataclass
 class TrainConfig:
@@ -29,6 +34,16 @@ class TrainConfig:
     n_embd: int | None = None
     padded_vocab_size: int | None = None  # e.g. 50304: embedding/head rows a multiple of 128, faster matmuls
     dropout: float = 0.0
+    # The modern recipe's model options, as GPTScratchConfig names them; null keeps the preset's (GPT-2's) choice.
+    position_embedding_type: str | None = None  # absolute (GPT-2's learned table) or rope (rotary)
+    rope_theta: float | None = None  # rotary base frequency (10000)
+    norm_type: str | None = None  # layernorm or rmsnorm
+    qk_norm: bool | None = None  # RMSNorm of each head's queries and keys
+    activation_function: str | None = None  # gelu_new (GPT-2), relu2, ...
+    final_logit_softcapping: float | None = None  # cap * tanh(logits / cap), e.g. 15
+    tie_word_embeddings: bool | None = None  # false: the head is its own matrix
+    bias: bool | None = None  # false: no biases in Linear and LayerNorm
+    zero_init_residual: bool | None = None  # output projections (and an untied head) start at zero
     # --- data (see gpt_scratch.data) ---
     data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
     data_name: str | None = None  # Hub config, e.g. sample-10BT
@@ -43,10 +58,17 @@ class TrainConfig:
     seq_len: int = 256
     micro_batch_size: int = 8
     tokens_per_step: int = 4096
-    # --- optimisation: AdamW, linear warmup then cosine decay to min_lr ---
+    # --- optimisation: linear warmup, then cosine (or constant, then linear: wsd) decay to min_lr ---
     max_steps: int = 300
-    lr: float = 1e-3
-    min_lr: float = 1e-4
+    optimizer: str = "adamw"  # adamw, or muon: Muon on the blocks' matrices, AdamW on embeddings, head and gains
+    lr: float = 1e-3  # AdamW's (gains and biases; embeddings, head and matrices unless set below)
+    embedding_lr: float | None = None  # AdamW on the token (and position) embeddings; null: lr
+    head_lr: float | None = None  # AdamW on an untied head; null: lr
+    matrix_lr: float | None = None  # the blocks' 2-D matrices (Muon's lr with optimizer muon, e.g. 0.02); null: lr
+    muon_momentum: float = 0.95  # Muon's (Nesterov) momentum
+    min_lr: float = 1e-4  # the schedule ends at min_lr / lr of every group's learning rate
+    lr_schedule: str = "cosine"  # cosine, or wsd (warmup-stable-decay: constant, then linear over decay_fraction)
+    decay_fraction: float = 0.2  # wsd: the last fraction of max_steps that decays linearly to min_lr
     warmup_steps: int = 30
     weight_decay: float = 0.1  # on 2-D weights only (matmuls and embeddings), as GPT-2 / nanoGPT do
     beta1: float = 0.9
@@ -86,6 +108,18 @@ class TrainConfig:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
         if self.lr <= 0:
             raise ValueError(f"lr ({self.lr}) must be positive, e.g. 6e-4")
+        for name in ("embedding_lr", "head_lr", "matrix_lr"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be positive, or null for lr ({self.lr})")
+        if not 0 <= self.muon_momentum < 1:
+            raise ValueError(f"muon_momentum ({self.muon_momentum}) must be in [0, 1), e.g. 0.95")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction ({self.decay_fraction}) must be in (0, 1], e.g. 0.2 (the last 20%)")
+        if self.lr_schedule == "wsd" and self.warmup_steps + self.decay_steps > self.max_steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) and the decay (decay_fraction {self.decay_fraction} of max_steps "
+                f"{self.max_steps} = {self.decay_steps} steps) overlap; lower warmup_steps or decay_fraction"
+            )
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be between 0 and lr ({self.lr})")
         if self.warmup_steps > self.max_steps:
@@ -95,11 +129,18 @@ class TrainConfig:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be in [0, 1)")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
-        choices = {"mixed_precision": ("no", "bf16", "fp16"),
+        choices = {"mixed_precision": ("no", "bf16", "fp16"), "optimizer": ("adamw", "muon"),
+                   "lr_schedule": ("cosine", "wsd"),
                    "report_to": ("none", "tensorboard", "wandb", "trackio", "all")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")
+        self.model_config()  # the model options are checked now, before anything runs
+
+    @property
+    def decay_steps(self) -> int:
+        """Steps of the wsd schedule's final linear decay."""
+        return round(self.decay_fraction * self.max_steps)
 
     def gradient_accumulation_steps(self, num_processes: int) -> int:
         """tokens_per_step / (micro_batch_size * seq_len * num_processes), which must be a whole number."""
@@ -116,8 +157,7 @@ class TrainConfig:
         """The GPTScratchConfig this run trains: the preset, its overrides and the dropout."""
         from .configuration_gpt_scratch import GPTScratchConfig
 
-        shape = ("n_layer", "n_head", "n_embd", "padded_vocab_size")
-        overrides = {k: getattr(self, k) for k in shape if getattr(self, k) is not None}
+        overrides = {k: getattr(self, k) for k in MODEL_OPTIONS if getattr(self, k) is not None}
         dropout = {"resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout}
         config = GPTScratchConfig.from_preset(self.model, **overrides, **dropout)
         if self.seq_len > config.n_positions:

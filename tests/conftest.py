@@ -47,7 +47,7 @@ def make_modern(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -
     torch.manual_seed(seed)
     model = GPTScratchForCausalLM(GPTScratchConfig(**{**TINY, "attn_pdrop": 0.0, **MODERN, **overrides}))
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 1:
                 param.add_(torch.randn_like(param) * 0.1)
         model.lm_head.weight.mul_(10.0)  # logits of a few units: the cap bites, without saturating

@@ -50,6 +50,18 @@ def step(model, optimizer, batch: torch.Tensor) -> float:
     return mean.item() / dist.get_world_size()
 
 
+def muon_on_shards_is_refused(model) -> str:
+    """Muon must see each matrix whole: on FSDP shards, building it is refused with a clear message (returned)."""
+    from gpt_scratch.train_config import TrainConfig
+    from gpt_scratch.training import build_optimizers
+
+    try:
+        build_optimizers(model, TrainConfig(optimizer="muon", matrix_lr=0.02), torch.device("cpu"))
+    except ValueError as error:
+        return str(error)
+    raise AssertionError("Muon was built on FSDP shards")
+
+
 def full_weights(model) -> dict[str, torch.Tensor]:
     """The full (unsharded) weights, gathered to rank 0 (empty elsewhere)."""
     full, _ = get_state_dict(model, [], options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -98,12 +110,14 @@ def main() -> None:
     step(resumed, resumed_optimizer, data[2])
     resumed_weights = full_weights(resumed)
     check_the_nan_guard_agrees_across_shards(resumed)
+    muon_refusal = muon_on_shards_is_refused(resumed)
     rank = dist.get_rank()
     dist.destroy_process_group()
     if rank == 0:
         export(continuous, out / "continuous")
         export(resumed_weights, out / "resumed")
         (out / "losses.json").write_text(json.dumps(losses))
+        (out / "muon_refusal.txt").write_text(muon_refusal)
 
 
 if __name__ == "__main__":

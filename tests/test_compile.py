@@ -7,14 +7,18 @@ from transformers import DynamicCache, StaticCache
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 
-from conftest import left_padded_batch, ours_from
+from conftest import MODERN, left_padded_batch, ours_from
 
 
-@pytest.fixture()
-def debug_model() -> GPTScratchForCausalLM:
+@pytest.fixture(params=["gpt2", "modern"])
+def debug_model(request) -> GPTScratchForCausalLM:
+    """Both architectures: GPT-2's, and every option of the modern recipe at once."""
     torch.manual_seed(0)
+    modern = MODERN if request.param == "modern" else {}
     return GPTScratchForCausalLM(
-        GPTScratchConfig.from_preset("debug", padded_vocab_size=50304, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+        GPTScratchConfig.from_preset(
+            "debug", padded_vocab_size=50304, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **modern
+        )
     )
 
 

@@ -57,7 +57,7 @@ def test_train_step_loss_equals_each_document_scored_alone_by_gpt2():
     def step_loss(eot_token_id):
         optimizer = torch.optim.SGD(ours.parameters(), lr=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        loss, _ = train_step(ours, ours, OneWindow(window), optimizer, scheduler, Accelerator(cpu=True), 1, 0.0,
+        loss, _ = train_step(ours, ours, OneWindow(window), [optimizer], [scheduler], Accelerator(cpu=True), 1, 0.0,
                              eot_token_id)  # fmt: skip
         return loss
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import ROOT, TINY, run_train, trainer_state, write_train_corpus
+from train_runs import MODERN_ARGS, ROOT, TINY, run_train, trainer_state, write_train_corpus
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
 from gpt_scratch.data import TextSource, prepare_shards
@@ -182,10 +182,12 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     assert not (run_dir / "model").exists()  # it really died before finishing
 
 
-@pytest.mark.parametrize("nproc, workers", [(1, 0), (2, 0), (1, 2), (2, 2)])
-def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc, workers):
+@pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), (2, 0, "gpt2"), (1, 2, "gpt2"), (2, 2, "gpt2"),
+                                                     (1, 0, "modern")])  # fmt: skip
+def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc, workers, recipe):
     args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
             "--hellaswag_data", "null", "--keep_checkpoints", "5", "--data_workers", str(workers)]  # fmt: skip
+    args += MODERN_ARGS if recipe == "modern" else []  # Muon's momentum buffers resume too
     run_train(tmp_path / "straight", *args, nproc=nproc)
     kill_after_checkpoint(tmp_path / "killed", args, nproc, "step-000008")
     done = [p.name for p in checkpoint_dirs(tmp_path / "killed")]

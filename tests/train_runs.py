@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "debug", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
         "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8", "--sample_tokens", "4",
         "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer", "50"]  # fmt: skip
+# The modern recipe on the command line: every model option, Muon with its own learning rates, warmup-stable-decay.
+MODERN_ARGS = ["--position_embedding_type", "rope", "--norm_type", "rmsnorm", "--qk_norm", "true",
+               "--activation_function", "relu2", "--final_logit_softcapping", "15", "--tie_word_embeddings", "false",
+               "--bias", "false", "--zero_init_residual", "true", "--optimizer", "muon", "--matrix_lr", "0.02",
+               "--embedding_lr", "0.01", "--head_lr", "0.004", "--lr_schedule", "wsd",
+               "--decay_fraction", "0.5"]  # fmt: skip
 
 
 def write_train_corpus(directory: Path) -> Path:
