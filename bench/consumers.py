@@ -7,8 +7,10 @@ Each tool gets its own venv (its own pins: vLLM pins transformers < 5.20); the s
     python bench/consumers.py vllm WORK                  # bench/vllm.sh: the native directory, trust_remote_code
     python bench/consumers.py llama_cpp WORK             # bench/llama_cpp.sh, after convert_hf_to_gguf.py
 
-``prepare`` uses MODEL_DIR (a trained model, e.g. runs/quickstart/model) or a tiny random one with the recipes'
-padded vocabulary, and records our greedy tokens and their log-probabilities; every consumer is compared with them.
+``prepare`` uses MODEL_DIR (a trained model, e.g. runs/quickstart/model), or a tiny random one with the recipes'
+padded vocabulary (``modern`` in place of MODEL_DIR: of the modern architecture), and records our greedy tokens and
+their log-probabilities (from the raw logits); every consumer is compared with them. A model GPT-2 cannot represent
+(the modern architecture) gets no GPT-2 export: only the native directory's consumers (vLLM) apply.
 """
 
 import json
@@ -24,35 +26,45 @@ def prepare(work: Path, model_dir: str | None = None) -> None:
     from transformers import GPT2LMHeadModel
 
     from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
-    from gpt_scratch.convert import to_gpt2
+    from gpt_scratch.convert import to_gpt2, without_vocabulary_padding
 
-    if model_dir:
+    if model_dir and model_dir != "modern":
         model = GPTScratchForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     else:
         torch.manual_seed(0)
         # head_dim 64: vLLM's CPU attention supports only common head sizes.
-        config = GPTScratchConfig(n_layer=2, n_head=2, n_embd=128, n_positions=128, padded_vocab_size=50304)
+        modern = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "qk_norm": True,
+                  "activation_function": "relu2", "final_logit_softcapping": 15.0, "tie_word_embeddings": False,
+                  "bias": False}  # fmt: skip
+        config = GPTScratchConfig(n_layer=2, n_head=2, n_embd=128, n_positions=128, padded_vocab_size=50304,
+                                  **(modern if model_dir == "modern" else {}))  # fmt: skip
         model = GPTScratchForCausalLM(config).eval()
         with torch.no_grad():  # a random init is nearly flat; sharpen it so greedy choices are clear-cut
-            model.transformer.wte.weight.mul_(8)
+            model.get_output_embeddings().weight.mul_(8)
+    if not model.config.tie_word_embeddings:  # vLLM sizes its own head by vocab_size
+        model = without_vocabulary_padding(model)
     tokenizer = gpt2_tokenizer(model.config.n_positions)
     save_model_dir(model, work / "ours", tokenizer)
-    gpt2 = GPT2LMHeadModel.from_pretrained(to_gpt2(work / "ours", work / "gpt2")).eval()
+    exportable = not model.config.gpt2_incompatibilities()
+    gpt2 = GPT2LMHeadModel.from_pretrained(to_gpt2(work / "ours", work / "gpt2")).eval() if exportable else None
     expected = {"prompts": [], "tokens": [], "logprobs": []}
     for text in PROMPTS:
         prompt = tokenizer(text, return_tensors="pt").input_ids
         settings = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False,
                     "pad_token_id": tokenizer.eos_token_id}  # fmt: skip
-        out = model.generate(prompt, **settings, output_scores=True, return_dict_in_generate=True)
+        out = model.generate(prompt, **settings, output_logits=True, return_dict_in_generate=True)
         tokens = out.sequences[0, prompt.shape[1] :].tolist()
-        exported = gpt2.generate(prompt, **settings)[0, prompt.shape[1] :].tolist()
-        assert exported == tokens, f"the GPT-2 export generates {exported}, ours {tokens}"
-        logprobs = [torch.log_softmax(score[0].float(), -1)[token].item() for score, token in zip(out.scores, tokens)]
+        if gpt2 is not None:
+            exported = gpt2.generate(prompt, **settings)[0, prompt.shape[1] :].tolist()
+            assert exported == tokens, f"the GPT-2 export generates {exported}, ours {tokens}"
+        # The raw logits: generate's scores carry min_new_tokens' end-of-text mask, which shifts every log-prob.
+        logprobs = [torch.log_softmax(logit[0].float(), -1)[token].item() for logit, token in zip(out.logits, tokens)]
         expected["prompts"].append(prompt[0].tolist())
         expected["tokens"].append(tokens)
         expected["logprobs"].append(logprobs)
     (work / "expected.json").write_text(json.dumps(expected))
-    print(f"saved {work / 'ours'} and its GPT-2 export {work / 'gpt2'}; expected greedy tokens written")
+    export = f" and its GPT-2 export {work / 'gpt2'}" if gpt2 is not None else " (no GPT-2 export: modern architecture)"
+    print(f"saved {work / 'ours'}{export}; expected greedy tokens written")
 
 
 def check(work: Path, name: str, produced: list[list[int]], logprobs: list[list[float]] | None = None) -> None:

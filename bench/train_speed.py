@@ -8,6 +8,11 @@ measures the 124M recipe: tokens/s, MFU and peak memory of each model, both comp
 
     python bench/train_speed.py                       # 4 layers, 256 wide, T=128, micro-batch 8 (CPU)
     python bench/train_speed.py --preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile
+
+``--modern`` compares the modern recipe (configs/speedrun-124m.yaml's architecture and its Muon + AdamW) with our GPT-2
+architecture under AdamW, both ours: the cost per token of the modern recipe (target on the GPU: >= 0.9x).
+
+    python bench/train_speed.py --modern --preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile
 """
 
 import argparse
@@ -26,6 +31,12 @@ from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
 from gpt_scratch.training import build_optimizers, flops_per_token, peak_flops, train_step  # noqa: E402
+
+# configs/speedrun-124m.yaml's model options and optimizer (--modern).
+MODERN_MODEL = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "qk_norm": True,
+                "activation_function": "relu2", "final_logit_softcapping": 15.0, "tie_word_embeddings": False,
+                "bias": False, "zero_init_residual": True}  # fmt: skip
+MODERN_OPTIMIZER = {"optimizer": "muon", "matrix_lr": 0.02, "embedding_lr": 0.01, "head_lr": 0.004}
 
 
 class FixedBatches:
@@ -50,7 +61,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--only", choices=["ours", "hf"], default=None)
+    parser.add_argument("--only", choices=["ours", "hf", "modern", "gpt2"], default=None)
+    parser.add_argument("--modern", action="store_true", help="the modern recipe against our GPT-2 architecture")
     parser.add_argument("--padded-vocab", type=int, default=50304, help="our padded_vocab_size (0: none)")
     args = parser.parse_args()
 
@@ -67,39 +79,45 @@ def main() -> None:
     )
     torch.manual_seed(0)
     ours = GPTScratchForCausalLM(config)
-    reference_config = config.to_gpt2_config()
-    reference_config._attn_implementation = "sdpa"
-    reference = GPT2LMHeadModel(reference_config)
-    reference.load_state_dict(state_dict_to_gpt2(ours.state_dict(), config.vocab_size), strict=False)
-    use_lean_cpu_loss(ours, accelerator.device, args.compile)  # as train.py does
-    reference.tie_weights()
+    if args.modern:
+        modern = GPTScratchForCausalLM(GPTScratchConfig(**{**config.to_dict(), **MODERN_MODEL}))
+        contenders = {"gpt2": (ours, TrainConfig()), "modern": (modern, TrainConfig(**MODERN_OPTIMIZER))}
+    else:
+        reference_config = config.to_gpt2_config()
+        reference_config._attn_implementation = "sdpa"
+        reference = GPT2LMHeadModel(reference_config)
+        reference.load_state_dict(state_dict_to_gpt2(ours.state_dict(), config.vocab_size), strict=False)
+        reference.tie_weights()
+        contenders = {"hf": (reference, TrainConfig()), "ours": (ours, TrainConfig())}
+    for name, (model, _) in contenders.items():
+        if name != "hf":
+            use_lean_cpu_loss(model, accelerator.device, args.compile)  # as train.py does
 
     generator = torch.Generator().manual_seed(1)
     windows = [torch.randint(0, 50257, (args.micro_batch, args.seq_len + 1), generator=generator) for _ in range(8)]
     batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
-    train_config = TrainConfig(lr=3e-4, min_lr=3e-5, warmup_steps=0)
 
     runners = {}
-    for name, model in (("hf", reference), ("ours", ours)):
+    for name, (model, train_config) in contenders.items():
         if args.only and name != args.only:
             continue
         optimizers = build_optimizers(model, train_config, accelerator.device)
         schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in optimizers]
         model, *rest = accelerator.prepare(model, *optimizers, *schedulers)
-        optimizer, scheduler = rest[: len(optimizers)], rest[len(optimizers) :]
+        optimizers, schedulers = rest[: len(optimizers)], rest[len(optimizers) :]
         forward = torch.compile(model) if args.compile else model
-        runners[name] = (forward, model, optimizer, scheduler)
+        runners[name] = (forward, model, optimizers, schedulers)
 
     peak_memory = {}
 
     def timed(name: str, steps: int) -> float:
-        forward, model, optimizer, scheduler = runners[name]
+        forward, model, optimizers, schedulers = runners[name]
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         data = FixedBatches(batches)
         start = time.perf_counter()
         for _ in range(steps):
-            loss, _ = train_step(forward, model, data, optimizer, scheduler, accelerator, args.accumulation, 1.0)
+            loss, _ = train_step(forward, model, data, optimizers, schedulers, accelerator, args.accumulation, 1.0)
         loss.item()  # wait for the device
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -120,12 +138,15 @@ def main() -> None:
     peak = peak_flops(device)
     for name in runners:
         rate = statistics.median(rates[name])
-        mfu = f" | MFU {100 * flops_per_token(ours, args.seq_len) * rate / peak:.1f}%" if peak else ""
+        flops = flops_per_token(accelerator.unwrap_model(runners[name][1]), args.seq_len)
+        mfu = f" | MFU {100 * flops * rate / peak:.1f}%" if peak else ""
         memory = f" | peak memory {peak_memory[name] / 2**30:.1f} GiB" if name in peak_memory else ""
-        print(f"{'HF GPT-2' if name == 'hf' else 'ours':9s} {rate:12,.0f} tokens/s{mfu}{memory}")
+        label = {"hf": "HF GPT-2", "gpt2": "ours, GPT-2 arch + AdamW", "modern": "ours, modern + Muon"}.get(name, name)
+        print(f"{label:26s} {rate:12,.0f} tokens/s{mfu}{memory}")
     if len(runners) == 2:
-        ratio = statistics.median(rates["ours"]) / statistics.median(rates["hf"])
-        print(f"ratio ours/HF {ratio:.3f}x")
+        measured, reference_name = ("modern", "gpt2") if args.modern else ("ours", "hf")
+        ratio = statistics.median(rates[measured]) / statistics.median(rates[reference_name])
+        print(f"ratio {measured}/{reference_name} {ratio:.3f}x")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,26 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+def without_vocabulary_padding(model: GPTScratchForCausalLM) -> GPTScratchForCausalLM:
+    """The same model with exactly ``vocab_size`` embedding and head rows, and the same logits (padded ids are never
+    scored). For tools that size the head by ``vocab_size``: vLLM loads an untied padded head only this way."""
+    if model.config.padded_vocab_size is None:
+        return model
+    unpadded = GPTScratchForCausalLM(GPTScratchConfig(**{**model.config.to_dict(), "padded_vocab_size": None}))
+    rows = ("transformer.wte.weight", "lm_head.weight")
+    state = {k: v[: model.config.vocab_size] if k in rows else v for k, v in model.state_dict().items()}
+    unpadded.load_state_dict(state, strict=True)
+    return unpadded.to(model.dtype).eval()
+
+
+def unpad(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A copy of a model directory without vocabulary padding (see ``without_vocabulary_padding``)."""
+    model = without_vocabulary_padding(GPTScratchForCausalLM.from_pretrained(model_dir))
+    return save_with_model_card(model, out_dir, gpt2_tokenizer(model.config.n_positions),
+                                data=f"{model_dir} without its vocabulary padding",
+                                command=f"python -m gpt_scratch.convert unpad {model_dir} {out_dir}")  # fmt: skip
+
+
 class _CheckpointConfig:
     """Stands in for a training script's config class inside a checkpoint: keeps its fields, runs no code."""
 
@@ -140,13 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     three.add_argument("checkpoint")
     three.add_argument("out_dir")
     three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None)
+    four = commands.add_parser("unpad", help="a copy with exactly vocab_size embedding and head rows (for vLLM)")
+    four.add_argument("model_dir")
+    four.add_argument("out_dir")
     args = parser.parse_args(argv)
-    if args.command in ("from-gpt2", "to-gpt2"):
+    if args.command in ("from-gpt2", "to-gpt2", "unpad"):
         cli.check_local_model(args.source if args.command == "from-gpt2" else args.model_dir)
     if args.command == "from-gpt2":
         out = from_gpt2(args.source, args.out_dir)
     elif args.command == "to-gpt2":
         out = to_gpt2(args.model_dir, args.out_dir)
+    elif args.command == "unpad":
+        out = unpad(args.model_dir, args.out_dir)
     else:
         model = from_nanogpt(args.checkpoint, args.activation)
         out = save_with_model_card(

@@ -148,3 +148,20 @@ def test_cli_to_gpt2_of_a_modern_model_is_one_line_naming_the_options_gpt2_lacks
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "position_embedding_type='rope'" in result.stderr and "norm_type='rmsnorm'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_unpad_keeps_the_logits_and_leaves_vocab_size_rows(tmp_path):
+    from gpt_scratch import save_model_dir
+
+    from conftest import make_modern
+
+    padded = make_modern(seed=43, padded_vocab_size=50304)
+    model_dir = save_model_dir(padded, tmp_path / "padded")
+    result = subprocess.run([sys.executable, "-m", "gpt_scratch.convert", "unpad", str(model_dir),
+                             str(tmp_path / "unpadded")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    unpadded = GPTScratchForCausalLM.from_pretrained(tmp_path / "unpadded").eval()
+    assert unpadded.lm_head.weight.shape[0] == unpadded.transformer.wte.weight.shape[0] == 50257
+    ids = torch.randint(0, 50257, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(unpadded(ids).logits, padded(ids).logits)

@@ -172,3 +172,26 @@ def test_parquet_file_reads_the_same_rows_as_jsonl(tmp_path):
     as_strings = [{**row, "label": str(row["label"])} for row in rows]  # the Hub's parquet stores labels as strings
     pq.write_table(pa.Table.from_pylist(as_strings), tmp_path / "hs.parquet")
     assert [to_example(r) for r in load_rows(str(tmp_path / "hs.parquet"))] == [to_example(r) for r in rows]
+
+
+def test_lm_eval_cli_on_a_saved_modern_model_equals_our_scoring(tmp_path):
+    """lm-eval's own command line on a directory of the modern architecture (rotary, RMSNorm, untied head, ...)."""
+    from conftest import make_modern
+
+    model = make_modern(seed=5, n_positions=40)
+    model_dir = save_model_dir(model, tmp_path / "modern")
+    tasks = write_lm_eval_task(SAMPLE, tmp_path / "tasks")
+    command = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
+               f"pretrained={model_dir},trust_remote_code=True,dtype=float32", "--tasks", "hellaswag_local",
+               "--include_path", str(tasks), "--limit", "16", "--batch_size", "16", "--device", "cpu",
+               "--output_path", str(tmp_path / "out"), "--log_samples"]  # fmt: skip
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())["results"]["hellaswag_local"]
+    samples = [json.loads(line) for line in next((tmp_path / "out").rglob("samples_hellaswag_local_*.jsonl")).open()]
+    ours = evaluate_hellaswag(model, gpt2_tokenizer(), str(SAMPLE), batch_size=16, limit=16, return_details=True)
+    for sample in samples:
+        expected = [float(loglik) for loglik, _ in sample["filtered_resps"]]
+        assert ours["details"][sample["doc_id"]]["logliks"] == pytest.approx(expected, abs=1e-4)
+    assert (ours["acc"], ours["acc_norm"]) == (results["acc,none"], results["acc_norm,none"])

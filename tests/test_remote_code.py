@@ -77,8 +77,11 @@ def transformers_path(version: str | None) -> str:
     return str(target)
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "modern"])
 @pytest.mark.parametrize("version", [None, *OLDER_TRANSFORMERS], ids=["installed", *OLDER_TRANSFORMERS])
-def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model, version):
+def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model, modern_model, version,
+                                                                 architecture):  # fmt: skip
+    our_model = modern_model if architecture == "modern" else our_model
     model_dir = save_model_dir(our_model, tmp_path / "model")
     saved = {p.name for p in model_dir.iterdir()}
     assert {"configuration_gpt_scratch.py", "modeling_gpt_scratch.py", "model.safetensors", "tokenizer.json"} <= saved
@@ -104,7 +107,7 @@ def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_mo
     assert child["base_class"] == "GPTScratchModel"
     assert child["model_class"] == "GPTScratchForCausalLM"
     assert child["module"].startswith("transformers_modules"), child["module"]
-    assert child["tied"]
+    assert child["tied"] == our_model.config.tie_word_embeddings
 
     tokenizer = gpt2_tokenizer()
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
