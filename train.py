@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer
@@ -49,6 +49,7 @@ from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
     build_optimizers,
+    check_optimizer_fits_parallelism,
     describe_optimizers,
     flops_per_token,
     generate_samples,
@@ -160,11 +161,7 @@ def setup(argv: list[str]) -> Run:
     val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
     train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation)
 
-    if config.optimizer == "muon" and accelerator.distributed_type == DistributedType.FSDP:
-        raise ValueError(
-            "optimizer muon needs each matrix whole, and FSDP shards them (Muon would orthogonalise each process's "
-            "shard); train with DDP (accelerate launch --multi_gpu) or --optimizer adamw"
-        )
+    check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
     accelerator.print(f"optimizer: {describe_optimizers(optimizers)} | schedule {schedule_summary(config)}")
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_multiplier(step, config)) for o in optimizers]

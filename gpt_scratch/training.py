@@ -8,6 +8,7 @@ from contextlib import nullcontext
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from .document_mask import document_position_ids
 from .modeling_gpt_scratch import GPTScratchForCausalLM
@@ -80,6 +81,16 @@ def check_muon_parameters(matrices: list[tuple[str, torch.nn.Parameter]]) -> Non
                 f"optimizer muon needs each matrix whole, but {name} is sharded (FSDP), so Muon would orthogonalise "
                 "each process's shard instead; train with DDP (accelerate launch --multi_gpu) or --optimizer adamw"
             )
+
+
+def check_optimizer_fits_parallelism(config: TrainConfig, distributed_type: DistributedType) -> None:
+    """Before the model is wrapped: Muon orthogonalises whole matrices, which FSDP shards across processes."""
+    if config.optimizer == "muon" and distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "optimizer muon needs each matrix whole, and FSDP shards them (Muon would orthogonalise each process's "
+            "shard); train with DDP (accelerate launch --multi_gpu: a model Muon trains fits each GPU) or "
+            "--optimizer adamw"
+        )
 
 
 def describe_optimizers(optimizers: list[torch.optim.Optimizer]) -> str:

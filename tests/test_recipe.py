@@ -59,6 +59,18 @@ def test_muon_on_a_tensor_it_cannot_take_is_refused_by_name():
         build_optimizers(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
 
 
+def test_muon_under_fsdp_is_refused_before_the_model_is_wrapped_and_ddp_is_not():
+    from accelerate.utils import DistributedType
+
+    from gpt_scratch.training import check_optimizer_fits_parallelism
+
+    muon = TrainConfig(optimizer="muon")
+    with pytest.raises(ValueError, match="optimizer muon needs each matrix whole, and FSDP shards them"):
+        check_optimizer_fits_parallelism(muon, DistributedType.FSDP)
+    check_optimizer_fits_parallelism(muon, DistributedType.MULTI_GPU)
+    check_optimizer_fits_parallelism(TrainConfig(), DistributedType.FSDP)  # AdamW shards fine
+
+
 def test_wsd_warms_up_holds_then_decays_linearly_to_min_lr():
     config = TrainConfig(max_steps=100, warmup_steps=10, lr=1e-2, min_lr=1e-3, lr_schedule="wsd", decay_fraction=0.3)
     factors = [lr_multiplier(step, config) for step in range(100)]
