@@ -55,6 +55,7 @@ from gpt_scratch.training import (
     generate_samples,
     lr_multiplier,
     peak_flops,
+    prepare_with_schedules,
     role_learning_rates,
     train_step,
     validation_loss,
@@ -164,9 +165,9 @@ def setup(argv: list[str]) -> Run:
     check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
     accelerator.print(f"optimizer: {describe_optimizers(optimizers)} | schedule {schedule_summary(config)}")
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: lr_multiplier(step, config)) for o in optimizers]
-    prepared, *rest = accelerator.prepare(model, *optimizers, *schedulers)
-    optimizers, schedulers = rest[: len(optimizers)], rest[len(optimizers) :]
+    prepared, optimizers, schedulers = prepare_with_schedules(
+        accelerator, model, optimizers, lambda step: lr_multiplier(step, config)
+    )
     raw_model = accelerator.unwrap_model(prepared)
     if use_lean_cpu_loss(raw_model, accelerator.device, config.compile):
         accelerator.print(
@@ -249,7 +250,8 @@ def resume(run: Run) -> None:
             "earlier checkpoint with --resume PATH"
         )
     run.train_data.load_state_dict(data_state)
-    # The schedule of the settings given now (lr, min_lr, warmup_steps, max_steps), from the saved step on.
+    # The schedule of the settings given now (each role's lr, min_lr, schedule, warmup_steps, max_steps), from the
+    # saved step on.
     for optimizer, scheduler in zip(run.optimizers, run.schedulers):
         apply_schedule(scheduler, optimizer, trainer_state["step"], role_learning_rates(run.config))
     run.start_step, run.history, run.last_checkpoint = trainer_state["step"], trainer_state["history"], checkpoint

@@ -30,7 +30,13 @@ from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
 from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
-from gpt_scratch.training import build_optimizers, flops_per_token, peak_flops, train_step  # noqa: E402
+from gpt_scratch.training import (  # noqa: E402
+    build_optimizers,
+    flops_per_token,
+    peak_flops,
+    prepare_with_schedules,
+    train_step,
+)
 
 # configs/speedrun-124m.yaml's model options and optimizer (--modern).
 MODERN_MODEL = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "qk_norm": True,
@@ -102,9 +108,7 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         optimizers = build_optimizers(model, train_config, accelerator.device)
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in optimizers]
-        model, *rest = accelerator.prepare(model, *optimizers, *schedulers)
-        optimizers, schedulers = rest[: len(optimizers)], rest[len(optimizers) :]
+        model, optimizers, schedulers = prepare_with_schedules(accelerator, model, optimizers, lambda step: 1.0)
         forward = torch.compile(model) if args.compile else model
         runners[name] = (forward, model, optimizers, schedulers)
 

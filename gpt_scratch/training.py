@@ -93,6 +93,14 @@ def check_optimizer_fits_parallelism(config: TrainConfig, distributed_type: Dist
         )
 
 
+def prepare_with_schedules(accelerator: Accelerator, model: torch.nn.Module, optimizers: list, multiplier) -> tuple:
+    """``accelerator.prepare`` of the model and every optimizer with its LambdaLR schedule ``multiplier(step)``;
+    returns (prepared model, optimizers, schedulers)."""
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier) for optimizer in optimizers]
+    prepared, *rest = accelerator.prepare(model, *optimizers, *schedulers)
+    return prepared, rest[: len(optimizers)], rest[len(optimizers) :]
+
+
 def describe_optimizers(optimizers: list[torch.optim.Optimizer]) -> str:
     """One line: each optimizer, its groups' roles and learning rates."""
     parts = []

@@ -265,3 +265,20 @@ def test_to_gpt2_of_a_modern_model_names_every_option_gpt2_lacks(modern_model):
                    "tie_word_embeddings=False"):  # fmt: skip
         assert option in str(error.value), option
     assert "trust_remote_code" in str(error.value)
+
+
+def test_a_directory_saved_before_the_modern_options_existed_loads_as_gpt2(tmp_path, gpt2_model, our_model):
+    import json
+
+    our_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for name in ("position_embedding_type", "rope_theta", "rope_parameters", "norm_type", "qk_norm",
+                 "final_logit_softcapping", "zero_init_residual"):  # fmt: skip
+        del config[name]  # as the previous version wrote it
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.gpt2_incompatibilities() == [] and loaded.transformer.rotary_emb is None
+    ids = torch.randint(0, 50257, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, our_model(ids).logits)
+        torch.testing.assert_close(loaded(ids).logits, gpt2_model(ids).logits)
