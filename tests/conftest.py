@@ -73,6 +73,12 @@ def modern_model() -> GPTScratchForCausalLM:
     return make_modern()
 
 
+@pytest.fixture(params=["gpt2", "modern"])
+def either_model(request, our_model, modern_model) -> GPTScratchForCausalLM:
+    """Each architecture in turn: tests of behaviour both must have."""
+    return our_model if request.param == "gpt2" else modern_model
+
+
 @pytest.fixture(scope="session")
 def our_model(gpt2_model) -> GPTScratchForCausalLM:
     return ours_from(gpt2_model)

@@ -33,18 +33,18 @@ def test_sampling_under_same_seed_equals_gpt2(gpt2_model, our_model):
     assert torch.equal(actual, expected)
 
 
-def test_left_padded_batch_equals_each_row_generated_alone(our_model):
+def test_left_padded_batch_equals_each_row_generated_alone(either_model):
     lengths = (10, 6, 2)
     ids, mask = left_padded_batch(seed=14, lengths=lengths)
-    batched = our_model.generate(ids, attention_mask=mask, **GREEDY)
+    batched = either_model.generate(ids, attention_mask=mask, **GREEDY)
     for row, length in enumerate(lengths):
-        alone = our_model.generate(ids[row : row + 1, -length:], **GREEDY)
+        alone = either_model.generate(ids[row : row + 1, -length:], **GREEDY)
         assert torch.equal(batched[row, -GREEDY["max_new_tokens"] :], alone[0, -GREEDY["max_new_tokens"] :]), row
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
-def test_use_cache_false_equals_use_cache_true(our_model, num_beams):
+def test_use_cache_false_equals_use_cache_true(either_model, num_beams):
     ids, mask = left_padded_batch(seed=15)
-    with_cache = our_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=True, **GREEDY)
-    without = our_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=False, **GREEDY)
+    with_cache = either_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=True, **GREEDY)
+    without = either_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=False, **GREEDY)
     assert torch.equal(with_cache, without)

@@ -1,5 +1,6 @@
 """The modern architecture (rotary, RMSNorm, QK-norm, ReLU², soft-capping, untied head, no biases) against references
-built from transformers' own pieces, and everything the GPT-2 architecture supports, for it too."""
+built from transformers' own pieces, and everything the GPT-2 architecture supports, for it too (with the tests that
+run both architectures through the `either_model` fixture: left padding, batched and cached generation)."""
 
 import pytest
 import torch
@@ -143,14 +144,6 @@ def test_cached_forward_equals_uncached(attn, cache_class):
     torch.testing.assert_close(cached[real], uncached[real])
 
 
-def test_left_padded_row_equals_the_row_alone(modern_model):
-    ids, mask = left_padded_batch(lengths=(9, 4))
-    with torch.no_grad():
-        batched = modern_model(ids, attention_mask=mask).logits
-        alone = modern_model(ids[1:, -4:]).logits
-    torch.testing.assert_close(batched[1, -4:], alone[0])
-
-
 def test_packed_rows_with_restarting_positions_equal_each_sequence_alone(modern_model):
     sequences = [torch.randint(0, 50257, (n,)) for n in (7, 4, 9)]
     packed = torch.cat(sequences)[None]
@@ -162,23 +155,6 @@ def test_packed_rows_with_restarting_positions_equal_each_sequence_alone(modern_
             alone = modern_model(sequence[None]).logits[0]
             torch.testing.assert_close(logits[start : start + len(sequence)], alone)
             start += len(sequence)
-
-
-def test_greedy_left_padded_batch_equals_each_row_generated_alone(modern_model):
-    lengths = (10, 6, 2)
-    ids, mask = left_padded_batch(seed=14, lengths=lengths)
-    batched = modern_model.generate(ids, attention_mask=mask, **GREEDY)
-    for row, length in enumerate(lengths):
-        alone = modern_model.generate(ids[row : row + 1, -length:], **GREEDY)
-        assert torch.equal(batched[row, -10:], alone[0, -10:]), row
-
-
-@pytest.mark.parametrize("num_beams", [1, 4])
-def test_generate_with_cache_equals_without(modern_model, num_beams):
-    ids, mask = left_padded_batch(seed=15)
-    with_cache = modern_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=True, **GREEDY)
-    without = modern_model.generate(ids, attention_mask=mask, num_beams=num_beams, use_cache=False, **GREEDY)
-    assert torch.equal(with_cache, without)
 
 
 def test_sampling_with_static_cache_equals_sampling_without_cache(modern_model):

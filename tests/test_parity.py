@@ -36,11 +36,11 @@ def test_unpadded_logits_equal_gpt2_with_default_positions(attn):
         torch.testing.assert_close(ours(ids).logits, gpt2(ids).logits)
 
 
-def test_left_padded_row_equals_row_run_alone(our_model):
+def test_left_padded_row_equals_row_run_alone(either_model):
     ids, mask = left_padded_batch(lengths=(9, 4))
     with torch.no_grad():
-        batched = our_model(ids, attention_mask=mask).logits
-        alone = our_model(ids[1:, -4:]).logits
+        batched = either_model(ids, attention_mask=mask).logits
+        alone = either_model(ids[1:, -4:]).logits
     torch.testing.assert_close(batched[1, -4:], alone[0])
 
 
