@@ -193,7 +193,8 @@ def test_pipeline_generates_what_generate_does(tmp_path, modern_model):
 
 
 def test_peft_lora_trains_only_adapters_and_starts_as_the_base_model(modern_model):
-    peft = pytest.importorskip("peft")
+    import peft
+
     base = make_modern(seed=0)
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], lora_dropout=0.0)
     lora = peft.get_peft_model(base, config)
