@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from accelerate import Accelerator
 from transformers import GPT2LMHeadModel
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
 from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
-from gpt_scratch.train_config import TrainConfig  # noqa: E402
+from gpt_scratch.train_config import MODEL_OPTIONS, TrainConfig  # noqa: E402
 from gpt_scratch.training import (  # noqa: E402
     build_optimizers,
     flops_per_token,
@@ -38,11 +39,10 @@ from gpt_scratch.training import (  # noqa: E402
     train_step,
 )
 
-# configs/speedrun-124m.yaml's model options and optimizer (--modern).
-MODERN_MODEL = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "qk_norm": True,
-                "activation_function": "relu2", "final_logit_softcapping": 15.0, "tie_word_embeddings": False,
-                "bias": False, "zero_init_residual": True}  # fmt: skip
-MODERN_OPTIMIZER = {"optimizer": "muon", "matrix_lr": 0.02, "embedding_lr": 0.01, "head_lr": 0.004}
+# --modern: configs/speedrun-124m.yaml's model options and optimizer, read from the file so they cannot drift.
+SPEEDRUN = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "speedrun-124m.yaml").read_text())
+MODERN_MODEL = {k: SPEEDRUN[k] for k in MODEL_OPTIONS if k in SPEEDRUN and k not in ("n_layer", "n_head", "n_embd")}
+MODERN_OPTIMIZER = {k: SPEEDRUN[k] for k in ("optimizer", "matrix_lr", "embedding_lr", "head_lr", "lr")}
 
 
 class FixedBatches:
