@@ -226,6 +226,7 @@ def training_data(
         seed=config.seed,
         shuffle_buffer=config.shuffle_buffer,
         val_docs=config.val_docs,
+        window_shuffle=config.window_shuffle,
     )
     # Workers tokenize in their own processes, off the training loop, and resume exactly.
     if not config.data_workers:

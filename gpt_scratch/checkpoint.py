@@ -30,7 +30,7 @@ RUN_DEFINING_SETTINGS = (
     "position_embedding_type", "rope_theta", "norm_type", "qk_norm", "activation_function", "final_logit_softcapping",
     "tie_word_embeddings", "bias", "zero_init_residual",
     "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "data_workers",
-    "document_mask",
+    "window_shuffle", "document_mask",
     "seq_len", "micro_batch_size", "tokens_per_step", "seed",
     "optimizer", "weight_decay", "beta1", "beta2", "muon_momentum", "mixed_precision",
 )  # fmt: skip

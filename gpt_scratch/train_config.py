@@ -51,7 +51,8 @@ class TrainConfig:
     text_column: str = "text"
     token_shards: str | None = None  # a directory from `python -m gpt_scratch.data prepare` (read instead of data)
     val_docs: int = 200  # the first documents of `data`, held out for validation
-    shuffle_buffer: int = 1000
+    shuffle_buffer: int = 1000  # documents
+    window_shuffle: int = 0  # T+1-token windows held and drawn at random: mixes long documents into the rest (0: off)
     data_workers: int = 0  # DataLoader worker processes that read and tokenize the stream (0: in the loop)
     document_mask: bool = False  # attend only within each packed document (<|endoftext|> starts one)
     # --- batch: tokens_per_step = micro_batch_size * seq_len * processes * gradient accumulation steps ---
@@ -103,9 +104,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name} ({value}) must be positive")
-        for name in ("warmup_steps", "weight_decay", "grad_clip", "data_workers"):
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "data_workers", "window_shuffle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
+        if self.token_shards and self.window_shuffle:
+            raise ValueError(
+                f"window_shuffle ({self.window_shuffle}) shuffles streamed data; token_shards are read in one global "
+                "order (the same for any process count). Set window_shuffle: 0, or stream the data"
+            )
         if self.lr <= 0:
             raise ValueError(f"lr ({self.lr}) must be positive, e.g. 6e-4")
         for name in ("embedding_lr", "head_lr", "matrix_lr"):

@@ -268,3 +268,46 @@ def test_the_stream_state_is_compact_and_resumes_exactly(tmp_path):
     resumed = PackedBatches(source, batch_size=4, seq_len=32, shuffle_buffer=200)
     resumed.load_state_dict(torch.load(saved, weights_only=True))
     assert all(torch.equal(resumed.next_batch()[0], batch) for batch in expected)
+
+
+def windows_of(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[int, ...]]:
+    """Every row of the batches as its T + 1 tokens (inputs and the last target)."""
+    return [tuple(x.tolist()) + (y[-1].item(),) for inputs, targets in batches for x, y in zip(inputs, targets)]
+
+
+def test_window_shuffle_draws_every_window_once_and_mixes_long_documents(tmp_path):
+    """With a window buffer, one epoch's rows are exactly the windows of the unshuffled packing (each token a
+    target once), in another order: a long document no longer fills consecutive batches."""
+    long_doc = " ".join(make_documents(40, seed=9))  # thousands of tokens: many batches of 4 x 16 on its own
+    write_jsonl(tmp_path / "corpus.jsonl", [long_doc, *make_documents(60, seed=4)])
+    source = TextSource(str(tmp_path / "corpus.jsonl"))
+
+    def epoch(window_shuffle: int) -> list:
+        stream = PackedBatches(source, batch_size=4, seq_len=16, seed=2, shuffle_buffer=8, epochs=1,
+                               window_shuffle=window_shuffle)  # fmt: skip
+        return list(stream)
+
+    packed, shuffled = windows_of(epoch(0)), windows_of(epoch(256))
+    assert sorted(shuffled) == sorted(packed) and shuffled != packed
+    # In the packed order, the first batches are consecutive windows of one document; shuffled, they come from all
+    # over the epoch (a window's index in the packed order says where it was).
+    position = {window: i for i, window in enumerate(packed)}
+    first_rows = [position[window] for window in shuffled[:16]]
+    assert max(first_rows) - min(first_rows) > 64, first_rows
+
+
+def test_window_shuffle_state_resumes_exactly_in_a_new_object(tmp_path):
+    write_jsonl(tmp_path / "corpus.jsonl", make_documents(200, seed=5))
+    source = TextSource(str(tmp_path / "corpus.jsonl"))
+    data = PackedBatches(source, batch_size=4, seq_len=32, shuffle_buffer=50, window_shuffle=64)
+    for _ in range(3):
+        data.next_batch()
+    saved = io.BytesIO()
+    torch.save(data.state_dict(), saved)
+    expected = [data.next_batch() for _ in range(40)]  # the buffer refills with every batch
+    saved.seek(0)
+    resumed = PackedBatches(source, batch_size=4, seq_len=32, shuffle_buffer=50, window_shuffle=64)
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
+    for inputs, targets in expected:
+        got_inputs, got_targets = resumed.next_batch()
+        assert torch.equal(got_inputs, inputs) and torch.equal(got_targets, targets)

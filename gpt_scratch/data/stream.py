@@ -7,9 +7,13 @@ How a stream is split and resumed:
   by exactly one consumer.
 - Documents pass through a seeded shuffle buffer, are tokenized with tiktoken (``<|endoftext|>`` before each), and
   packed into contiguous windows of T + 1 tokens, with no padding, as GPT-2 and nanoGPT train.
+- Optionally (``window_shuffle`` > 0) the windows pass through a second seeded buffer, and each batch draws its rows
+  at random from it. A document shuffle cannot mix a long document into the rest: a 150k-token file fills 75
+  consecutive steps of a 2048-token batch (the stdlib has such files), and a small model trained on it forgets
+  everything else. Windows keep their tokens in order, so what the model learns from each row is unchanged.
 - ``state_dict()`` holds the epoch, the position in the shard list, the open shard's ``datasets`` stream state, the
-  shuffle buffer with its RNG state, and the tokens already tokenized but not yet emitted: a new process that loads
-  it yields exactly the batch that would have come next.
+  shuffle buffer with its RNG state, the tokens already tokenized but not yet emitted, and the window buffer with its
+  RNG state: a new process that loads it yields exactly the batch that would have come next.
 - The first ``val_docs`` documents (in canonical order) are the validation set, the same on every run and process
   count; training skips them.
 """
@@ -219,18 +223,24 @@ class PackedBatches(torch.utils.data.IterableDataset):
         shuffle: bool = True,
         epochs: int | None = None,
         tokenize_threads: int = 4,
+        window_shuffle: int = 0,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or seq_len <= 0:
             raise ValueError(f"batch_size ({batch_size}) and seq_len ({seq_len}) must be positive")
+        if window_shuffle < 0:
+            raise ValueError(f"window_shuffle ({window_shuffle}) must not be negative (0: off)")
         self.source, self.batch_size, self.seq_len = source, batch_size, seq_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.val_docs, self.shuffle, self.epochs = shuffle_buffer, val_docs, shuffle, epochs
         self.tokenize_threads = tokenize_threads
+        self.window_shuffle = window_shuffle if shuffle else 0
         self.encoding = gpt2_encoding()
         self._pool: ThreadPoolExecutor | None = None
         self._docs: DocumentStream | None = None
         self._tokens = np.empty(0, dtype=np.uint32)  # tokenized, not yet emitted
+        self._windows = np.empty((0, seq_len + 1), dtype=np.uint32)  # cut, waiting to be drawn (window_shuffle)
+        self._window_rng: np.random.Generator | None = None
         self._pending_state: dict[str, Any] | None = None
 
     def _consumer(self) -> tuple[int, int]:
@@ -254,9 +264,14 @@ class PackedBatches(torch.utils.data.IterableDataset):
                 shuffle=self.shuffle,
                 epochs=self.epochs,
             )
+            # Its own stream of random numbers: the document shuffle draws the same documents with or without it.
+            self._window_rng = np.random.default_rng([self.seed, rank, world, 1])
             if self._pending_state is not None:
                 self._docs.load_state_dict(self._pending_state["documents"])
                 self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)  # a tensor or a list
+                if "windows" in self._pending_state:
+                    self._windows = np.asarray(self._pending_state["windows"], dtype=np.uint32)
+                    self._window_rng.bit_generator.state = self._pending_state["window_rng"]
                 self._pending_state = None
         return self._docs
 
@@ -279,6 +294,8 @@ class PackedBatches(torch.utils.data.IterableDataset):
         With ``epochs`` set, the last batch may have fewer rows, and StopIteration follows it (the final tokens that
         do not fill a window of T + 1 are dropped).
         """
+        if self.window_shuffle:
+            return self._shuffled_batch()
         span = self.batch_size * self.seq_len
         self._fill(span + 1)
         rows = min(self.batch_size, (len(self._tokens) - 1) // self.seq_len)
@@ -288,6 +305,26 @@ class PackedBatches(torch.utils.data.IterableDataset):
         window = torch.from_numpy(self._tokens[: span + 1].astype(np.int64))
         self._tokens = self._tokens[span:]  # the last target is the next batch's first input
         return window[:-1].view(rows, self.seq_len), window[1:].view(rows, self.seq_len)
+
+    def _shuffled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """B windows drawn at random from a buffer kept at ``window_shuffle`` windows (fewer only at the end)."""
+        seq_len = self.seq_len
+        self._ensure_stream()  # a resumed stream loads its window buffer here
+        missing = self.window_shuffle + self.batch_size - len(self._windows)
+        if missing > 0:
+            self._fill(missing * seq_len + 1)
+            count = min(missing, (len(self._tokens) - 1) // seq_len)
+            if count > 0:  # windows of T + 1 tokens every T tokens: each token is a target exactly once
+                cut = np.lib.stride_tricks.sliding_window_view(self._tokens[: count * seq_len + 1], seq_len + 1)
+                self._windows = np.concatenate([self._windows, cut[::seq_len]])
+                self._tokens = self._tokens[count * seq_len :]
+        rows = min(self.batch_size, len(self._windows))
+        if rows == 0:
+            raise StopIteration
+        picks = self._window_rng.choice(len(self._windows), rows, replace=False)
+        window = torch.from_numpy(self._windows[picks].astype(np.int64))
+        self._windows = np.delete(self._windows, picks, axis=0)
+        return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -302,11 +339,16 @@ class PackedBatches(torch.utils.data.IterableDataset):
         if self._docs is None:
             return copy.deepcopy(self._pending_state) or {"documents": None, "tokens": []}
         # Pending tokens as one uint16 tensor (GPT-2's ids fit), not a pickled list of Python ints.
-        return {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(np.uint16))}
+        state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(np.uint16))}
+        if self.window_shuffle:
+            state["windows"] = torch.from_numpy(self._windows.astype(np.uint16))
+            state["window_rng"] = copy.deepcopy(self._window_rng.bit_generator.state)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._docs = None
         self._tokens = np.empty(0, dtype=np.uint32)
+        self._windows = np.empty((0, self.seq_len + 1), dtype=np.uint32)
         self._pending_state = state if state.get("documents") is not None else None
 
 
