@@ -41,7 +41,7 @@ from gpt_scratch.data import (
     validation_tokens,
 )
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
-from gpt_scratch.launch import launch_mismatch
+from gpt_scratch.launch import fsdp_mismatch, launch_mismatch
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
@@ -132,6 +132,8 @@ def setup(argv: list[str]) -> Run:
         log_with=None if config.report_to == "none" else config.report_to,
         project_dir=str(run_dir),
     )
+    if note := config.fit_micro_batch(accelerator.num_processes):
+        accelerator.print(note)
     accumulation = config.gradient_accumulation_steps(accelerator.num_processes)
     set_seed(config.seed)
     if torch.cuda.is_available():
@@ -147,8 +149,9 @@ def setup(argv: list[str]) -> Run:
         # wandb keeps its files in the run directory (offline runs sync from there), not in the working directory.
         tracker_kwargs = {"wandb": {"dir": str(run_dir)}}
         accelerator.init_trackers(run_dir.name, config=config.hyperparameters(), init_kwargs=tracker_kwargs)
-    if mismatch := launch_mismatch(accelerator.num_processes):
-        accelerator.print(f"WARNING: {mismatch}")
+    for mismatch in (launch_mismatch(accelerator.num_processes), fsdp_mismatch(accelerator.distributed_type)):
+        if mismatch:
+            accelerator.print(f"WARNING: {mismatch}")
 
     model = GPTScratchForCausalLM(config.model_config())
     accelerator.print(

@@ -22,6 +22,8 @@ from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_gpt2_tokenizer, save_with_model_card
 from .tokenizer import gpt2_tokenizer
 
+GPT2_VOCAB_SIZE = 50257  # the tokens of GPT-2's tokenizer, which nanoGPT checkpoints use
+
 
 def from_gpt2(name_or_path: str, out_dir: str | os.PathLike) -> Path:
     """A complete gpt-scratch model directory from any GPT-2 checkpoint transformers can load."""
@@ -131,9 +133,13 @@ def from_nanogpt(path: str | os.PathLike, activation: str | None = None) -> GPTS
     if missing:
         raise ValueError(f"{path}: the checkpoint's model arguments lack {', '.join(missing)}")
     has_bias = "transformer.ln_f.bias" in state
+    # nanoGPT pads GPT-2's 50,257 tokens to 50,304 rows for speed. The extra rows are no tokens: keep them as padding
+    # (never scored or generated) rather than as ids the tokenizer decodes to "".
+    rows = args["vocab_size"]
+    vocab_size, padded = (GPT2_VOCAB_SIZE, rows) if rows > GPT2_VOCAB_SIZE else (rows, None)
     config = GPTScratchConfig(
         n_layer=args["n_layer"], n_head=args["n_head"], n_embd=args["n_embd"], n_positions=args["block_size"],
-        vocab_size=args["vocab_size"], bias=has_bias, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=vocab_size, padded_vocab_size=padded, bias=has_bias, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         activation_function=activation or ("gelu" if flavour == "nanogpt" else "gelu_new"),
     )  # fmt: skip
     model = GPTScratchForCausalLM(config)

@@ -1,4 +1,5 @@
-"""Did this run get the processes it was launched for? A launcher that silently starts fewer wastes a whole run.
+"""Did this run get the processes (and the parallelism) it was launched for? A launcher that silently starts fewer,
+or silently runs DDP where FSDP was configured, wastes a whole run.
 
 The case that bites: ``accelerate launch --num_processes 2 train.py`` on a machine without GPUs. Without
 ``--multi_gpu`` Accelerate's simple launcher starts one process, and says so only in a "processes 1" somewhere in
@@ -44,4 +45,20 @@ def launch_mismatch(num_processes: int, environ: dict[str, str] | None = None) -
         f"launched for {count} processes ({origin}) but running as {num_processes}, so the run does the work of "
         f"{count} on the hardware of {num_processes}. On a machine without GPUs, Accelerate starts "
         f"several processes only with --multi_gpu: {CPU_MULTI_PROCESS.replace('N', str(count))}"
+    )
+
+
+def fsdp_mismatch(distributed_type: str, environ: dict[str, str] | None = None) -> str | None:
+    """A warning when the Accelerate config asked for FSDP and this run is something else, else None.
+
+    ``accelerate launch --config_file`` with ``distributed_type: FSDP`` sets ``ACCELERATE_USE_FSDP``; Accelerate sets
+    up FSDP only on accelerators, so on a machine without GPUs the run is DDP over gloo, every process holding the
+    whole model and optimizer state, and nothing else says so.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    if environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("true", "1") or "FSDP" in str(distributed_type):
+        return None
+    return (
+        f"the Accelerate config asks for FSDP, but this run is {distributed_type} (Accelerate sets up FSDP only on "
+        "GPUs): every process holds the whole model and optimizer state"
     )

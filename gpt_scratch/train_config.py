@@ -148,14 +148,33 @@ class TrainConfig:
         """Steps of the wsd schedule's final linear decay."""
         return round(self.decay_fraction * self.max_steps)
 
+    def fit_micro_batch(self, num_processes: int) -> str | None:
+        """Lower micro_batch_size, if needed, to the largest that splits tokens_per_step evenly over the processes.
+
+        tokens_per_step is what the run learns from; micro_batch_size only bounds memory. A preset written for one
+        process (16 x 128 = 2048 tokens) then runs as printed on 2 (8 x 128 each) with the same batch. Returns the
+        note to print, or None when nothing changed.
+        """
+        rows = self.tokens_per_step / (self.seq_len * num_processes)  # rows of seq_len per process and step
+        if rows % self.micro_batch_size == 0 or rows % 1:
+            return None  # fits, or cannot fit: gradient_accumulation_steps says what to change
+        fitted = max(size for size in range(1, self.micro_batch_size + 1) if int(rows) % size == 0)
+        note = (f"micro_batch_size {self.micro_batch_size} -> {fitted}, so that {num_processes} processes make "
+                f"tokens_per_step {self.tokens_per_step} ({fitted} x {self.seq_len} x {num_processes} x "
+                f"{int(rows) // fitted} accumulation)")  # fmt: skip
+        self.micro_batch_size = fitted
+        return note
+
     def gradient_accumulation_steps(self, num_processes: int) -> int:
         """tokens_per_step / (micro_batch_size * seq_len * num_processes), which must be a whole number."""
         per_micro_step = self.micro_batch_size * self.seq_len * num_processes
         if self.tokens_per_step % per_micro_step:
+            per_row = self.seq_len * num_processes
+            nearest = max(1, round(self.tokens_per_step / per_row)) * per_row
             raise ValueError(
                 f"tokens_per_step ({self.tokens_per_step}) is not divisible by micro_batch_size * seq_len * processes "
                 f"({self.micro_batch_size} * {self.seq_len} * {num_processes} = {per_micro_step}); make it a multiple "
-                f"of {per_micro_step}, e.g. {max(1, round(self.tokens_per_step / per_micro_step)) * per_micro_step}"
+                f"of seq_len * processes ({per_row}), e.g. --tokens_per_step {nearest}"
             )
         return self.tokens_per_step // per_micro_step
 

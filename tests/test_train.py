@@ -59,6 +59,30 @@ def test_indivisible_token_batch_is_a_clear_error():
     with pytest.raises(ValueError, match=r"tokens_per_step \(1000\) is not divisible by .* \(4 \* 32 \* 2 = 256\)"):
         config.gradient_accumulation_steps(2)
     assert TrainConfig(tokens_per_step=1024, micro_batch_size=4, seq_len=32).gradient_accumulation_steps(2) == 4
+    with pytest.raises(ValueError, match=r"multiple of seq_len \* processes \(384\), e\.g\. --tokens_per_step 1920"):
+        TrainConfig(tokens_per_step=2048, micro_batch_size=16, seq_len=128).gradient_accumulation_steps(3)
+
+
+@pytest.mark.parametrize(
+    ("processes", "micro_batch", "accumulation"), [(1, 16, 1), (2, 8, 1), (4, 4, 1), (3, None, None), (16, 1, 1)]
+)
+def test_a_one_process_preset_fits_its_micro_batch_to_the_processes(processes, micro_batch, accumulation):
+    """The quickstart's 16 x 128 = 2048 tokens a step, launched on N processes: the same tokens per step, each
+    process a smaller micro-batch (memory only); what cannot split evenly keeps the error that names the flag."""
+    config = TrainConfig(tokens_per_step=2048, micro_batch_size=16, seq_len=128)
+    note = config.fit_micro_batch(processes)
+    if micro_batch is None:
+        assert note is None and config.micro_batch_size == 16
+        with pytest.raises(ValueError, match="--tokens_per_step"):
+            config.gradient_accumulation_steps(processes)
+        return
+    assert config.micro_batch_size == micro_batch and (note is None) == (micro_batch == 16)
+    assert config.gradient_accumulation_steps(processes) == accumulation
+    assert config.micro_batch_size * config.seq_len * processes * accumulation == 2048
+    # A micro-batch larger than needed is never raised: 6 x 128 on one process makes 2048 only with 16 / 6 steps.
+    odd = TrainConfig(tokens_per_step=2048, micro_batch_size=6, seq_len=128)
+    odd.fit_micro_batch(1)
+    assert odd.micro_batch_size == 4 and odd.gradient_accumulation_steps(1) == 4
 
 
 def test_missing_corpus_fails_with_a_clear_message(tmp_path):
@@ -248,6 +272,22 @@ def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_and_mult
     both = run_train(tmp_path / "both", *args, launcher=["--multi_gpu", "--num_processes", "2", "--main_process_port",
                                                          port])  # fmt: skip
     assert "processes 2 " in both.stdout and "WARNING: launched for" not in both.stdout
+
+
+def test_an_fsdp_config_on_a_machine_without_gpus_says_the_run_is_ddp(tmp_path, corpus):
+    """accelerate launch with an FSDP config file: on CPUs Accelerate runs DDP over gloo; the run must say so."""
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_machines: 1\nnum_processes: 2\n"
+        "machine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\nmain_process_port: "
+        f"{29700 + os.getpid() % 200}\nfsdp_config:\n  fsdp_version: 2\n"
+        "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_transformer_layer_cls_to_wrap: GPTScratchBlock\n"
+        "  fsdp_state_dict_type: SHARDED_STATE_DICT\n"
+    )
+    args = ("--data", str(corpus), "--max_steps", "2", "--hellaswag_data", "null", "--checkpoint_interval", "1000")
+    result = run_train(tmp_path / "run", *args, launcher=["--config_file", str(config)])
+    assert "processes 2 " in result.stdout
+    assert "WARNING: the Accelerate config asks for FSDP, but this run is DistributedType.MULTI_CPU" in result.stdout
 
 
 def test_launch_check_reads_world_size_and_accelerate_num_processes():
