@@ -1,0 +1,147 @@
+"""Every shell command in README.md runs as written, in README order, in a copy of the repository.
+
+A command is skipped only when the README itself marks it: ``[needs: ...]`` in its comment, in the comment lines
+just above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. Long
+runs are shortened by appending an override (``--max_steps``), the only change made to a command. A failure names
+the README line. Run it alone with ``python -m pytest -m docs``.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SHELL_FENCE = re.compile(r"^(\s*)```(bash|sh|shell)\s*$")
+NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
+
+# Appended to shorten long runs (the last value of a flag wins in each of these programs).
+SHORTER = {
+    "train.py": ["--max_steps", "30"],
+    "gpt_scratch.educational": ["--steps", "30"],
+    "lm_eval": ["--limit", "20"],
+}
+
+
+@dataclass
+class Command:
+    line: int  # 1-based line in README.md where the command starts
+    text: str  # the command, continuation lines joined, comment removed
+    needs: str | None  # why it is skipped, from its [needs: ...] marker
+
+
+def split_comment(line: str) -> tuple[str, str]:
+    """(code, comment) of one shell line: the comment starts at a ``#`` outside quotes, after a space."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip(), line[i + 1 :].strip()
+    return line.rstrip(), ""
+
+
+def readme_commands(text: str) -> list[Command]:
+    """Every command of every shell block, in order."""
+    commands: list[Command] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        fence = SHELL_FENCE.match(lines[index])
+        index += 1
+        if not fence:
+            continue
+        indent, comments, pending, start = len(fence.group(1)), [], "", 0
+        opening = (
+            NEEDS.search(split_comment(lines[index][indent:])[1]) if lines[index].lstrip().startswith("#") else None
+        )
+        while not lines[index].strip().startswith("```"):
+            code, comment = split_comment(lines[index][indent:])
+            if not code and not pending:  # a comment line (or a blank one, which ends a comment run)
+                comments = comments + [comment] if comment else []
+            else:
+                start = start or index + 1
+                pending += code.removesuffix("\\").strip() + " "
+                comments.append(comment)
+                if not code.endswith("\\"):
+                    needs = NEEDS.search(" ".join(comments)) or opening
+                    commands.append(Command(start, pending.strip(), needs.group(1) if needs else None))
+                    comments, pending, start = [], "", 0
+            index += 1
+        index += 1
+    return commands
+
+
+def shortened(command: str) -> str:
+    words = shlex.split(command)
+    for program, override in SHORTER.items():
+        if program in words:
+            assert "&&" not in words and "|" not in words, f"cannot shorten a compound command: {command}"
+            return command + " " + shlex.join(override)
+    return command
+
+
+def repository_copy(destination: Path) -> Path:
+    """The files a fresh clone has (tracked, plus new files not ignored), without build outputs or runs."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def test_readme_parser_finds_commands_markers_and_continuations():
+    sample = "\n".join([
+        "text", "```bash", "python a.py --x 1   # first", "# two nodes [needs: GPU]", "accelerate launch \\",
+        "    train.py", "", "  ```", "```python", "print('not shell')", "```", "  ```sh",
+        "  echo '# not a comment'  # [needs: network]", "  ```",
+        "```bash", "# [needs: hours]", "python bench/a.py  # one", "python bench/b.py", "```",
+    ])  # fmt: skip
+    found = readme_commands(sample)
+    assert [(c.line, c.text, c.needs) for c in found] == [
+        (3, "python a.py --x 1", None),
+        (5, "accelerate launch train.py", "GPU"),
+        (13, "echo '# not a comment'", "network"),
+        (17, "python bench/a.py", "hours"),
+        (18, "python bench/b.py", "hours"),
+    ]
+    assert (
+        shortened("python train.py configs/quickstart.yaml") == "python train.py configs/quickstart.yaml --max_steps 30"
+    )
+
+
+@pytest.mark.docs
+def test_every_readme_command_runs_as_written(tmp_path):
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs the git checkout (the docs test copies the tracked files)")
+    clone = repository_copy(tmp_path / "clone")
+    commands = readme_commands(README.read_text())
+    assert len(commands) > 20, "README.md's shell blocks were not found"
+    bin_dir = str(Path(sys.executable).parent)  # python, pip, accelerate, torchrun, lm_eval of this environment
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": "1"}  # fmt: skip
+    ran, skipped = [], []
+    for command in commands:
+        if command.needs:
+            skipped.append(f"README.md:{command.line} [{command.needs}] {command.text}")
+            continue
+        run = shortened(command.text)
+        result = subprocess.run(["bash", "-c", run], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
+            pytest.fail(f"README.md line {command.line}: `{run}` exited {result.returncode}:\n{output}")
+        ran.append(command.line)
+    print(f"ran {len(ran)} README commands; skipped, as marked:", *skipped, sep="\n  ")
+    assert len(ran) >= 10
