@@ -1,10 +1,18 @@
-"""One run per run directory: a lock file (pid, host, start time) held while a run owns the directory.
+"""One run per run directory: an OS file lock on ``run_dir/run.lock``, held by the kernel while the run's process lives.
 
 Two runs writing one directory would interleave their checkpoints (one run's weights under the other's step count).
-A lock left by a run that died (kill -9, a crash) is stale when its pid no longer runs on this host; it is taken
-over with a message. A lock from another host cannot be checked from here, so it is refused with how to clear it.
+The lock is ``flock(LOCK_EX | LOCK_NB)`` on the open file: the kernel releases it when the process ends, however it
+ends (kill -9, OOM killer, power loss), so there is no stale lock to judge from a pid (a container restarted as pid 1
+under the same hostname, or an unrelated process that reused the pid, would fool that). Of several runs started
+together exactly one gets it. The file's content (pid, host, start time) only says who holds it, for the message.
+
+Network filesystems: Linux NFS clients implement flock with NFS byte-range locks, which hold across hosts when the
+server supports locking (NFSv4; NFSv3 with lockd). A filesystem without locks (Lustre mounted without ``flock``,
+some FUSE mounts) makes ``flock`` fail: that is an error naming the directory, never a silent unlocked run.
 """
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -14,55 +22,69 @@ from pathlib import Path
 LOCK_FILE = "run.lock"
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
 class RunLock:
     """``acquire()`` ... ``release()``: the run's exclusive claim on ``run_dir``."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.path = Path(run_dir) / LOCK_FILE
         self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self.note: str | None = None  # what acquire() had to do, for the log
+        self.note: str | None = None  # what acquire() found, for the log
+        self._descriptor: int | None = None
 
     def acquire(self) -> "RunLock":
-        for _ in range(2):
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                self._clear_stale()
-                continue
-            with os.fdopen(descriptor, "w") as file:
-                json.dump(self.owner, file)
-            return self
-        raise RuntimeError(f"could not take the lock {self.path}")
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                raise ValueError(self._busy_message()) from None
+            except OSError as error:
+                os.close(descriptor)
+                if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise ValueError(
+                        f"the filesystem of {self.path.parent} does not support file locks ({error.strerror}), so "
+                        "two runs could write one run_dir unnoticed; put run_dir on a local disk or a filesystem with "
+                        "locks (NFSv4, Lustre mounted with -o flock)"
+                    ) from None
+                raise
+            # A releasing run unlinks the file after we opened it: our lock is then on a deleted file. Start again.
+            try:
+                same_file = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                break
+            os.close(descriptor)
+        previous = os.read(descriptor, 4096).decode(errors="replace").strip()
+        if previous:  # the file outlived its run: that run was killed before it could release
+            self.note = f"the previous run on this run_dir ({self._describe(previous)}) ended without releasing its lock"
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(self.owner).encode(), 0)
+        self._descriptor = descriptor
+        return self
 
-    def _clear_stale(self) -> None:
+    def _describe(self, text: str) -> str:
         try:
-            holder = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            holder = {}
-        if holder.get("host") == self.owner["host"] and not _running(int(holder.get("pid", -1))):
-            self.path.unlink(missing_ok=True)
-            self.note = f"took over the stale lock of run pid {holder.get('pid')} (started {holder.get('started')})"
-            return
-        who = f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
-        raise ValueError(
+            holder = json.loads(text)
+            return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+        except ValueError:
+            return "unknown holder"
+
+    def _busy_message(self) -> str:
+        try:
+            who = self._describe(self.path.read_text())
+        except OSError:
+            who = "unknown holder"
+        return (
             f"{self.path.parent} is in use by another run ({who}): two runs in one run_dir would mix their "
-            f"checkpoints. Use another --run_dir, or wait for that run; if it is dead (another host), delete "
-            f"{self.path}"
+            "checkpoints. Use another --run_dir, or wait for that run (the lock is the kernel's: it goes when that "
+            "process ends)"
         )
 
     def release(self) -> None:
-        try:
-            if json.loads(self.path.read_text()).get("pid") == self.owner["pid"]:
-                self.path.unlink()
-        except (OSError, ValueError):
-            pass
+        if self._descriptor is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still locked: whoever opens it next makes a fresh file
+        os.close(self._descriptor)  # the kernel drops the lock
+        self._descriptor = None

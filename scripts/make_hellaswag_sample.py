@@ -4,6 +4,12 @@ No text comes from HellaSwag. The items imitate both of its sources: ActivityNet
 lowercase ``ctx_b`` the task capitalises) and WikiHow steps (``[header]``, ``[title]``, ``[step]``, ``[substeps]``
 markup, double spaces, empty ``ctx_b``), with labels as ints (the original jsonl) and as strings (the Hub dataset).
 
+Every ending of an item has the same form: the right one continues its own context, the three wrong ones are the
+same sentence for other contexts. Length gives nothing away (in an earlier version the right ending was the longest
+in 171 of 200 items, so acc_norm rewarded length, not understanding). What the sample is good for: checking that a
+pipeline scores as lm-evaluation-harness does, and a model that has learned anything beats 0.25 on it; it is no
+HellaSwag score.
+
     python scripts/make_hellaswag_sample.py [--count 200] [--out data/hellaswag_sample.jsonl]
 """
 
@@ -29,22 +35,20 @@ WIKIHOW = {
     "Pets and Animals": ("How to brush a dog", "Pick a brush for the coat type.", "Brush in the direction of growth."),
     "Finance and Business": ("How to make a budget", "List every monthly expense.", "Compare it with your income."),
 }
-DISTRACTORS = [
-    "flies into the sky holding an umbrella.",
-    "reads a newspaper upside down.",
-    "starts singing to a cactus on the windowsill.",
-    "turns into a bicycle and rolls away.",
-    "orders a pizza for the neighbours' cat.",
-    "counts the clouds until it gets dark.",
-    "paints the ceiling with a toothbrush.",
-    "sells the house to a passing pigeon.",
-]
+
+
+def endings_with(gold_text: str, others: list[str], rng: random.Random) -> tuple[list[str], int]:
+    """Four endings: ``gold_text`` at a random position, three of ``others`` (distinct) elsewhere."""
+    endings = rng.sample([other for other in others if other != gold_text], 3)
+    gold = rng.randrange(4)
+    endings.insert(gold, gold_text)
+    return endings, gold
 
 
 def activitynet_row(rng: random.Random, index: int) -> dict:
     label_text, (ctx_a, subject, action) = rng.choice(sorted(ACTIVITIES.items()))
-    gold = rng.randrange(4)
-    endings = [f"{action} carefully and keeps going." if i == gold else rng.choice(DISTRACTORS) for i in range(4)]
+    actions = sorted(f"{other} carefully and keeps going." for _, _, other in ACTIVITIES.values())
+    endings, gold = endings_with(f"{action} carefully and keeps going.", actions, rng)
     return {
         "ind": index,
         "activity_label": label_text,
@@ -61,13 +65,10 @@ def activitynet_row(rng: random.Random, index: int) -> dict:
 
 def wikihow_row(rng: random.Random, index: int) -> dict:
     label_text, (title, step, next_step) = rng.choice(sorted(WIKIHOW.items()))
-    gold = rng.randrange(4)
     ctx_a = f"[header] {title} [title] {step} [step] Take your time  with it."
     ctx_b = "" if index % 3 == 0 else "[substeps] Keep  your tools nearby."
-    endings = [
-        f"[substeps] {next_step}  Then check the result." if i == gold else f"[title] {rng.choice(DISTRACTORS)}"
-        for i in range(4)
-    ]
+    steps = sorted(f"[substeps] {other}  Then check the result." for _, _, other in WIKIHOW.values())
+    endings, gold = endings_with(f"[substeps] {next_step}  Then check the result.", steps, rng)
     return {
         "ind": index,
         "activity_label": label_text,

@@ -42,6 +42,21 @@ def test_sample_covers_both_sources_markup_and_label_types():
     assert {type(r["label"]) for r in rows} == {int, str}
 
 
+def test_the_sample_gives_nothing_away_by_length_and_is_what_its_script_writes(tmp_path):
+    """A made-up item must not be solvable by length: acc_norm would then measure length, not the model (the right
+    ending used to be the longest in 171 of 200 items). By chance the right one is longest in about 1 of 4."""
+    script = ROOT / "scripts" / "make_hellaswag_sample.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "sample.jsonl")], check=True)
+    assert (tmp_path / "sample.jsonl").read_text() == SAMPLE.read_text()
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    encoding = gpt2_encoding()
+    for size in (len, lambda ending: len(encoding.encode_ordinary(" " + ending))):
+        longest = sum(max(range(4), key=lambda i: size(r["endings"][i])) == int(r["label"]) for r in rows)
+        shortest = sum(min(range(4), key=lambda i: size(r["endings"][i])) == int(r["label"]) for r in rows)
+        assert longest < 0.35 * len(rows) and shortest < 0.35 * len(rows), (longest, shortest)
+    assert all(len(set(r["endings"])) == 4 for r in rows)
+
+
 @pytest.mark.parametrize(
     "text",
     ["  A man [title] walks.  ", "[header] How to x [title] Do y. [step] Z  w.", "a   b", "[substeps] end [x]", ""],
