@@ -41,7 +41,7 @@ from gpt_scratch.data import (
     validation_tokens,
 )
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
-from gpt_scratch.launch import fsdp_mismatch, launch_mismatch
+from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
@@ -113,7 +113,8 @@ class Run:
         return next((g["lr"] for g in groups if g.get("role") == "gain"), groups[0]["lr"])
 
     def command(self) -> str:
-        return "python train.py " + " ".join(shlex.quote(a) for a in self.argv)
+        """The command line of this run: the launcher's under torchrun / accelerate launch (same process count)."""
+        return shlex.join(launcher_command() or ["python", "train.py", *self.argv])
 
 
 def setup(argv: list[str]) -> Run:
@@ -317,6 +318,13 @@ def log_line(run: Run, done: int, loss: float, norm: float, tokens_per_s: float,
     )  # fmt: skip
 
 
+def stop_signal_of_any(accelerator: Accelerator, signal_number: int | None) -> int | None:
+    """The signal any process received (one all-reduce of a scalar), so that all stop and checkpoint together."""
+    received = torch.tensor([signal_number or 0], device=accelerator.device)
+    torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
+    return int(received.item()) or None
+
+
 def fit(run: Run) -> dict:
     """The loop from ``start_step`` to ``max_steps``: step, NaN guard, log line, evaluation, checkpoint; stops
     cleanly on SIGTERM/SIGINT. Returns the last evaluation's results."""
@@ -357,6 +365,8 @@ def fit(run: Run) -> dict:
             interval_start, interval_tokens = time.perf_counter(), 0
         if done % config.eval_interval == 0 or done == config.max_steps:
             results = evaluate(run, done)
+        if accelerator.num_processes > 1:  # every process stops after the same step, even if signalled apart
+            stop_requested["signal"] = stop_signal_of_any(accelerator, stop_requested["signal"])
         if done % config.checkpoint_interval == 0 or done == config.max_steps or stop_requested["signal"]:
             save(run, done)
         if stop_requested["signal"]:

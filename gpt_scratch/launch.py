@@ -14,11 +14,35 @@ from pathlib import Path
 CPU_MULTI_PROCESS = "accelerate launch --multi_gpu --num_processes N train.py ... (or torchrun --nproc_per_node N)"
 
 
-def _parent_command_line() -> str:
+def _parent_arguments() -> list[str]:
     try:
-        return Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
     except OSError:  # not Linux, or no /proc: the environment variables still tell
-        return ""
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _parent_command_line() -> str:
+    return " ".join(_parent_arguments())
+
+
+def launcher_command(environ: dict[str, str] | None = None, parent: list[str] | None = None) -> list[str] | None:
+    """The command that started this process and its peers (``torchrun ...``, ``accelerate launch ...``, with
+    train.py and its arguments), or None when train.py runs alone. A resume must use it: the process count is part of
+    the run, so a bare ``python train.py`` would be refused."""
+    environ = dict(os.environ) if environ is None else environ
+    if "TORCHELASTIC_RUN_ID" not in environ and int(environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    parent = _parent_arguments() if parent is None else parent
+    if not parent:
+        return None
+    if Path(parent[0]).name.startswith("python"):
+        parent = ["python", *parent[1:]]
+        if len(parent) > 1 and Path(parent[1]).name in ("torchrun", "accelerate"):  # console scripts run by python
+            parent = [Path(parent[1]).name, *parent[2:]]
+    elif Path(parent[0]).name in ("torchrun", "accelerate"):
+        parent = [Path(parent[0]).name, *parent[1:]]
+    return parent
 
 
 def requested_processes(environ: dict[str, str], parent_command: str) -> tuple[int, str] | None:

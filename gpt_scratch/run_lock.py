@@ -58,7 +58,8 @@ class RunLock:
             os.close(descriptor)
         previous = os.read(descriptor, 4096).decode(errors="replace").strip()
         if previous:  # the file outlived its run: that run was killed before it could release
-            self.note = f"the previous run on this run_dir ({self._describe(previous)}) ended without releasing its lock"
+            holder = self._describe(previous)
+            self.note = f"the previous run on this run_dir ({holder}) ended without releasing its lock"
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(self.owner).encode(), 0)
         self._descriptor = descriptor

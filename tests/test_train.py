@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -296,3 +297,35 @@ def test_launch_check_reads_world_size_and_accelerate_num_processes():
     assert "WORLD_SIZE=4" in launch_mismatch(2, {"WORLD_SIZE": "4"})
     assert "ACCELERATE_NUM_PROCESSES=8" in launch_mismatch(1, {"ACCELERATE_NUM_PROCESSES": "8"})
     assert launch_mismatch(2, {"WORLD_SIZE": "2"}) is None and launch_mismatch(1, {}) is None
+
+
+def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus):
+    """Preemption of a 2-process run: the workers stop after the same step with a checkpoint and exit 143; the
+    printed command is torchrun's own (a bare `python train.py` would be refused: 2 processes in the checkpoint), and
+    running it as printed reaches the weights of an uninterrupted run."""
+    args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
+            "--hellaswag_data", "null"]  # fmt: skip
+    run_train(tmp_path / "straight", *args, nproc=2)
+    run_dir = tmp_path / "preempted"
+    port = str(29500 + os.getpid() % 300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+               str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "step-000008").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # to torchrun, which forwards it to its workers
+    output, _ = process.communicate(timeout=120)
+    assert "stopped by signal 15" in output, output[-3000:]
+    assert 'train.py", line' not in output, output[-3000:]  # no traceback of ours (torchrun prints its own)
+    step = json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"]
+    assert 8 <= step < 24 and not (run_dir / "model").exists()
+    resume = re.search(r"Continue with: (.+)", output).group(1)
+    assert resume.startswith("python -m torch.distributed.run --nproc_per_node 2 "), resume
+    result = subprocess.run(resume, shell=True, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "resumed from" in result.stdout + result.stderr, result.stderr[-3000:]
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(run_dir)
+    for name in straight:
+        torch.testing.assert_close(straight[name], resumed[name], rtol=1e-5, atol=1e-6, msg=name)
