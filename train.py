@@ -40,6 +40,7 @@ from gpt_scratch.data import (
     token_windows,
     validation_tokens,
 )
+from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
@@ -99,6 +100,7 @@ class Run:
     history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "hellaswag": []})
     start_step: int = 0
     last_checkpoint: Path | None = None  # the newest checkpoint written or resumed from, verified finite
+    health: CheckpointHealth = field(default_factory=CheckpointHealth)  # which checkpoint a healthy step followed
 
     @property
     def run_dir(self) -> Path:
@@ -112,9 +114,12 @@ class Run:
         groups = self.optimizers[-1].param_groups
         return next((g["lr"] for g in groups if g.get("role") == "gain"), groups[0]["lr"])
 
-    def command(self) -> str:
+    def arguments(self) -> list[str]:
         """The command line of this run: the launcher's under torchrun / accelerate launch (same process count)."""
-        return shlex.join(launcher_command() or ["python", "train.py", *self.argv])
+        return launcher_command() or ["python", "train.py", *self.argv]
+
+    def command(self) -> str:
+        return shlex.join(self.arguments())
 
 
 def setup(argv: list[str]) -> Run:
@@ -260,6 +265,7 @@ def resume(run: Run) -> None:
     for optimizer, scheduler in zip(run.optimizers, run.schedulers):
         apply_schedule(scheduler, optimizer, trainer_state["step"], role_learning_rates(run.config))
     run.start_step, run.history, run.last_checkpoint = trainer_state["step"], trainer_state["history"], checkpoint
+    run.health.checkpointed(checkpoint, [loss for _, loss in run.history["train_loss"]])
     run.say(f"resumed from {checkpoint} at step {run.start_step}")
     for name, (old, new) in changes.items():
         run.say(f"  {name}: {old!r} -> {new!r}")
@@ -290,12 +296,20 @@ def evaluate(run: Run, step: int) -> dict:
 
 
 def non_finite(run: Run, what: str) -> NonFiniteLossError:
-    last = run.last_checkpoint
-    return NonFiniteLossError(
-        f"{what}; training stopped instead of continuing on NaN. Last good checkpoint (verified finite): "
-        f"{last or 'none'}. Lower lr (now {run.config.lr}) or raise warmup_steps, then resume with "
-        f"--resume {last or 'auto'} --lr LOWER"
-    )
+    """The error that stops a diverged run, with a command that recovers from it (see gpt_scratch.divergence)."""
+    good = run.health.last_good
+    moved = quarantine_after(run.run_dir, good) if run.accelerator.is_main_process else []
+    lower = lower_learning_rates(run.config)
+    if good is None:
+        advice = "No checkpoint was followed by a healthy step; start again with lower learning rates: "
+        command = command_with(run.arguments(), lower, drop=("resume",))
+    else:
+        advice = f"Last good checkpoint (a healthy step followed it): {good}. Continue with lower learning rates: "
+        command = command_with(run.arguments(), {"resume": "auto", **lower})
+    if moved:
+        advice = (f"{len(moved)} checkpoint(s) after it are kept as {moved[0].parent}/diverged-step-*, where "
+                  f"--resume auto does not look. {advice}")  # fmt: skip
+    return NonFiniteLossError(f"{what}; training stopped instead of continuing on NaN. {advice}{shlex.join(command)}")
 
 
 def save(run: Run, step: int) -> None:
@@ -304,7 +318,8 @@ def save(run: Run, step: int) -> None:
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step}
     run.last_checkpoint = save_checkpoint(run.accelerator, run.run_dir, step, run.train_data.state_dict(), state,
-                                          run.config.keep_checkpoints)  # fmt: skip
+                                          run.config.keep_checkpoints, protect=run.health.last_good)  # fmt: skip
+    run.health.checkpointed(run.last_checkpoint)
 
 
 def log_line(run: Run, done: int, loss: float, norm: float, tokens_per_s: float, mfu: float | None) -> str:
@@ -349,6 +364,8 @@ def fit(run: Run) -> dict:
         if grad_norm is not None and not torch.isfinite(grad_norm):
             raise non_finite(run, f"the gradient norm became {grad_norm.item()} at step {step + 1}")
         done = step + 1
+        if spike := run.health.step(train_loss):
+            run.say(f"WARNING: step {done}: {spike}; the checkpoint before it counts as good only once it passes")
         run.history["train_loss"].append((done, train_loss))
         bar.update(1)
         interval_tokens += config.tokens_per_step

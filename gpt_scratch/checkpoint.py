@@ -115,9 +115,16 @@ def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -
 
 
 def save_checkpoint(
-    accelerator, run_dir: str | Path, step: int, data_state: dict[str, Any], trainer_state: dict[str, Any], keep: int
+    accelerator,
+    run_dir: str | Path,
+    step: int,
+    data_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+    keep: int,
+    protect: Path | None = None,
 ) -> Path:
-    """Save everything needed to continue after ``step``; every process must call it."""
+    """Save everything needed to continue after ``step``; every process must call it. Of the older checkpoints the
+    newest ``keep`` stay, and ``protect`` (the last one known good) whatever its age."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:06d}"
     staging = root / f".tmp-step-{step:06d}"
@@ -137,7 +144,8 @@ def save_checkpoint(
             shutil.rmtree(final)
         replace_durably(staging, final)  # the atomic moment: before it the checkpoint does not exist, after it does
         for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old != protect:
+                shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 

@@ -27,17 +27,42 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_nan_guard_never_saves_non_finite_weights_and_names_a_verified_checkpoint(tmp_path, corpus):
+def follow(advice: str) -> subprocess.CompletedProcess:
+    """Run the command a divergence message prints, as a user would paste it (from the repository root)."""
+    command = re.search(r"learning rates: (python train\.py .+)$", advice.strip()).group(1)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_divergence_names_a_checkpoint_a_healthy_step_followed_and_its_advice_recovers(tmp_path, corpus):
+    """--lr 1e6: step 1 leaves finite weights of size ~1e5, from which every step is NaN at any learning rate. That
+    checkpoint is not good; the message says to start again with lower learning rates, and doing so trains to
+    max_steps. Diverging later (a resume at --lr 1e6) names the resumed checkpoint, which a healthy step followed."""
     run_dir = tmp_path / "run"
-    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "8",
-            "--checkpoint_interval", "1", "--min_lr", "0", "--warmup_steps", "0", "--grad_clip", "0"]  # fmt: skip
-    failed = run_train(run_dir, *args, "--lr", "1e6", check=False)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    named = re.search(r"Last good checkpoint \(verified finite\): (\S+)\.", failed.stderr).group(1)
-    weights = load_file(Path(named) / "model.safetensors")
-    assert all(tensor.isfinite().all() for tensor in weights.values())
-    for checkpoint in checkpoint_dirs(run_dir):  # no checkpoint at all holds non-finite weights
+    args = ["--run_dir", str(run_dir), *TINY, "--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data",
+            "null", "--max_steps", "8", "--checkpoint_interval", "1", "--min_lr", "0", "--warmup_steps", "0",
+            "--grad_clip", "0"]  # fmt: skip
+    failed = run_train(run_dir, *args[2:], "--lr", "1e6", check=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    assert "No checkpoint was followed by a healthy step" in failed.stderr, failed.stderr[-2000:]
+    assert not checkpoint_dirs(run_dir)  # the finite but ruined step-000001 is set aside, not resumable
+    for checkpoint in run_dir.glob("checkpoints/diverged-step-*"):  # nothing non-finite is ever saved
         assert all(t.isfinite().all() for t in load_file(checkpoint / "model.safetensors").values()), checkpoint
+    recovered = follow(failed.stderr)
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    assert json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"] == 8
+
+    # Healthy to step 8, then resumed at --lr 1e6 up to 12: the step from step-000008 is healthy, the next NaN.
+    diverged = run_train(run_dir, *args[2:], "--max_steps", "12", "--lr", "1e6", "--resume", "auto", check=False)
+    assert diverged.returncode == 1, diverged.stderr[-2000:]
+    assert f"Last good checkpoint (a healthy step followed it): {run_dir}/checkpoints/step-000008" in diverged.stderr
+    recovered = follow(diverged.stderr)
+    assert recovered.returncode == 0 and "resumed from" in recovered.stdout, recovered.stderr[-3000:]
+    assert json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"] == 12
 
 
 def test_resume_refuses_settings_that_define_another_run_and_touches_nothing(tmp_path, corpus):

@@ -1,0 +1,78 @@
+"""Which checkpoint is good, and what to do when training diverges.
+
+Finite weights are not good weights: a step at ``--lr 1e6`` leaves finite weights of size 2e5, and every step from
+them is NaN, at any learning rate. So a checkpoint counts as good only once a step trained from it was healthy
+(a finite loss, not a spike). When the loss or gradient norm becomes non-finite, the checkpoints after the last good
+one are renamed ``diverged-step-N`` (kept for inspection, invisible to ``--resume auto``), and the message gives a
+command that continues from the last good checkpoint, or starts again, with lower learning rates.
+"""
+
+import statistics
+from pathlib import Path
+
+from .checkpoint import checkpoint_dirs
+
+SPIKE_FACTOR = 2.0  # a loss above this many times the median of the recent ones is a spike, not a healthy step
+SPIKE_WINDOW = 20  # the recent losses the median is taken over
+LR_FIELDS = ("lr", "embedding_lr", "head_lr", "matrix_lr")
+
+
+class CheckpointHealth:
+    """Tracks the newest checkpoint that a healthy step followed."""
+
+    def __init__(self) -> None:
+        self.last_good: Path | None = None
+        self.pending: Path | None = None  # saved (or resumed from), no step trained from it yet
+        self.recent: list[float] = []
+
+    def checkpointed(self, path: Path, losses: list[float] | None = None) -> None:
+        """A checkpoint was written, or resumed from (with the run's losses so far, so spikes are judged at once)."""
+        self.pending = path
+        if losses:
+            self.recent = losses[-SPIKE_WINDOW:]
+
+    def step(self, loss: float) -> str | None:
+        """Record a finite training loss; returns a warning when it is a spike."""
+        spike = bool(self.recent) and loss > SPIKE_FACTOR * statistics.median(self.recent)
+        self.recent = (self.recent + [loss])[-SPIKE_WINDOW:]
+        if spike:
+            return f"loss spike: {loss:.4f}, {loss / statistics.median(self.recent):.1f}x the recent median"
+        if self.pending is not None:
+            self.last_good, self.pending = self.pending, None
+        return None
+
+
+def quarantine_after(run_dir: Path, last_good: Path | None) -> list[Path]:
+    """Rename the checkpoints newer than ``last_good`` to ``diverged-step-N``: kept, but never resumed by ``auto``."""
+    moved = []
+    for path in checkpoint_dirs(run_dir):
+        if last_good is None or path.name > last_good.name:
+            target = path.with_name("diverged-" + path.name)
+            if target.exists():
+                continue
+            path.rename(target)
+            moved.append(target)
+    return moved
+
+
+def lower_learning_rates(config) -> dict[str, float]:
+    """Every learning rate the run sets, 10x lower, and at most a conservative 1e-3 for AdamW's ``lr``."""
+    factor = min(0.1, 1e-3 / config.lr)
+    return {name: float(f"{getattr(config, name) * factor:.3g}") for name in LR_FIELDS if getattr(config, name)}
+
+
+def command_with(arguments: list[str], overrides: dict[str, object], drop: tuple[str, ...] = ()) -> list[str]:
+    """``arguments`` (a train.py command line, possibly a launcher's) with ``--key value`` overrides replacing any
+    earlier value, and the ``drop`` flags removed."""
+    replaced = set(overrides) | set(drop)
+    kept, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+            continue
+        key = argument[2:].split("=", 1)[0] if argument.startswith("--") else None
+        if key in replaced:
+            skip = "=" not in argument
+            continue
+        kept.append(argument)
+    return kept + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
