@@ -2,9 +2,10 @@
 
 A checkpoint is a directory ``step-000123`` holding what Accelerate saves (model, optimizer, scheduler, every
 process's RNG states), each process's data-pipeline state, and ``trainer_state.json`` (step, history, the run's
-settings, and the size of every file). It is written as ``.tmp-step-000123``, fsynced, and renamed only once every
-process has finished writing, so a directory named ``step-*`` is complete even after a power loss. ``resume="auto"``
-takes the newest checkpoint whose files are all there at their recorded sizes, and says which newer ones it skipped.
+settings, and the size and BLAKE2b checksum of every file). It is written as ``.tmp-step-000123``, fsynced, and
+renamed only once every process has finished writing, so a directory named ``step-*`` is complete even after a power
+loss. ``resume="auto"`` takes the newest checkpoint whose files are all there with their recorded sizes and content,
+and says which newer ones it skipped and why.
 """
 
 import json
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from .atomic import fsync_tree, replace_durably
+from .checksum import file_digest
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -46,17 +48,21 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
 
 
 def checkpoint_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be resumed from (a missing, truncated or unreadable file), or None when it is intact."""
+    """Why ``path`` cannot be resumed from (a missing, truncated, altered or unreadable file), or None when it is
+    intact. Checkpoints written before checksums existed are checked by size."""
     try:
         state = json.loads((path / STATE_FILE).read_text())
     except (OSError, ValueError) as error:
         return f"{STATE_FILE} is unreadable ({error})"
-    for name, size in state.get("files", {}).items():
+    for name, written in state.get("files", {}).items():
         file = path / name
+        size, checksum = (written, None) if isinstance(written, int) else (written["bytes"], written["blake2b"])
         if not file.is_file():
             return f"{name} is missing"
         if file.stat().st_size != size:
             return f"{name} is {file.stat().st_size} bytes, {size} were written"
+        if checksum is not None and file_digest(file) != checksum:
+            return f"{name} does not match its checksum (its content changed after it was written)"
     return None
 
 
@@ -136,7 +142,8 @@ def save_checkpoint(
     torch.save(data_state, staging / f"data_state_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
+        written = [p for p in sorted(staging.iterdir()) if p.is_file()]
+        files = {p.name: {"bytes": p.stat().st_size, "blake2b": file_digest(p)} for p in written}
         state = {**trainer_state, "step": step, "world_size": accelerator.num_processes, "files": files}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
         fsync_tree(staging)  # data on disk before the name says "complete"

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from . import cli
+from .checkpoint import checkpoint_problem
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_with_model_card
 from .tokenizer import gpt2_tokenizer
@@ -27,6 +28,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
             f"{checkpoint} has no model.safetensors (a sharded FSDP checkpoint?); export it with "
             "`accelerate merge-weights` first, or from a run that ended normally (run_dir/model)"
         )
+    if problem := checkpoint_problem(checkpoint):
+        raise ValueError(f"checkpoint {checkpoint} is damaged: {problem}; export another checkpoint")
     state = json.loads(state_file.read_text())
     config = build_config(state["config"])
     model = GPTScratchForCausalLM(config.model_config())
@@ -35,6 +38,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if unexpected or set(missing) - {"lm_head.weight"}:  # Accelerate drops the tied lm_head copy when saving
         raise ValueError(f"{weights_file} does not match the run's model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
+    if not all(tensor.isfinite().all() for tensor in model.state_dict().values()):
+        raise ValueError(f"{weights_file} holds non-finite weights; export an earlier checkpoint")
     history = state.get("history", {})
     out_dir = save_with_model_card(
         model,

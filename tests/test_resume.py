@@ -119,21 +119,38 @@ def test_a_second_run_on_a_busy_run_dir_is_refused_and_a_stale_lock_is_taken_ove
     assert not (run_dir / LOCK_FILE).exists()  # released at the end
 
 
-def test_a_truncated_newest_checkpoint_is_skipped_by_name(tmp_path, corpus):
+def flip_last_byte(path: Path) -> None:
+    """Same size, other content: the damage a size check cannot see (a bit flip, an overwrite in place)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one byte changed"])
+def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_not_exported(tmp_path, corpus, damage):
     run_dir = tmp_path / "run"
     args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "2",
             "--keep_checkpoints", "3"]  # fmt: skip
     run_train(run_dir, *args, "--max_steps", "4")
     older, newest = checkpoint_dirs(run_dir)
     weights = newest / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a disk filled up, a copy cut short
+    if damage == "truncated":  # a disk filled up, a copy cut short
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        problem = "model.safetensors is"
+    else:
+        flip_last_byte(weights)
+        problem = "model.safetensors does not match its checksum"
     kept = snapshot(older)
     explicit = run_train(run_dir, *args, "--max_steps", "6", "--resume", str(newest), check=False)
-    assert explicit.returncode == 1 and "is damaged: model.safetensors is" in explicit.stderr
+    assert explicit.returncode == 1 and f"is damaged: {problem}" in explicit.stderr, explicit.stderr[-2000:]
     assert snapshot(older) == kept
+    export = [sys.executable, "-m", "gpt_scratch.export"]
+    refused = subprocess.run([*export, str(newest), str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 1 and f"is damaged: {problem}" in refused.stderr and not (tmp_path / "out").exists()
+    subprocess.run([*export, str(older), str(tmp_path / "older")], check=True, capture_output=True, cwd=ROOT)
     resumed = run_train(run_dir, *args, "--max_steps", "6", "--resume", "auto")
     assert f"resumed from {older}" in resumed.stdout
-    assert "skipping damaged newer checkpoints: step-000004 (model.safetensors is" in resumed.stderr
+    assert f"skipping damaged newer checkpoints: step-000004 ({problem}" in resumed.stderr
 
 
 def test_a_setting_newer_than_the_checkpoint_counts_as_its_default(tmp_path):
