@@ -123,6 +123,7 @@ def test_readme_parser_finds_commands_markers_and_continuations():
 
 
 @pytest.mark.docs
+@pytest.mark.timeout(2400)  # about 5 minutes alone on 2 cores; much longer beside other work
 def test_every_readme_command_runs_as_written(tmp_path):
     if not (ROOT / ".git").exists():
         pytest.skip("needs the git checkout (the docs test copies the tracked files)")
