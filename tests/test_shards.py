@@ -107,3 +107,34 @@ def test_shards_without_a_manifest_or_of_another_source_are_refused(prepared, tm
     # The reader without a source still reads what prepare wrote.
     first = TokenShardBatches(shards, 2, 16).next_batch()[0]
     assert first.dtype == torch.int64 and first.shape == (2, 16)
+
+
+def read_all(reader: TokenShardBatches) -> None:
+    for _ in range(reader.windows // reader.batch_size):
+        reader.next_batch()
+
+
+def test_a_shard_changed_in_place_is_refused_by_name_before_it_is_read(prepared):
+    """Random valid token ids, same size: the size check passes, training would go on silently (loss 10.8)."""
+    shards, source = prepared
+    path = shards / "shard_000002.npy"
+    original = np.load(path)
+    np.save(path, np.random.default_rng(0).integers(0, 50257, len(original)).astype(np.uint16))
+    reader = TokenShardBatches(shards, 2, 16, source=source)  # opening checks sizes only: step 1 is not delayed
+    reader.next_batch()  # shard 0 is intact
+    with pytest.raises(ValueError, match=r"shard .*shard_000002\.npy does not match its checksum in manifest\.json"):
+        read_all(reader)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_by_shard_name(prepared):
+    """Random bytes behind a valid header, in shards written before checksums existed: an id past the vocabulary
+    would fail inside the embedding (`IndexError: index out of range in self`), naming no file."""
+    shards, source = prepared
+    manifest = json.loads((shards / MANIFEST).read_text())
+    for entry in manifest["shards"]:
+        del entry["blake2b"]
+    (shards / MANIFEST).write_text(json.dumps(manifest))
+    path = shards / "shard_000001.npy"
+    np.save(path, np.random.default_rng(1).integers(0, 2**16, len(np.load(path))).astype(np.uint16))
+    with pytest.raises(ValueError, match=r"shard .*shard_000001\.npy holds token id \d+, outside the vocabulary"):
+        read_all(TokenShardBatches(shards, 2, 16, source=source))

@@ -1,10 +1,11 @@
 """Pre-tokenized shards: tokenize once (``python -m gpt_scratch.data prepare``), train many times.
 
 A shard directory holds ``shard_NNNNNN.npy`` files (uint16 GPT-2 tokens, ``<|endoftext|>`` before each document, in
-the source's canonical order) and ``manifest.json``: the source, the tokenizer, every shard's token count and size,
-and whether ``prepare`` finished. The reader checks all of it before training on a single token, and memory-maps the
-shards instead of loading them: resident memory does not grow with the corpus (10B tokens are 20 GB per process
-otherwise).
+the source's canonical order) and ``manifest.json``: the source, the tokenizer, every shard's token count, size and
+BLAKE2b checksum, and whether ``prepare`` finished. The reader checks the manifest, files and sizes before training
+on a single token, and each shard's checksum and token ids (all below the vocabulary size) just before its first read,
+so that verifying 10B tokens (20 GB) never delays step 1. It memory-maps the shards instead of loading them:
+resident memory does not grow with the corpus (10B tokens are 20 GB per process otherwise).
 """
 
 import json
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import replace_durably, write_json
+from ..checksum import buffer_digest
 from ..tokenizer import VOCAB_SHA256, gpt2_encoding
 from .sources import TextSource, checked_texts, open_documents
 
@@ -93,7 +95,8 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
             file.flush()
             os.fsync(file.fileno())
         replace_durably(staging, out_dir / name)
-        manifest["shards"].append({"file": name, "tokens": count, "bytes": (out_dir / name).stat().st_size})
+        entry = {"file": name, "tokens": count, "bytes": (out_dir / name).stat().st_size}
+        manifest["shards"].append({**entry, "blake2b": buffer_digest(buffer[:count])})
         manifest.update(complete=complete, resume={"doc": doc, "head": head})
         write_json(manifest_file, manifest)
 
@@ -178,8 +181,14 @@ class TokenShardBatches:
         world_size: int = 1,
         start_token: int = 0,
         source: TextSource | None = None,
+        vocab_size: int = 50257,
     ) -> None:
         self.shards = open_shards(shard_dir, source)
+        entries = json.loads((Path(shard_dir) / MANIFEST).read_text())["shards"]
+        self.paths = [Path(shard_dir) / entry["file"] for entry in entries]
+        self.checksums = [entry.get("blake2b") for entry in entries]  # None: written before checksums existed
+        self.vocab_size = vocab_size
+        self._verified: set[int] = set()
         # Where each shard starts in the end-to-end token stream (no concatenation: that would copy every shard).
         self.starts = np.cumsum([0] + [len(shard) for shard in self.shards])
         self.start_token = start_token  # skips a held-out prefix (train.py's validation documents open shard 0)
@@ -199,11 +208,30 @@ class TokenShardBatches:
         shard = int(np.searchsorted(self.starts, begin, side="right")) - 1
         pieces = []
         while begin < end:
+            self.verify(shard)
             local = begin - int(self.starts[shard])
             take = min(end - begin, len(self.shards[shard]) - local)
             pieces.append(self.shards[shard][local : local + take])
             begin, shard = begin + take, shard + 1
         return np.concatenate(pieces)
+
+    def verify(self, shard: int) -> None:
+        """Before a shard's first read: its content is what ``prepare`` wrote, and every id is a token of the
+        vocabulary (an out-of-range id would fail deep inside the embedding, naming no file). About a second per GB."""
+        if shard in self._verified:
+            return
+        tokens, path = self.shards[shard], self.paths[shard]
+        if self.checksums[shard] is not None and buffer_digest(tokens) != self.checksums[shard]:
+            raise ValueError(
+                f"shard {path} does not match its checksum in {MANIFEST}: its content changed after `prepare` wrote "
+                "it; restore it or prepare the shards again"
+            )
+        if len(tokens) and int(tokens.max()) >= self.vocab_size:
+            raise ValueError(
+                f"shard {path} holds token id {int(tokens.max())}, outside the vocabulary ({self.vocab_size} ids): it "
+                "is damaged or of another tokenizer; prepare the shards again"
+            )
+        self._verified.add(shard)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         global_batch = self.batch_size * self.world_size
