@@ -46,6 +46,7 @@ from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
+from gpt_scratch.storage import StorageError, check_writable
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
@@ -146,7 +147,7 @@ def setup(argv: list[str]) -> Run:
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and newer
         torch.backends.cudnn.allow_tf32 = True
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(run_dir / "checkpoints")  # now, not at the first checkpoint after hours of training
         lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
         atexit.register(lock.release)  # on any exit but kill -9, whose lock the next run finds stale
         if lock.note:
@@ -317,8 +318,10 @@ def save(run: Run, step: int) -> None:
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step}
+    model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
     run.last_checkpoint = save_checkpoint(run.accelerator, run.run_dir, step, run.train_data.state_dict(), state,
-                                          run.config.keep_checkpoints, protect=run.health.last_good)  # fmt: skip
+                                          run.config.keep_checkpoints, protect=run.health.last_good,
+                                          estimate=3 * model_bytes)  # fmt: skip
     run.health.checkpointed(run.last_checkpoint)
 
 
@@ -458,7 +461,7 @@ if __name__ == "__main__":
             f"CUDA out of memory ({error}). Lower --micro_batch_size (gradient accumulation keeps tokens_per_step), "
             "or --seq_len, or use bf16 (--mixed_precision bf16)"
         ) from None
-    except (ValueError, FileNotFoundError, ConnectionError, NonFiniteLossError) as error:
+    except (ValueError, FileNotFoundError, ConnectionError, NonFiniteLossError, StorageError) as error:
         if os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
         raise SystemExit(f"error: {error}") from None

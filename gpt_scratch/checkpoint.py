@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import broadcast_object_list
+from safetensors import SafetensorError
 
 from .atomic import fsync_tree, replace_durably
 from .checksum import file_digest
+from .storage import StorageError, directory_bytes, free_bytes, gigabytes, write_failure
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -120,6 +123,23 @@ def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -
     return {k: v for k, v in changed.items() if k not in ignored}
 
 
+def make_room(run_dir: Path, needed: int, protect: Path | None) -> str | None:
+    """Ensure ``needed`` bytes (plus 10%) are free for the next checkpoint, pruning the older checkpoints (never the
+    newest, nor ``protect``) early if that helps; the problem in words when it cannot be done."""
+    root = Path(run_dir) / "checkpoints"
+    existing = checkpoint_dirs(run_dir)
+    prunable = [path for path in existing[:-1] if path != protect]
+    while free_bytes(root) < needed * 1.1 and prunable:
+        shutil.rmtree(prunable.pop(0), ignore_errors=True)
+    if free_bytes(root) >= needed * 1.1:
+        return None
+    intact = f"{existing[-1]} is intact" if existing else "no checkpoint was written yet"
+    return (
+        f"not enough space in {root} for the next checkpoint: {gigabytes(free_bytes(root))} free, about "
+        f"{gigabytes(needed)} needed. Free space, then resume with --resume auto ({intact})"
+    )
+
+
 def save_checkpoint(
     accelerator,
     run_dir: str | Path,
@@ -128,25 +148,45 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int,
     protect: Path | None = None,
+    estimate: int = 0,
 ) -> Path:
     """Save everything needed to continue after ``step``; every process must call it. Of the older checkpoints the
-    newest ``keep`` stay, and ``protect`` (the last one known good) whatever its age."""
+    newest ``keep`` stay, and ``protect`` (the last one known good) whatever its age.
+
+    Before writing, the free space is checked against the size of the newest checkpoint (or ``estimate`` bytes for
+    the first); a write that fails anyway is removed and reported in one line (``StorageError``).
+    """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:06d}"
     staging = root / f".tmp-step-{step:06d}"
-    if accelerator.is_main_process:
+    existing = checkpoint_dirs(run_dir)
+    needed = directory_bytes(existing[-1]) if existing else estimate
+    problem = make_room(Path(run_dir), needed, protect) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:  # every process stops, or none
+        problem = broadcast_object_list([problem])[0]
+    if problem:
+        raise StorageError(problem)
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging))
+        torch.save(data_state, staging / f"data_state_{accelerator.process_index}.pt")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            written = [p for p in sorted(staging.iterdir()) if p.is_file()]
+            files = {p.name: {"bytes": p.stat().st_size, "blake2b": file_digest(p)} for p in written}
+            state = {**trainer_state, "step": step, "world_size": accelerator.num_processes, "files": files}
+            (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
+            fsync_tree(staging)  # data on disk before the name says "complete"
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch reports a full disk as a RuntimeError
+        intact = f"{existing[-1]} is intact" if existing else "no checkpoint was written yet"
+        fix = f"Free space (or lower --keep_checkpoints), then resume with --resume auto ({intact})"
+        failure = write_failure(error, root, needed, f"checkpoint {final.name}", fix)
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    torch.save(data_state, staging / f"data_state_{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
+        raise failure from None
     if accelerator.is_main_process:
-        written = [p for p in sorted(staging.iterdir()) if p.is_file()]
-        files = {p.name: {"bytes": p.stat().st_size, "blake2b": file_digest(p)} for p in written}
-        state = {**trainer_state, "step": step, "world_size": accelerator.num_processes, "files": files}
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
-        fsync_tree(staging)  # data on disk before the name says "complete"
         if final.exists():
             shutil.rmtree(final)
         replace_durably(staging, final)  # the atomic moment: before it the checkpoint does not exist, after it does

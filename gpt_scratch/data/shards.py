@@ -19,6 +19,7 @@ import torch
 
 from ..atomic import replace_durably, write_json
 from ..checksum import buffer_digest
+from ..storage import free_bytes, gigabytes, write_failure
 from ..tokenizer import VOCAB_SHA256, gpt2_encoding
 from .sources import TextSource, checked_texts, open_documents
 
@@ -90,16 +91,25 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
     def flush(count: int, doc: int, head: int, complete: bool = False) -> None:
         name = f"shard_{len(manifest['shards']):06d}.npy"
         staging = out_dir / f".{name}.tmp.npy"
-        with open(staging, "wb") as file:
-            np.save(file, buffer[:count])
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            with open(staging, "wb") as file:
+                np.save(file, buffer[:count])
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:  # a full disk: numpy says "N requested and M written"
+            done = len(manifest["shards"])
+            fix = f"Free space and rerun the same command: it continues after the {done} finished shard(s)"
+            failure = write_failure(error, out_dir, 2 * count + 128, name, fix)
+            staging.unlink(missing_ok=True)
+            raise failure from None
         replace_durably(staging, out_dir / name)
         entry = {"file": name, "tokens": count, "bytes": (out_dir / name).stat().st_size}
         manifest["shards"].append({**entry, "blake2b": buffer_digest(buffer[:count])})
         manifest.update(complete=complete, resume={"doc": doc, "head": head})
         write_json(manifest_file, manifest)
 
+    print(f"shards of {shard_tokens:,} tokens ({gigabytes(2 * shard_tokens)} each; FineWeb-Edu sample-10BT makes about "
+          f"20 GB in all) into {out_dir}, where {gigabytes(free_bytes(out_dir))} are free")  # fmt: skip
     with tqdm(desc=f"tokenizing {source.path}", unit="tok", unit_scale=True) as bar:
         for batch in rows.iter(batch_size=256):
             for ids in encoding.encode_ordinary_batch(checked_texts(batch["text"], source)):

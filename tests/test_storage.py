@@ -1,0 +1,89 @@
+"""Storage problems on real filesystems (tmpfs mounts: read-only, or too small): one line naming the directory and
+the fix, before step 1 where possible, never a partial checkpoint or shard left behind, the previous one intact."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from train_runs import run_train, write_train_corpus
+
+from gpt_scratch.checkpoint import checkpoint_dirs, checkpoint_problem
+from gpt_scratch.data import TextSource, prepare_shards
+from gpt_scratch.storage import StorageError
+
+
+@pytest.fixture()
+def mount(tmp_path):
+    """mount(name, megabytes, read_only=False) -> a tmpfs directory; unmounted afterwards. Needs root (CI has it)."""
+    mounted = []
+
+    def make(name: str, megabytes: int, read_only: bool = False) -> Path:
+        target = tmp_path / name
+        target.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(target)],
+                                capture_output=True, text=True)  # fmt: skip
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+        mounted.append(target)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+        return target
+
+    yield make
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+ARGS = ["--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "6", "--checkpoint_interval", "2"]
+
+
+@pytest.mark.parametrize("where", ["run_dir", "checkpoints"])
+def test_a_read_only_run_dir_or_checkpoints_dir_fails_before_step_1(mount, corpus, where):
+    if where == "run_dir":
+        run_dir = mount("ro", 4, read_only=True)
+    else:
+        run_dir = mount("rw", 4).parent / "rw"
+        mount("rw/checkpoints", 4, read_only=True)
+    result = run_train(run_dir, "--data", str(corpus), *ARGS, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "is not writable (Read-only file system): the run could not save its checkpoints" in result.stderr
+    assert "training:" not in result.stderr + result.stdout  # before step 1, not at the first checkpoint
+
+
+def test_too_little_space_for_the_next_checkpoint_is_one_line_and_the_last_stays_intact(mount, corpus):
+    """A tiny model's checkpoint is about 40 MB: 60 MB hold one, and the next is refused before it is written."""
+    run_dir = mount("small", 60)
+    result = run_train(run_dir, "--data", str(corpus), *ARGS, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "not enough space in" in result.stderr and "about 0.04 GB needed" in result.stderr, result.stderr[-2000:]
+    assert "step-000002 is intact" in result.stderr
+    (kept,) = checkpoint_dirs(run_dir)
+    assert checkpoint_problem(kept) is None and not list(run_dir.glob("checkpoints/.tmp-*"))
+
+
+def test_a_disk_that_fills_during_a_save_leaves_no_partial_checkpoint(mount):
+    """The first save is estimated from the model (weights and two optimizer states, 40 MB); the stdlib's 1000-document
+    shuffle buffer adds 9 MB more than that, so 46 MB pass the check and fill up during the write."""
+    run_dir = mount("full", 46)
+    result = run_train(run_dir, "--data", "python-stdlib", "--shuffle_buffer", "1000", *ARGS, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "could not write checkpoint step-000002 in" in result.stderr and "the disk is full" in result.stderr
+    assert "no checkpoint was written yet" in result.stderr, result.stderr[-2000:]
+    assert not list(run_dir.glob("checkpoints/*"))  # the half-written .tmp-step-000002 is gone
+
+
+def test_prepare_on_a_full_disk_says_so_and_leaves_no_temporary_file(mount):
+    """1 MB holds one shard of 300k tokens (600 kB): the second is refused in one line, nothing half-written stays,
+    and the manifest still describes the finished shard, so a rerun with room continues from there."""
+    out = mount("shards", 1)
+    with pytest.raises(StorageError, match=r"could not write shard_000001\.npy in .*: the disk is full .* continues"):
+        prepare_shards(TextSource("python-stdlib"), out, shard_tokens=300_000)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard_000000.npy"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and len(manifest["shards"]) == 1
