@@ -40,6 +40,7 @@ from gpt_scratch.data import (
     token_windows,
     validation_tokens,
 )
+from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
@@ -253,7 +254,8 @@ def resume(run: Run) -> None:
     if checkpoint is None:
         return
     # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
-    changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes)
+    shards = shards_identity(run.config.token_shards) if run.config.token_shards else None
+    changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes, shards)
     data_state, trainer_state = load_checkpoint(run.accelerator, checkpoint)
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise NonFiniteLossError(
@@ -318,6 +320,8 @@ def save(run: Run, step: int) -> None:
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step}
+    if run.config.token_shards:  # so that a resume recognises the same shards at another path
+        state["token_shards_identity"] = shards_identity(run.config.token_shards)
     model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
     run.last_checkpoint = save_checkpoint(run.accelerator, run.run_dir, step, run.train_data.state_dict(), state,
                                           run.config.keep_checkpoints, protect=run.health.last_good,

@@ -101,8 +101,15 @@ def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str
     }
 
 
-def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -> dict[str, tuple[Any, Any]]:
-    """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log)."""
+def check_resumable(
+    checkpoint: Path, config: dict[str, Any], world_size: int, shards: str | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log).
+
+    Two changes only look run-defining: ``micro_batch_size`` with the same ``tokens_per_step`` (the gradient
+    accumulation changes, the tokens of each step do not; not with DataLoader workers, whose batches are whole), and
+    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one).
+    """
     from .train_config import TrainConfig
 
     state = json.loads((checkpoint / STATE_FILE).read_text())
@@ -110,6 +117,11 @@ def check_resumable(checkpoint: Path, config: dict[str, Any], world_size: int) -
     saved = {**TrainConfig().to_dict(), **state.get("config", {})}
     changed = settings_changed(saved, config)
     defining = {k: v for k, v in changed.items() if k in RUN_DEFINING_SETTINGS}
+    same_tokens = "tokens_per_step" not in changed and not config.get("data_workers")
+    if "micro_batch_size" in defining and same_tokens:
+        del defining["micro_batch_size"]
+    if "token_shards" in defining and shards is not None and state.get("token_shards_identity") == shards:
+        del defining["token_shards"]
     saved_world = state.get("world_size", world_size)
     if saved_world != world_size:
         defining["processes"] = (saved_world, world_size)

@@ -311,3 +311,24 @@ def test_window_shuffle_state_resumes_exactly_in_a_new_object(tmp_path):
     for inputs, targets in expected:
         got_inputs, got_targets = resumed.next_batch()
         assert torch.equal(got_inputs, inputs) and torch.equal(got_targets, targets)
+
+
+def test_window_shuffle_rows_do_not_depend_on_the_micro_batch_size(tmp_path):
+    """Half the micro-batch, twice the accumulation: the same rows in the same order, also across a resume that
+    changes the micro-batch (what a user does after running out of memory)."""
+    write_jsonl(tmp_path / "corpus.jsonl", make_documents(200, seed=5))
+    source = TextSource(str(tmp_path / "corpus.jsonl"))
+
+    def stream(batch_size: int) -> PackedBatches:
+        return PackedBatches(source, batch_size=batch_size, seq_len=32, shuffle_buffer=50, window_shuffle=64)
+
+    fours = stream(4)
+    rows = torch.cat([fours.next_batch()[0] for _ in range(30)])
+    twos = stream(2)
+    assert torch.equal(torch.cat([twos.next_batch()[0] for _ in range(60)]), rows)
+    halfway = stream(4)
+    for _ in range(10):
+        halfway.next_batch()
+    resumed = stream(2)
+    resumed.load_state_dict(halfway.state_dict())
+    assert torch.equal(torch.cat([resumed.next_batch()[0] for _ in range(40)]), rows[40:])

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from train_runs import ROOT, TINY, run_train, write_train_corpus
 
@@ -163,3 +164,49 @@ def test_a_setting_newer_than_the_checkpoint_counts_as_its_default(tmp_path):
     assert check_resumable(tmp_path, current, 1) == {"lr": (1e-3, 2e-3)}
     with pytest.raises(ValueError, match="document_mask: False in the checkpoint, True now"):
         check_resumable(tmp_path, {**current, "document_mask": True}, 1)
+
+
+@pytest.mark.parametrize("data", ["stream", "window_shuffle", "token_shards"])
+def test_resume_with_a_smaller_micro_batch_continues_the_same_run(tmp_path, corpus, data):
+    """What the out-of-memory advice says to do: half the micro-batch, twice the accumulation, the same tokens per
+    step. The resumed run sees the same batches and ends where an uninterrupted run does (within float error)."""
+    # A constant learning rate (min_lr = lr) after warmup: stopping at step 4 of max_steps 4 is then the same as
+    # stopping at step 4 of max_steps 8.
+    args = ["--data", str(corpus), "--tokens_per_step", "256", "--hellaswag_data", "null", "--checkpoint_interval",
+            "4", "--micro_batch_size", "8", "--min_lr", "3e-3"]  # fmt: skip
+    if data == "window_shuffle":
+        args += ["--window_shuffle", "64"]
+    if data == "token_shards":
+        from gpt_scratch.data import TextSource, prepare_shards
+
+        prepare_shards(TextSource(str(corpus)), tmp_path / "shards", shard_tokens=5000)
+        args += ["--token_shards", str(tmp_path / "shards")]
+    run_train(tmp_path / "straight", *args, "--max_steps", "8")
+    run_train(tmp_path / "resumed", *args, "--max_steps", "4")
+    resumed = run_train(tmp_path / "resumed", *args, "--max_steps", "8", "--micro_batch_size", "4", "--resume", "auto")
+    assert "micro_batch_size: 8 -> 4" in resumed.stdout and "accumulation 2" in resumed.stdout, resumed.stdout[-2000:]
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    other = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    for name in straight:
+        torch.testing.assert_close(other[name], straight[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_moved_token_shards_resume_and_other_shards_are_refused(tmp_path, corpus):
+    from gpt_scratch.data import TextSource, prepare_shards
+
+    prepare_shards(TextSource(str(corpus)), tmp_path / "shards", shard_tokens=5000)
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "4",
+            "--min_lr", "3e-3"]  # fmt: skip
+    run_train(tmp_path / "straight", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "8")
+    run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "4")
+    (tmp_path / "shards").rename(tmp_path / "moved")
+    prepare_shards(TextSource(str(corpus)), tmp_path / "other", shard_tokens=3000)  # same data, other shards
+    refused = run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "other"), "--max_steps", "8",
+                        "--resume", "auto", check=False)  # fmt: skip
+    assert refused.returncode == 1 and "token_shards:" in refused.stderr, refused.stderr[-2000:]
+    run_train(
+        tmp_path / "run", *args, "--token_shards", str(tmp_path / "moved"), "--max_steps", "8", "--resume", "auto"
+    )
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    moved = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(straight[name], moved[name]) for name in straight)  # bitwise: the same run

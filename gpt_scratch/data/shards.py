@@ -134,6 +134,14 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
     return [out_dir / shard["file"] for shard in manifest["shards"]]
 
 
+def shards_identity(shard_dir: str | os.PathLike) -> str:
+    """What the shards are, wherever they are: a digest of the manifest's source, tokenizer and shard list (with each
+    shard's checksum). A run resumes from moved shards; not from other ones."""
+    manifest = json.loads((Path(shard_dir) / MANIFEST).read_text())
+    content = {key: manifest[key] for key in ("source", "tokenizer", "shards")}
+    return buffer_digest(json.dumps(content, sort_keys=True).encode())
+
+
 def open_shards(shard_dir: str | os.PathLike, source: TextSource | None = None) -> list[np.ndarray]:
     """The shards of a complete, intact directory as read-only memory maps (no copy), in order.
 
@@ -260,7 +268,17 @@ class TokenShardBatches:
             yield self.next_batch()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
+        # In windows, not micro-batches: a resume with another micro-batch size (same tokens per step) continues.
+        return {"step": self.step, "window": self.step * self.batch_size * self.world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
+        if "window" not in state:  # written before windows were recorded, with this micro-batch size
+            self.step = state["step"]
+            return
+        global_batch = self.batch_size * self.world_size
+        if state["window"] % global_batch:
+            raise ValueError(
+                f"the checkpoint stopped at window {state['window']}, not a multiple of micro_batch_size x processes "
+                f"({global_batch}); resume with the checkpoint's micro_batch_size"
+            )
+        self.step = state["window"] // global_batch

@@ -239,7 +239,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._pool: ThreadPoolExecutor | None = None
         self._docs: DocumentStream | None = None
         self._tokens = np.empty(0, dtype=np.uint32)  # tokenized, not yet emitted
-        self._windows = np.empty((0, seq_len + 1), dtype=np.uint32)  # cut, waiting to be drawn (window_shuffle)
+        self._windows: list[np.ndarray] = []  # cut, waiting to be drawn (window_shuffle)
         self._window_rng: np.random.Generator | None = None
         self._pending_state: dict[str, Any] | None = None
 
@@ -270,7 +270,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
                 self._docs.load_state_dict(self._pending_state["documents"])
                 self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)  # a tensor or a list
                 if "windows" in self._pending_state:
-                    self._windows = np.asarray(self._pending_state["windows"], dtype=np.uint32)
+                    self._windows = list(np.asarray(self._pending_state["windows"], dtype=np.uint32))
                     self._window_rng.bit_generator.state = self._pending_state["window_rng"]
                 self._pending_state = None
         return self._docs
@@ -307,23 +307,30 @@ class PackedBatches(torch.utils.data.IterableDataset):
         return window[:-1].view(rows, self.seq_len), window[1:].view(rows, self.seq_len)
 
     def _shuffled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """B windows drawn at random from a buffer kept at ``window_shuffle`` windows (fewer only at the end)."""
-        seq_len = self.seq_len
+        """B windows, each drawn at random from a buffer of at least ``window_shuffle`` (fewer only at the end).
+
+        Row by row, topped up in fixed blocks: the rows come in the same order whatever B is, so a run may resume
+        with another micro-batch size (the same tokens per step, other gradient accumulation) and see the same data.
+        """
+        seq_len, block = self.seq_len, max(1, self.window_shuffle // 8)
         self._ensure_stream()  # a resumed stream loads its window buffer here
-        missing = self.window_shuffle + self.batch_size - len(self._windows)
-        if missing > 0:
-            self._fill(missing * seq_len + 1)
-            count = min(missing, (len(self._tokens) - 1) // seq_len)
-            if count > 0:  # windows of T + 1 tokens every T tokens: each token is a target exactly once
-                cut = np.lib.stride_tricks.sliding_window_view(self._tokens[: count * seq_len + 1], seq_len + 1)
-                self._windows = np.concatenate([self._windows, cut[::seq_len]])
-                self._tokens = self._tokens[count * seq_len :]
-        rows = min(self.batch_size, len(self._windows))
-        if rows == 0:
+        rows = []
+        for _ in range(self.batch_size):
+            if len(self._windows) < self.window_shuffle:
+                self._fill((self.window_shuffle - len(self._windows) + block) * seq_len + 1)
+                count = min(self.window_shuffle - len(self._windows) + block, (len(self._tokens) - 1) // seq_len)
+                if count > 0:  # windows of T + 1 tokens every T tokens: each token is a target exactly once
+                    cut = np.lib.stride_tricks.sliding_window_view(self._tokens[: count * seq_len + 1], seq_len + 1)
+                    self._windows.extend(cut[::seq_len].copy())
+                    self._tokens = self._tokens[count * seq_len :]
+            if not self._windows:
+                break
+            pick = int(self._window_rng.integers(len(self._windows)))
+            self._windows[pick], self._windows[-1] = self._windows[-1], self._windows[pick]  # O(1): swap, pop
+            rows.append(self._windows.pop())
+        if not rows:
             raise StopIteration
-        picks = self._window_rng.choice(len(self._windows), rows, replace=False)
-        window = torch.from_numpy(self._windows[picks].astype(np.int64))
-        self._windows = np.delete(self._windows, picks, axis=0)
+        window = torch.from_numpy(np.stack(rows).astype(np.int64))
         return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -341,14 +348,15 @@ class PackedBatches(torch.utils.data.IterableDataset):
         # Pending tokens as one uint16 tensor (GPT-2's ids fit), not a pickled list of Python ints.
         state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(np.uint16))}
         if self.window_shuffle:
-            state["windows"] = torch.from_numpy(self._windows.astype(np.uint16))
+            windows = np.stack(self._windows) if self._windows else np.empty((0, self.seq_len + 1))
+            state["windows"] = torch.from_numpy(windows.astype(np.uint16))
             state["window_rng"] = copy.deepcopy(self._window_rng.bit_generator.state)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._docs = None
         self._tokens = np.empty(0, dtype=np.uint32)
-        self._windows = np.empty((0, self.seq_len + 1), dtype=np.uint32)
+        self._windows = []
         self._pending_state = state if state.get("documents") is not None else None
 
 
