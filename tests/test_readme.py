@@ -24,7 +24,7 @@ NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 
 # Appended to shorten long runs (the last value of a flag wins in each of these programs).
 SHORTER = {
-    "train.py": ["--max_steps", "30"],
+    "train.py": ["--max_steps", "20", "--warmup_steps", "5", "--hellaswag_limit", "20"],
     "gpt_scratch.educational": ["--steps", "30"],
     "lm_eval": ["--limit", "20"],
 }
