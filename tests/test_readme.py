@@ -117,9 +117,8 @@ def test_readme_parser_finds_commands_markers_and_continuations():
         (17, "python bench/a.py", "hours"),
         (18, "python bench/b.py", "hours"),
     ]
-    assert (
-        shortened("python train.py configs/quickstart.yaml") == "python train.py configs/quickstart.yaml --max_steps 30"
-    )
+    expected = "python train.py c.yaml --lr 1 --max_steps 20 --warmup_steps 5 --hellaswag_limit 20"
+    assert shortened("python train.py c.yaml --lr 1") == expected
 
 
 @pytest.mark.docs
