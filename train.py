@@ -310,8 +310,8 @@ def non_finite(run: Run, what: str) -> NonFiniteLossError:
         advice = f"Last good checkpoint (a healthy step followed it): {good}. Continue with lower learning rates: "
         command = command_with(run.arguments(), {"resume": "auto", **lower})
     if moved:
-        advice = (f"{len(moved)} checkpoint(s) after it are kept as {moved[0].parent}/diverged-step-*, where "
-                  f"--resume auto does not look. {advice}")  # fmt: skip
+        advice = (f"{len(moved)} checkpoint(s) no healthy step followed are kept as {moved[0].parent}/diverged-step-*, "
+                  f"where --resume auto does not look. {advice}")  # fmt: skip
     return NonFiniteLossError(f"{what}; training stopped instead of continuing on NaN. {advice}{shlex.join(command)}")
 
 
