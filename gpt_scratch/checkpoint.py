@@ -135,17 +135,13 @@ def check_resumable(
     return {k: v for k, v in changed.items() if k not in ignored}
 
 
-def make_room(run_dir: Path, needed: int, protect: Path | None) -> str | None:
-    """Ensure ``needed`` bytes (plus 10%) are free for the next checkpoint, pruning the older checkpoints (never the
-    newest, nor ``protect``) early if that helps; the problem in words when it cannot be done."""
-    root = Path(run_dir) / "checkpoints"
-    existing = checkpoint_dirs(run_dir)
-    prunable = [path for path in existing[:-1] if path != protect]
+def make_room(root: Path, needed: int, prunable: list[Path], intact: str) -> str | None:
+    """Ensure ``needed`` bytes (plus 10%) are free in ``root`` for the next checkpoint, removing ``prunable`` (older
+    checkpoints, oldest first) early if that helps; the problem in words when it cannot be done."""
     while free_bytes(root) < needed * 1.1 and prunable:
         shutil.rmtree(prunable.pop(0), ignore_errors=True)
     if free_bytes(root) >= needed * 1.1:
         return None
-    intact = f"{existing[-1]} is intact" if existing else "no checkpoint was written yet"
     return (
         f"not enough space in {root} for the next checkpoint: {gigabytes(free_bytes(root))} free, about "
         f"{gigabytes(needed)} needed. Free space, then resume with --resume auto ({intact})"
@@ -173,7 +169,9 @@ def save_checkpoint(
     staging = root / f".tmp-step-{step:06d}"
     existing = checkpoint_dirs(run_dir)
     needed = directory_bytes(existing[-1]) if existing else estimate
-    problem = make_room(Path(run_dir), needed, protect) if accelerator.is_main_process else None
+    intact = f"{existing[-1]} is intact" if existing else "no checkpoint was written yet"
+    prunable = [path for path in existing[:-1] if path != protect]  # never the newest, nor the last good one
+    problem = make_room(root, needed, prunable, intact) if accelerator.is_main_process else None
     if accelerator.num_processes > 1:  # every process stops, or none
         problem = broadcast_object_list([problem])[0]
     if problem:
@@ -193,7 +191,6 @@ def save_checkpoint(
             (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
             fsync_tree(staging)  # data on disk before the name says "complete"
     except (OSError, RuntimeError, SafetensorError) as error:  # torch reports a full disk as a RuntimeError
-        intact = f"{existing[-1]} is intact" if existing else "no checkpoint was written yet"
         fix = f"Free space (or lower --keep_checkpoints), then resume with --resume auto ({intact})"
         failure = write_failure(error, root, needed, f"checkpoint {final.name}", fix)
         shutil.rmtree(staging, ignore_errors=True)
