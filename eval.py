@@ -35,7 +35,19 @@ def load_model(name_or_path: str, device: str, dtype: str):
         name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
     )
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    check_vocabularies_agree(name_or_path, model.config, len(tokenizer))
     return model.to(device).eval(), tokenizer
+
+
+def check_vocabularies_agree(name_or_path: str, config, tokenizer_size: int) -> None:
+    """A tokenizer with ids the model has no row for would fail deep inside the embedding, or score with another
+    vocabulary's rows; gpt-scratch models have exactly their tokenizer's vocabulary (padding rows aside)."""
+    vocab = config.vocab_size
+    if tokenizer_size > vocab or (config.model_type == "gpt_scratch" and tokenizer_size != vocab):
+        raise ValueError(
+            f"{name_or_path}: the model's vocab_size is {vocab} but its tokenizer has {tokenizer_size} tokens; they "
+            "were not trained together. Save the model with the tokenizer it was trained with"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,10 +104,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         from gpt_scratch.data import TextSource
-        from gpt_scratch.perplexity import evaluate_perplexity, source_tokens
+        from gpt_scratch.perplexity import evaluate_perplexity, source_tokens, token_byte_lengths
 
-        tokens = source_tokens(TextSource(args.data, args.name, args.split, args.text_column), args.max_tokens)
-        result = evaluate_perplexity(model, tokens, args.seq_len, args.stride, progress=True)
+        source = TextSource(args.data, args.name, args.split, args.text_column)
+        tokens = source_tokens(source, args.max_tokens, tokenizer)  # the model's own tokenizer
+        result = evaluate_perplexity(model, tokens, args.seq_len, args.stride, progress=True,
+                                     token_bytes=token_byte_lengths(tokenizer))  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.output:
         import evaluate

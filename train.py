@@ -29,7 +29,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer
+from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import (
@@ -48,6 +48,7 @@ from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
+from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
@@ -61,7 +62,7 @@ from gpt_scratch.training import (
     prepare_with_schedules,
     role_learning_rates,
     train_step,
-    validation_loss,
+    validation_metrics,
     weights_are_finite,
 )
 
@@ -92,15 +93,17 @@ class Run:
     model: torch.nn.Module  # as prepared by Accelerate (DDP/FSDP wrapper): the one to train
     raw_model: GPTScratchForCausalLM  # the plain model: evaluation, sampling, export
     forward: Callable  # the model the step calls: compiled or not
-    tokenizer: object
+    text_tokenizer: TextTokenizer  # the run's: encodes the data, measures bytes
+    tokenizer: object  # the same as a transformers tokenizer: samples, HellaSwag, export
     optimizers: list  # AdamW, or Muon and AdamW (as prepared), each with its schedule
     schedulers: list
     train_data: object  # next_batch(), state_dict(), load_state_dict()
     val_windows: list[torch.Tensor]
     accumulation: int
     eot_token_id: int | None  # set when document_mask is on
-    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "hellaswag": []})
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "val_bpb": [], "hellaswag": []})
     start_step: int = 0
+    token_bytes: torch.Tensor | None = None  # each id's length in bytes: validation's bits per byte
     last_checkpoint: Path | None = None  # the newest checkpoint written or resumed from, verified finite
     health: CheckpointHealth = field(default_factory=CheckpointHealth)  # which checkpoint a healthy step followed
 
@@ -167,11 +170,19 @@ def setup(argv: list[str]) -> Run:
         f"processes {accelerator.num_processes} | micro-batch {config.micro_batch_size}x{config.seq_len} | "
         f"accumulation {accumulation} | {config.tokens_per_step:,} tokens/step | device {accelerator.device}"
     )
-    tokenizer = gpt2_tokenizer(model.config.n_positions)
+    text_tokenizer = load_tokenizer(config.tokenizer)  # the model's vocab_size and <|endoftext|> id are its own
+    if config.tokenizer != "gpt2":
+        accelerator.print(f"tokenizer: {config.tokenizer} ({text_tokenizer.vocab_size:,} tokens)")
+    if (config.padded_vocab_size or 0) >= text_tokenizer.vocab_size + 128:
+        accelerator.print(f"WARNING: padded_vocab_size {config.padded_vocab_size} gives the embedding and head "
+                          f"{config.padded_vocab_size - text_tokenizer.vocab_size:,} rows no token uses (the tokenizer "
+                          f"has {text_tokenizer.vocab_size:,}); set padded_vocab_size: null")  # fmt: skip
+    tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
     source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-    held_out = validation_tokens(source, config.val_docs)
+    held_out = validation_tokens(source, config.val_docs, text_tokenizer)
     val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
-    train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation)
+    train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation,
+                               tokenizer=text_tokenizer)  # fmt: skip
 
     check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
@@ -193,6 +204,7 @@ def setup(argv: list[str]) -> Run:
         # The model traces as one graph (tests/test_compile.py); under DDP, Accelerate's wrapper splits it at
         # gradient buckets, by design. Evaluation and sampling call the plain model.
         forward=torch.compile(prepared) if config.compile else prepared,
+        text_tokenizer=text_tokenizer,
         tokenizer=tokenizer,
         optimizers=optimizers,
         schedulers=schedulers,
@@ -201,6 +213,7 @@ def setup(argv: list[str]) -> Run:
         accumulation=accumulation,
         # document_mask: <|endoftext|> opens each packed document; attention stays within documents.
         eot_token_id=tokenizer.eos_token_id if config.document_mask else None,
+        token_bytes=text_tokenizer.token_bytes(),
     )
 
 
@@ -214,7 +227,12 @@ def schedule_summary(config: TrainConfig) -> str:
 
 
 def training_data(
-    config: TrainConfig, source: TextSource, accelerator: Accelerator, skip_tokens: int, accumulation: int
+    config: TrainConfig,
+    source: TextSource,
+    accelerator: Accelerator,
+    skip_tokens: int,
+    accumulation: int,
+    tokenizer: TextTokenizer,
 ):
     """This process's batches: pre-tokenized shards, or the source streamed (optionally by DataLoader workers)."""
     if config.token_shards:
@@ -227,6 +245,7 @@ def training_data(
             accelerator.num_processes,
             start_token=skip_tokens,
             source=source,  # the shards must be of the run's data: validation reads the data itself
+            tokenizer=tokenizer,  # and of its tokenizer
         )
     stream = PackedBatches(
         source,
@@ -238,6 +257,7 @@ def training_data(
         shuffle_buffer=config.shuffle_buffer,
         val_docs=config.val_docs,
         window_shuffle=config.window_shuffle,
+        tokenizer=tokenizer,
     )
     # Workers tokenize in their own processes, off the training loop, and resume exactly.
     if not config.data_workers:
@@ -255,7 +275,8 @@ def resume(run: Run) -> None:
         return
     # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
     shards = shards_identity(run.config.token_shards) if run.config.token_shards else None
-    changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes, shards)
+    changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes, shards,
+                              run.text_tokenizer.identity())  # fmt: skip
     data_state, trainer_state = load_checkpoint(run.accelerator, checkpoint)
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise NonFiniteLossError(
@@ -268,6 +289,7 @@ def resume(run: Run) -> None:
     for optimizer, scheduler in zip(run.optimizers, run.schedulers):
         apply_schedule(scheduler, optimizer, trainer_state["step"], role_learning_rates(run.config))
     run.start_step, run.history, run.last_checkpoint = trainer_state["step"], trainer_state["history"], checkpoint
+    run.history.setdefault("val_bpb", [])  # a checkpoint from before bits per byte
     run.health.checkpointed(checkpoint, [loss for _, loss in run.history["train_loss"]])
     run.say(f"resumed from {checkpoint} at step {run.start_step}")
     for name, (old, new) in changes.items():
@@ -277,8 +299,9 @@ def resume(run: Run) -> None:
 def evaluate(run: Run, step: int) -> dict:
     """Validation loss and HellaSwag on every process; samples, the loss curve and the log on the main one."""
     config, accelerator = run.config, run.accelerator
-    results = {"val_loss": validation_loss(run.model, run.val_windows, accelerator, run.eot_token_id)}
+    results = validation_metrics(run.model, run.val_windows, accelerator, run.eot_token_id, run.token_bytes)
     run.history["val_loss"].append((step, results["val_loss"]))
+    run.history["val_bpb"].append((step, results["val_bpb"]))
     if config.hellaswag_data:
         hs = evaluate_hellaswag(run.raw_model, run.tokenizer, config.hellaswag_data, batch_size=32,
                                 limit=config.hellaswag_limit, accelerator=accelerator)  # fmt: skip
@@ -287,7 +310,7 @@ def evaluate(run: Run, step: int) -> dict:
     samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)  # on all: FSDP gathers
     if accelerator.is_main_process:
         hs_text = f" | hellaswag acc_norm {results['hellaswag']['acc_norm']:.4f}" if "hellaswag" in results else ""
-        run.say(f"eval step {step}: val loss {results['val_loss']:.4f}{hs_text}")
+        run.say(f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{hs_text}")
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
@@ -319,7 +342,8 @@ def save(run: Run, step: int) -> None:
     """A checkpoint after ``step``, never of non-finite weights (a step can make them NaN with a finite loss)."""
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
-    state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step}
+    state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step,
+             "tokenizer_identity": run.text_tokenizer.identity()}  # fmt: skip
     if run.config.token_shards:  # so that a resume recognises the same shards at another path
         state["token_shards_identity"] = shards_identity(run.config.token_shards)
     model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
@@ -423,6 +447,8 @@ def export(run: Run, results: dict, started: float) -> None:
             steps=config.max_steps,
             tokens_per_step=config.tokens_per_step,
             val_loss=results.get("val_loss"),
+            val_bpb=results.get("val_bpb"),
+            tokenizer_name=None if config.tokenizer == "gpt2" else f"byte-level BPE {config.tokenizer}",
             hellaswag=results.get("hellaswag"),
             hellaswag_data=config.hellaswag_data,
             repo_id=config.push_to_hub,

@@ -34,8 +34,8 @@ RUN_DEFINING_SETTINGS = (
     "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
     "position_embedding_type", "rope_theta", "norm_type", "qk_norm", "activation_function", "final_logit_softcapping",
     "tie_word_embeddings", "bias", "zero_init_residual",
-    "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer", "data_workers",
-    "window_shuffle", "document_mask",
+    "tokenizer", "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer",
+    "data_workers", "window_shuffle", "document_mask",
     "seq_len", "micro_batch_size", "tokens_per_step", "seed",
     "optimizer", "weight_decay", "beta1", "beta2", "muon_momentum", "mixed_precision",
 )  # fmt: skip
@@ -102,13 +102,19 @@ def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str
 
 
 def check_resumable(
-    checkpoint: Path, config: dict[str, Any], world_size: int, shards: str | None = None
+    checkpoint: Path,
+    config: dict[str, Any],
+    world_size: int,
+    shards: str | None = None,
+    tokenizer: dict[str, str] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log).
 
     Two changes only look run-defining: ``micro_batch_size`` with the same ``tokens_per_step`` (the gradient
     accumulation changes, the tokens of each step do not; not with DataLoader workers, whose batches are whole), and
-    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one).
+    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one),
+    and likewise ``tokenizer`` (``tokenizer``: its identity now). A tokenizer directory changed in place (trained
+    again) is refused although its path is the same.
     """
     from .train_config import TrainConfig
 
@@ -122,6 +128,13 @@ def check_resumable(
         del defining["micro_batch_size"]
     if "token_shards" in defining and shards is not None and state.get("token_shards_identity") == shards:
         del defining["token_shards"]
+    saved_tokenizer = state.get("tokenizer_identity")
+    if tokenizer is not None and saved_tokenizer is not None:
+        if saved_tokenizer["sha256"] == tokenizer["sha256"]:
+            defining.pop("tokenizer", None)
+        else:
+            defining["tokenizer"] = (f"{saved_tokenizer['name']} (sha256 {saved_tokenizer['sha256'][:12]})",
+                                     f"{tokenizer['name']} (sha256 {tokenizer['sha256'][:12]})")  # fmt: skip
     saved_world = state.get("world_size", world_size)
     if saved_world != world_size:
         defining["processes"] = (saved_world, world_size)

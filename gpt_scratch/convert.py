@@ -19,7 +19,7 @@ import torch
 from . import cli
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_gpt2_tokenizer, save_with_model_card
+from .saving import save_tokenizer, save_with_model_card
 from .tokenizer import gpt2_tokenizer
 
 GPT2_VOCAB_SIZE = 50257  # the tokens of GPT-2's tokenizer, which nanoGPT checkpoints use
@@ -52,7 +52,7 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     config = json.loads((out_dir / "config.json").read_text())
     config["n_ctx"] = model.config.n_positions
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_gpt2_tokenizer(gpt2_tokenizer(model.config.n_positions), out_dir)
+    save_tokenizer(gpt2_tokenizer(model.config.n_positions), out_dir)
     return out_dir
 
 

@@ -13,7 +13,7 @@ from . import cli
 from .checkpoint import checkpoint_problem
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_with_model_card
-from .tokenizer import gpt2_tokenizer
+from .tokenizer import load_tokenizer
 from .train_config import build_config
 
 
@@ -31,7 +31,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     if problem := checkpoint_problem(checkpoint):
         raise ValueError(f"checkpoint {checkpoint} is damaged: {problem}; export another checkpoint")
     state = json.loads(state_file.read_text())
-    config = build_config(state["config"])
+    config = build_config(state["config"])  # a tokenizer directory that is gone fails here
+    tokenizer = load_tokenizer(config.tokenizer)
+    if problem := tokenizer.mismatch(str(checkpoint), state.get("tokenizer_identity", tokenizer.identity())):
+        raise ValueError(f"{problem}; restore the tokenizer the run trained with")
     model = GPTScratchForCausalLM(config.model_config())
     weights = load_file(weights_file)
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -44,12 +47,14 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     out_dir = save_with_model_card(
         model,
         out_dir,
-        gpt2_tokenizer(model.config.n_positions),
+        tokenizer.hf_tokenizer(model.config.n_positions),
         data=config.data,
         command=f"python -m gpt_scratch.export {checkpoint} {out_dir}",
         steps=state["step"],
         tokens_per_step=config.tokens_per_step,
         val_loss=history["val_loss"][-1][1] if history.get("val_loss") else None,
+        val_bpb=history["val_bpb"][-1][1] if history.get("val_bpb") else None,
+        tokenizer_name=None if config.tokenizer == "gpt2" else f"byte-level BPE {config.tokenizer}",
     )
     return out_dir
 

@@ -9,8 +9,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
-    """Train and val loss against step (left axis) and HellaSwag acc_norm (right axis, when measured)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    """Left: train and val loss (nats per token) against step. Right, when measured: validation bits per byte, the
+    axis that compares runs with different tokenizers, and HellaSwag acc_norm on its own scale."""
+    with_bpb = bool(history.get("val_bpb"))
+    fig, axes = plt.subplots(1, 2 if with_bpb else 1, figsize=(13 if with_bpb else 8, 4.5), dpi=120, squeeze=False)
+    ax = axes[0][0]
     if history.get("train_loss"):
         steps, values = zip(*history["train_loss"])
         ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
@@ -26,16 +29,28 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
+    ax.set_title(title)
+    ax.legend(loc="best")
+    side = axes[0][-1]
+    if with_bpb:
+        steps, values = zip(*history["val_bpb"])
+        side.plot(steps, values, "o-", color="tab:red", label="val bits per byte", markersize=4)
+        side.set_xlabel("step")
+        side.set_ylabel("bits per byte")
+        side.grid(alpha=0.3)
+        side.set_title("validation bits per byte (compares tokenizers)")
+    handles, labels = side.get_legend_handles_labels() if with_bpb else ([], [])
     if history.get("hellaswag"):
-        right = ax.twinx()
+        right = side.twinx()
         steps, values = zip(*history["hellaswag"])
         right.plot(steps, values, "s--", color="tab:green", label="HellaSwag acc_norm", markersize=4)
         right.set_ylabel("HellaSwag acc_norm")
         more_handles, more_labels = right.get_legend_handles_labels()
+        if not with_bpb:
+            handles, labels = ax.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
-    ax.legend(handles, labels, loc="best")
-    ax.set_title(title)
+    if handles:
+        side.legend(handles, labels, loc="best")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .tokenizer import gpt2_tokenizer
+from .tokenizer.text_tokenizer import uses_gpt2_split
 
 
 def default_generation_config(model: PreTrainedModel) -> GenerationConfig:
@@ -18,18 +19,23 @@ def default_generation_config(model: PreTrainedModel) -> GenerationConfig:
     return GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=pad)
 
 
-def save_gpt2_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> Path:
-    """Save the tokenizer so that every transformers version and GPT-2 tool loads it.
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> Path:
+    """Save the tokenizer so that every transformers version and GPT-2 tool loads it with the same ids.
 
-    ``tokenizer_config.json`` names GPT-2's own class (transformers 5's default name, ``TokenizersBackend``, is
-    unknown to 4.x, which vLLM and GPT-2 tools pin), and GPT-2's classic ``vocab.json`` + ``merges.txt`` sit beside
-    ``tokenizer.json`` for converters that read those (llama.cpp, CTranslate2).
+    ``tokenizer_config.json`` names a class that transformers 4.x knows too (5's default name, ``TokenizersBackend``,
+    is unknown to 4.x, which vLLM and GPT-2 tools pin). A tokenizer that splits text as GPT-2 does is saved as
+    GPT-2's own class, with GPT-2's classic ``vocab.json`` + ``merges.txt`` beside ``tokenizer.json`` for converters
+    that read those (llama.cpp, CTranslate2); any other (a trained one) as ``PreTrainedTokenizerFast``, which reads
+    tokenizer.json as it is (transformers 5's ``GPT2Tokenizer`` would impose GPT-2's split on it).
     """
     out_dir = Path(out_dir)
     tokenizer.save_pretrained(out_dir)
     tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
-    tokenizer_config["tokenizer_class"] = "GPT2Tokenizer"
+    gpt2_split = uses_gpt2_split(tokenizer)
+    tokenizer_config["tokenizer_class"] = "GPT2Tokenizer" if gpt2_split else "PreTrainedTokenizerFast"
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    if not gpt2_split:
+        return out_dir
     definition = json.loads((out_dir / "tokenizer.json").read_text())
     vocab = dict(definition["model"]["vocab"])
     vocab.update({added["content"]: added["id"] for added in definition["added_tokens"]})
@@ -53,7 +59,7 @@ def save_model_dir(
     try:
         model.generation_config = default_generation_config(model)
         model.save_pretrained(staging)
-        save_gpt2_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
+        save_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
             out_dir.rename(retired)
@@ -88,7 +94,7 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         "",
         "## Architecture",
         f"- {config['n_layer']} layers, {config['n_head']} heads, width {config['n_embd']}, context "
-        f"{config['n_positions']} tokens, vocabulary {config['vocab_size']} (GPT-2 BPE)",
+        f"{config['n_positions']} tokens, vocabulary {config['vocab_size']} ({info.get('tokenizer') or 'GPT-2 BPE'})",
         f"- {info['parameters']:,} parameters; pre-LayerNorm blocks, learned positions, LM head tied to the embedding",
         "",
         "## Training",
@@ -99,7 +105,8 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
             f"- tokens seen: {info['tokens_seen']:,} ({info['steps']} steps of {info['tokens_per_step']:,} tokens)"
         )
     if info.get("val_loss") is not None:
-        lines.append(f"- final validation loss: {info['val_loss']:.4f}")
+        bpb = f", {info['val_bpb']:.4f} bits per byte" if info.get("val_bpb") is not None else ""
+        lines.append(f"- final validation loss: {info['val_loss']:.4f} nats per token{bpb}")
     if info.get("hellaswag"):
         h = info["hellaswag"]
         lines.append(
@@ -122,6 +129,8 @@ def save_with_model_card(
     steps: int | None = None,
     tokens_per_step: int | None = None,
     val_loss: float | None = None,
+    val_bpb: float | None = None,
+    tokenizer_name: str | None = None,
     hellaswag: dict | None = None,
     hellaswag_data: str | None = None,
     repo_id: str | None = None,
@@ -138,6 +147,8 @@ def save_with_model_card(
         "tokens_per_step": tokens_per_step,
         "tokens_seen": steps * tokens_per_step if steps and tokens_per_step else None,
         "val_loss": val_loss,
+        "val_bpb": val_bpb,
+        "tokenizer": tokenizer_name,
         "hellaswag": hellaswag,
         "hellaswag_data": hellaswag_data,
         "command": command,

@@ -44,6 +44,8 @@ class TrainConfig:
     tie_word_embeddings: bool | None = None  # false: the head is its own matrix
     bias: bool | None = None  # false: no biases in Linear and LayerNorm
     zero_init_residual: bool | None = None  # output projections (and an untied head) start at zero
+    # --- tokenizer: gpt2, or a directory from `python -m gpt_scratch.tokenizer train` (the model's vocab follows) ---
+    tokenizer: str = "gpt2"
     # --- data (see gpt_scratch.data) ---
     data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
     data_name: str | None = None  # Hub config, e.g. sample-10BT
@@ -179,12 +181,19 @@ class TrainConfig:
         return self.tokens_per_step // per_micro_step
 
     def model_config(self):
-        """The GPTScratchConfig this run trains: the preset, its overrides and the dropout."""
+        """The GPTScratchConfig this run trains: the preset, its overrides, the dropout, and the tokenizer's
+        vocabulary and ``<|endoftext|>`` id (a missing or unusable tokenizer directory fails here, before anything
+        runs)."""
         from .configuration_gpt_scratch import GPTScratchConfig
+        from .tokenizer import load_tokenizer
 
         overrides = {k: getattr(self, k) for k in MODEL_OPTIONS if getattr(self, k) is not None}
         dropout = {"resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout}
-        config = GPTScratchConfig.from_preset(self.model, **overrides, **dropout)
+        tokenizer = load_tokenizer(self.tokenizer)
+        special = {f"{role}_token_id": tokenizer.eot_id for role in ("bos", "eos", "pad")}
+        config = GPTScratchConfig.from_preset(
+            self.model, **overrides, **dropout, vocab_size=tokenizer.vocab_size, **special
+        )
         if self.seq_len > config.n_positions:
             raise ValueError(
                 f"seq_len ({self.seq_len}) exceeds the model's n_positions ({config.n_positions}); lower it"

@@ -152,23 +152,40 @@ def document_positions(input_ids: torch.Tensor, eot_token_id: int | None) -> dic
 
 
 @torch.no_grad()
-def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator, eot_token_id: int | None) -> float:
-    """Mean next-token loss over the fixed validation windows, each process taking every N-th batch (attention
-    masked by document exactly as in training)."""
+def validation_metrics(
+    model,
+    batches: list[torch.Tensor],
+    accelerator: Accelerator,
+    eot_token_id: int | None,
+    token_bytes: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """``val_loss``: mean next-token loss (nats) over the fixed validation windows, each process taking every N-th
+    batch (attention masked by document exactly as in training); with ``token_bytes`` (each id's length in bytes),
+    ``val_bpb``: bits per byte, the summed nats / ln 2 / the UTF-8 bytes of the text the targets spell. Loss per token
+    cannot compare two tokenizers (a token of one is not a token of the other); bits per byte can."""
     model.eval()
-    totals = torch.zeros(2, device=accelerator.device)  # summed loss, token count
+    totals = torch.zeros(3, device=accelerator.device)  # summed nats, targets, bytes
+    lengths = token_bytes.to(accelerator.device) if token_bytes is not None else None
     for batch in batches[accelerator.process_index :: accelerator.num_processes]:
         batch = batch.to(accelerator.device)
-        inputs = batch[:, :-1]
+        inputs, targets = batch[:, :-1], batch[:, 1:]
         with accelerator.autocast():
             positions = document_positions(inputs, eot_token_id)
-            loss = model(input_ids=inputs, shift_labels=batch[:, 1:], use_cache=False, **positions).loss
-        totals += torch.stack(
-            [loss.float() * batch[:, 1:].numel(), torch.tensor(batch[:, 1:].numel(), device=totals.device)]
-        )
+            loss = model(input_ids=inputs, shift_labels=targets, use_cache=False, **positions).loss
+        count = torch.tensor(float(targets.numel()), device=totals.device)
+        spelled = lengths[targets].sum().float() if lengths is not None else torch.zeros_like(count)
+        totals += torch.stack([loss.float() * count, count, spelled])
     totals = accelerator.reduce(totals, reduction="sum")
     model.train()
-    return (totals[0] / totals[1]).item()
+    metrics = {"val_loss": (totals[0] / totals[1]).item()}
+    if lengths is not None:
+        metrics["val_bpb"] = (totals[0] / math.log(2) / totals[2]).item()
+    return metrics
+
+
+def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator, eot_token_id: int | None) -> float:
+    """Mean next-token loss over the fixed validation windows (``validation_metrics``' ``val_loss``)."""
+    return validation_metrics(model, batches, accelerator, eot_token_id)["val_loss"]
 
 
 @torch.no_grad()

@@ -6,8 +6,8 @@ import pytest
 import tiktoken
 from transformers import AutoTokenizer
 
-from gpt_scratch import tokenizer as tok_module
 from gpt_scratch.tokenizer import EOT_ID, gpt2_encoding, gpt2_tokenizer
+from gpt_scratch.tokenizer import gpt2 as tok_module
 
 TEXTS = [
     "Hello, world! This is GPT-2.",

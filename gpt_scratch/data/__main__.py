@@ -1,8 +1,9 @@
-"""``python -m gpt_scratch.data prepare SOURCE OUT_DIR``: tokenize a source into uint16 shards."""
+"""``python -m gpt_scratch.data prepare SOURCE OUT_DIR [--tokenizer DIR]``: tokenize a source into uint16 shards."""
 
 import argparse
 
 from .. import cli
+from ..tokenizer import load_tokenizer
 from .shards import prepare_shards
 from .sources import TextSource
 
@@ -17,9 +18,11 @@ def main(argv: list[str] | None = None) -> None:
     prepare.add_argument("--split", default="train")
     prepare.add_argument("--text-column", default="text")
     prepare.add_argument("--shard-tokens", type=int, default=100_000_000)
+    prepare.add_argument("--tokenizer", default="gpt2", help="gpt2, or a directory from gpt_scratch.tokenizer train")
     args = parser.parse_args(argv)
     source = TextSource(args.source, args.name, args.split, args.text_column)
-    paths = prepare_shards(source, args.out_dir, args.shard_tokens)
+    tokenizer = load_tokenizer(args.tokenizer)  # a bad directory fails before anything is written
+    paths = prepare_shards(source, args.out_dir, args.shard_tokens, tokenizer)
     print(f"{len(paths)} shards in {args.out_dir}")
 
 

@@ -1,7 +1,8 @@
 """Pre-tokenized shards: tokenize once (``python -m gpt_scratch.data prepare``), train many times.
 
-A shard directory holds ``shard_NNNNNN.npy`` files (uint16 GPT-2 tokens, ``<|endoftext|>`` before each document, in
-the source's canonical order) and ``manifest.json``: the source, the tokenizer, every shard's token count, size and
+A shard directory holds ``shard_NNNNNN.npy`` files (uint16 tokens of the run's tokenizer, ``<|endoftext|>`` before
+each document, in the source's canonical order) and ``manifest.json``: the source, the tokenizer (name and sha256:
+shards of another tokenizer are refused by name), every shard's token count, size and
 BLAKE2b checksum, and whether ``prepare`` finished. The reader checks the manifest, files and sizes before training
 on a single token, and each shard's checksum and token ids (all below the vocabulary size) just before its first read,
 so that verifying 10B tokens (20 GB) never delays step 1. It memory-maps the shards instead of loading them:
@@ -20,7 +21,7 @@ import torch
 from ..atomic import replace_durably, write_json
 from ..checksum import buffer_digest
 from ..storage import free_bytes, gigabytes, write_failure
-from ..tokenizer import VOCAB_SHA256, gpt2_encoding
+from ..tokenizer import TextTokenizer, load_tokenizer
 from .sources import TextSource, checked_texts, open_documents
 
 MANIFEST = "manifest.json"
@@ -43,11 +44,11 @@ def source_identity(source: TextSource) -> dict[str, Any]:
     return {"path": path, "name": source.name, "split": source.split, "text_column": source.text_column}
 
 
-def new_manifest(source: TextSource) -> dict[str, Any]:
+def new_manifest(source: TextSource, tokenizer: TextTokenizer | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "source": source_identity(source),
-        "tokenizer": {"name": "gpt2", "vocab_sha256": VOCAB_SHA256},
+        "tokenizer": (tokenizer or load_tokenizer("gpt2")).identity(),
         "dtype": "uint16",
         "shards": [],
         "complete": False,
@@ -55,8 +56,14 @@ def new_manifest(source: TextSource) -> dict[str, Any]:
     }
 
 
-def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens: int = 100_000_000) -> list[Path]:
-    """Tokenize ``source`` once, in canonical order, into uint16 ``.npy`` shards of ``shard_tokens`` tokens.
+def prepare_shards(
+    source: TextSource,
+    out_dir: str | os.PathLike,
+    shard_tokens: int = 100_000_000,
+    tokenizer: TextTokenizer | None = None,
+) -> list[Path]:
+    """Tokenize ``source`` once, in canonical order, into uint16 ``.npy`` shards of ``shard_tokens`` tokens, with
+    ``tokenizer`` (GPT-2's by default).
 
     Resumable: each finished shard is renamed into place and the manifest records where the stream stands, so a
     rerun continues from there. Shard 0 holds the source's first documents and can serve as a validation split, as
@@ -64,7 +71,8 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
     """
     from tqdm.auto import tqdm
 
-    encoding = gpt2_encoding()
+    tokenizer = tokenizer or load_tokenizer("gpt2")
+    encoding = tokenizer.encoding
     check_fits_uint16(encoding.n_vocab)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,10 +84,12 @@ def prepare_shards(source: TextSource, out_dir: str | os.PathLike, shard_tokens:
                 f"{out_dir} holds shards of {manifest['source']['path']!r}, not of {source.path!r}; "
                 "prepare into another directory"
             )
+        if problem := tokenizer.mismatch(str(out_dir), manifest["tokenizer"]):
+            raise ValueError(f"{problem}. Prepare into another directory")
     elif any(out_dir.glob("shard_*.npy")):
         raise ValueError(f"{out_dir} has shards but no {MANIFEST} (an older or foreign format); prepare into a new one")
     else:
-        manifest = new_manifest(source)
+        manifest = new_manifest(source, tokenizer)
     if manifest["complete"]:
         return [out_dir / shard["file"] for shard in manifest["shards"]]
     dataset = open_documents(source)
@@ -142,11 +152,14 @@ def shards_identity(shard_dir: str | os.PathLike) -> str:
     return buffer_digest(json.dumps(content, sort_keys=True).encode())
 
 
-def open_shards(shard_dir: str | os.PathLike, source: TextSource | None = None) -> list[np.ndarray]:
+def open_shards(
+    shard_dir: str | os.PathLike, source: TextSource | None = None, tokenizer: TextTokenizer | None = None
+) -> list[np.ndarray]:
     """The shards of a complete, intact directory as read-only memory maps (no copy), in order.
 
     Refuses, naming the file and the fix: a missing manifest, an unfinished ``prepare``, shards of another source
-    (when ``source`` is given) or tokenizer, and a missing or truncated shard.
+    (when ``source`` is given) or of another tokenizer than ``tokenizer`` (GPT-2's by default), and a missing or
+    truncated shard.
     """
     shard_dir = Path(shard_dir)
     prepare = f"python -m gpt_scratch.data prepare SOURCE {shard_dir}"
@@ -160,8 +173,8 @@ def open_shards(shard_dir: str | os.PathLike, source: TextSource | None = None) 
             f"{shard_dir} is incomplete: `prepare` stopped after {len(manifest['shards'])} shards "
             f"({MANIFEST} says complete: false); run `{prepare}` again to finish it"
         )
-    if manifest["tokenizer"]["vocab_sha256"] != VOCAB_SHA256:
-        raise ValueError(f"{shard_dir} was tokenized with another vocabulary; prepare the shards again")
+    if problem := (tokenizer or load_tokenizer("gpt2")).mismatch(str(shard_dir), manifest["tokenizer"]):
+        raise ValueError(f"{problem}. Use the shards' tokenizer, or prepare shards with this one (--tokenizer)")
     if source is not None and manifest["source"] != source_identity(source):
         raise ValueError(
             f"{shard_dir} holds tokens of {manifest['source']}, but the run's data is {source_identity(source)}: "
@@ -199,13 +212,14 @@ class TokenShardBatches:
         world_size: int = 1,
         start_token: int = 0,
         source: TextSource | None = None,
-        vocab_size: int = 50257,
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
-        self.shards = open_shards(shard_dir, source)
+        tokenizer = tokenizer or load_tokenizer("gpt2")
+        self.shards = open_shards(shard_dir, source, tokenizer)
         entries = json.loads((Path(shard_dir) / MANIFEST).read_text())["shards"]
         self.paths = [Path(shard_dir) / entry["file"] for entry in entries]
         self.checksums = [entry.get("blake2b") for entry in entries]  # None: written before checksums existed
-        self.vocab_size = vocab_size
+        self.vocab_size = tokenizer.vocab_size
         self._verified: set[int] = set()
         # Where each shard starts in the end-to-end token stream (no concatenation: that would copy every shard).
         self.starts = np.cumsum([0] + [len(shard) for shard in self.shards])

@@ -5,7 +5,8 @@ How a stream is split and resumed:
 - Consumer c of C (C = processes x DataLoader workers) reads shards c, c + C, ... when there are at least C
   shards; otherwise every consumer reads every shard and keeps every C-th document. Either way each document is read
   by exactly one consumer.
-- Documents pass through a seeded shuffle buffer, are tokenized with tiktoken (``<|endoftext|>`` before each), and
+- Documents pass through a seeded shuffle buffer, are tokenized (the run's tokenizer, run by tiktoken in the
+  pipeline's threads; ``<|endoftext|>`` before each), and
   packed into contiguous windows of T + 1 tokens, with no padding, as GPT-2 and nanoGPT train.
 - Optionally (``window_shuffle`` > 0) the windows pass through a second seeded buffer, and each batch draws its rows
   at random from it. A document shuffle cannot mix a long document into the rest: a 150k-token file fills 75
@@ -29,7 +30,7 @@ import torch
 from datasets import IterableDataset
 from datasets.distributed import split_dataset_by_node
 
-from ..tokenizer import gpt2_encoding
+from ..tokenizer import TextTokenizer, load_tokenizer
 from .sources import TextSource, checked_texts, open_documents, validation_documents
 
 # A source's files are grouped into contiguous units, the granularity of shuffling and splitting: at least
@@ -192,15 +193,10 @@ def unpack_texts(state: dict[str, Any]) -> list[str]:
     return [data[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), ends.tolist())]
 
 
-def tokenize_documents(encoding, texts: list[str], pool: ThreadPoolExecutor) -> np.ndarray:
-    """GPT-2 tokens of ``texts`` as one uint32 array, ``<|endoftext|>`` before each document.
-
-    Text that merely looks like a special token is encoded as ordinary text (``encode_ordinary`` semantics); tiktoken
-    releases the GIL, so the threads run in parallel, and its numpy output skips building Python int lists.
-    """
-    eot = np.array([encoding.eot_token], dtype=np.uint32)
-    arrays = pool.map(lambda text: encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=()), texts)
-    return np.concatenate([piece for ids in arrays for piece in (eot, ids)]) if texts else eot[:0]
+def tokenize_documents(tokenizer: TextTokenizer | None, texts: list[str], pool: ThreadPoolExecutor) -> np.ndarray:
+    """The tokens of ``texts`` (GPT-2's when ``tokenizer`` is None) as one uint32 array, ``<|endoftext|>`` before
+    each document (``TextTokenizer.encode_documents``)."""
+    return (tokenizer or load_tokenizer("gpt2")).encode_documents(texts, pool)
 
 
 class PackedBatches(torch.utils.data.IterableDataset):
@@ -224,6 +220,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         epochs: int | None = None,
         tokenize_threads: int = 4,
         window_shuffle: int = 0,
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or seq_len <= 0:
@@ -235,7 +232,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self.shuffle_buffer, self.val_docs, self.shuffle, self.epochs = shuffle_buffer, val_docs, shuffle, epochs
         self.tokenize_threads = tokenize_threads
         self.window_shuffle = window_shuffle if shuffle else 0
-        self.encoding = gpt2_encoding()
+        self.tokenizer = tokenizer or load_tokenizer("gpt2")
         self._pool: ThreadPoolExecutor | None = None
         self._docs: DocumentStream | None = None
         self._tokens = np.empty(0, dtype=np.uint32)  # tokenized, not yet emitted
@@ -283,7 +280,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             texts = docs.next_documents(256)
             if not texts:
                 break  # the requested epochs are done
-            flat = tokenize_documents(self.encoding, texts, self._pool)
+            flat = self.tokenizer.encode_documents(texts, self._pool)
             chunks.append(flat)
             have += len(flat)
         self._tokens = np.concatenate(chunks)
@@ -345,11 +342,12 @@ class PackedBatches(torch.utils.data.IterableDataset):
         # In a DataLoader worker this is that worker's stream: StatefulDataLoader saves one per worker.
         if self._docs is None:
             return copy.deepcopy(self._pending_state) or {"documents": None, "tokens": []}
-        # Pending tokens as one uint16 tensor (GPT-2's ids fit), not a pickled list of Python ints.
-        state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(np.uint16))}
+        # Pending tokens as one uint16 tensor (ids of a vocabulary up to 65536), not a pickled list of Python ints.
+        dtype = np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.int32  # torch has no uint32 to save
+        state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(dtype))}
         if self.window_shuffle:
             windows = np.stack(self._windows) if self._windows else np.empty((0, self.seq_len + 1))
-            state["windows"] = torch.from_numpy(windows.astype(np.uint16))
+            state["windows"] = torch.from_numpy(windows.astype(dtype))
             state["window_rng"] = copy.deepcopy(self._window_rng.bit_generator.state)
         return state
 
@@ -399,10 +397,10 @@ class WorkerBatches:
         self._batches = None
 
 
-def validation_tokens(source: TextSource, num_docs: int) -> torch.Tensor:
+def validation_tokens(source: TextSource, num_docs: int, tokenizer: TextTokenizer | None = None) -> torch.Tensor:
     """The validation documents' tokens, ``<|endoftext|>`` before each, as training packs them."""
     with ThreadPoolExecutor(4) as pool:
-        tokens = tokenize_documents(gpt2_encoding(), validation_documents(source, num_docs), pool)
+        tokens = tokenize_documents(tokenizer, validation_documents(source, num_docs), pool)
     return torch.from_numpy(tokens.astype(np.int64))
 
 

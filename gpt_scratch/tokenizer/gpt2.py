@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
-VOCAB_FILE = Path(__file__).parent / "assets" / "gpt2.tiktoken"
+VOCAB_FILE = Path(__file__).parent.parent / "assets" / "gpt2.tiktoken"
 VOCAB_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 EOT_TOKEN = "<|endoftext|>"
 EOT_ID = 50256

@@ -1,0 +1,33 @@
+"""``python -m gpt_scratch.tokenizer train --data SOURCE --vocab_size N --out DIR``: a byte-level BPE of your own."""
+
+import argparse
+
+from .. import cli
+from ..data.sources import TextSource
+from .trainer import PATTERNS, train_tokenizer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.tokenizer", description="Tokenizer utilities.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a byte-level BPE on a text source (see gpt_scratch.tokenizer)")
+    train.add_argument("--data", required=True, help="python-stdlib, fineweb-edu, a Hub dataset id, or local files")
+    train.add_argument("--data_name", default=None, help="Hub dataset config, e.g. sample-10BT")
+    train.add_argument("--data_split", default="train")
+    train.add_argument("--text_column", default="text")
+    train.add_argument("--vocab_size", type=int, required=True, help="rounded up to a multiple of 128, e.g. 4096")
+    train.add_argument("--out", required=True, help="the tokenizer directory to write (must not hold one)")
+    train.add_argument("--pattern", default="gpt2-no-lookahead", choices=list(PATTERNS), help="the regex split")
+    train.add_argument("--val_docs", type=int, default=200, help="first documents held out, as train.py's val_docs")
+    train.add_argument("--max_docs", type=int, default=None, help="train on at most this many documents")
+    train.add_argument("--max_bytes", type=int, default=None, help="train on about this many bytes of text")
+    train.add_argument("--model_max_length", type=int, default=1024)
+    args = parser.parse_args(argv)
+    source = TextSource(args.data, args.data_name, args.data_split, args.text_column)
+    summary = train_tokenizer(source, args.vocab_size, args.out, args.pattern, args.val_docs, args.max_docs,
+                              args.max_bytes, args.model_max_length)  # fmt: skip
+    print(summary.line(args.out))
+
+
+if __name__ == "__main__":
+    cli.run(main)
