@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from .configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
 from .saving import save_model_dir
-from .tokenizer import gpt2_encoding, gpt2_tokenizer
+from .tokenizer import TextTokenizer, gpt2_encoding, gpt2_tokenizer, load_tokenizer
 
 AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
 AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
@@ -25,7 +25,9 @@ __all__ = [
     "GPTScratchForCausalLM",
     "GPTScratchModel",
     "GPTScratchPreTrainedModel",
+    "TextTokenizer",
     "gpt2_encoding",
     "gpt2_tokenizer",
+    "load_tokenizer",
     "save_model_dir",
 ]

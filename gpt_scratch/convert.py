@@ -21,6 +21,7 @@ from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import save_tokenizer, save_with_model_card
 from .tokenizer import gpt2_tokenizer
+from .tokenizer.text_tokenizer import saved_tokenizer
 
 GPT2_VOCAB_SIZE = 50257  # the tokens of GPT-2's tokenizer, which nanoGPT checkpoints use
 
@@ -40,8 +41,8 @@ def from_gpt2(name_or_path: str, out_dir: str | os.PathLike) -> Path:
 def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """A directory ``GPT2LMHeadModel.from_pretrained`` (and every GPT-2 tool) loads: weights, config, tokenizer.
 
-    The tokenizer is written both as ``tokenizer.json`` and as GPT-2's classic ``vocab.json`` + ``merges.txt``, which
-    converters such as llama.cpp's and CTranslate2's read.
+    The model directory's tokenizer comes along; GPT-2's is written both as ``tokenizer.json`` and as GPT-2's classic
+    ``vocab.json`` + ``merges.txt``, which converters such as llama.cpp's and CTranslate2's read.
     """
     GPTScratchConfig.from_pretrained(model_dir).to_gpt2_config()  # a model GPT-2 cannot represent fails before loading
     model = GPTScratchForCausalLM.from_pretrained(model_dir)
@@ -52,7 +53,7 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     config = json.loads((out_dir / "config.json").read_text())
     config["n_ctx"] = model.config.n_positions
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_tokenizer(gpt2_tokenizer(model.config.n_positions), out_dir)
+    save_tokenizer(saved_tokenizer(model_dir, model.config.n_positions), out_dir)
     return out_dir
 
 
@@ -71,7 +72,7 @@ def without_vocabulary_padding(model: GPTScratchForCausalLM) -> GPTScratchForCau
 def unpad(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """A copy of a model directory without vocabulary padding (see ``without_vocabulary_padding``)."""
     model = without_vocabulary_padding(GPTScratchForCausalLM.from_pretrained(model_dir))
-    return save_with_model_card(model, out_dir, gpt2_tokenizer(model.config.n_positions),
+    return save_with_model_card(model, out_dir, saved_tokenizer(model_dir, model.config.n_positions),
                                 data=f"{model_dir} without its vocabulary padding",
                                 command=f"python -m gpt_scratch.convert unpad {model_dir} {out_dir}")  # fmt: skip
 

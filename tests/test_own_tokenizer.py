@@ -361,3 +361,19 @@ def test_tokenizer_training_refuses_to_overwrite_a_tokenizer(trained, corpus):
     result = tokenizer_cli("--data", str(corpus), "--vocab_size", "512", "--out", str(out), check=False)
     assert result.returncode == 1 and "already holds a tokenizer" in result.stderr
     assert (out / "tokenizer.json").read_bytes() == before
+
+
+def test_conversions_keep_the_models_own_tokenizer(trained, trained_run, tmp_path):
+    from transformers import GPT2LMHeadModel
+
+    from gpt_scratch.convert import to_gpt2
+
+    out, _ = trained
+    ours = load_tokenizer(str(out))
+    gpt2_dir = to_gpt2(trained_run / "model", tmp_path / "gpt2")
+    tokenizer = AutoTokenizer.from_pretrained(gpt2_dir)
+    ids = tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    assert ids[0].tolist() == ours.encoding.encode_ordinary(TEXTS[0])
+    with torch.no_grad():
+        expected = GPTScratchForCausalLM.from_pretrained(trained_run / "model")(ids).logits
+        assert torch.allclose(GPT2LMHeadModel.from_pretrained(gpt2_dir)(ids).logits, expected, atol=1e-5)

@@ -22,6 +22,8 @@ def assert_matches_the_run(run_dir: Path, scalars: dict[str, list[tuple[int, flo
     assert step == 5 and logged == pytest.approx(dict(history["train_loss"])[5], rel=1e-6)
     (step, logged), *_ = scalars["eval/val_loss"]
     assert step == 5 and logged == pytest.approx(dict(history["val_loss"])[5], rel=1e-6)
+    (step, logged), *_ = scalars["eval/val_bpb"]  # bits per byte: what compares runs with other tokenizers
+    assert step == 5 and logged == pytest.approx(dict(history["val_bpb"])[5], rel=1e-6)
 
 
 def test_tensorboard(tmp_path, corpus):

@@ -25,7 +25,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, VOCAB_SHA256, _gpt2_tokenizer_json, gpt2_encoding
+from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, VOCAB_SHA256, _gpt2_tokenizer_json, gpt2_encoding, gpt2_tokenizer
 
 GPT2 = "gpt2"
 FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -163,6 +163,17 @@ def _from_definition(name: str, text: str, sha256: str) -> TextTokenizer:
         name=name, pat_str=patterns[0], mergeable_ranks=ranks, special_tokens={EOT_TOKEN: specials[EOT_TOKEN]}
     )
     return TextTokenizer(name, sha256, encoding, text)
+
+
+def saved_tokenizer(model_dir: str | Path, model_max_length: int) -> PreTrainedTokenizerFast:
+    """The tokenizer of a saved model directory, to save beside a converted copy of the model: GPT-2's when its ids
+    are GPT-2's (so the copy keeps GPT-2's classic files), else the directory's own (a trained one). A directory
+    without a tokenizer gets GPT-2's."""
+    if not (Path(model_dir) / "tokenizer.json").is_file():
+        return gpt2_tokenizer(model_max_length)
+    own, gpt2 = load_tokenizer(str(model_dir)), _gpt2()
+    same = own.split_pattern == gpt2.split_pattern and own.encoding._mergeable_ranks == gpt2.encoding._mergeable_ranks
+    return gpt2_tokenizer(model_max_length) if same else own.hf_tokenizer(model_max_length)
 
 
 def uses_gpt2_split(tokenizer: PreTrainedTokenizerFast) -> bool:
