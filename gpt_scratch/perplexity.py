@@ -27,7 +27,7 @@ def encode_documents(tokenizer, docs: list[str]) -> np.ndarray:
     each, as training packs them; text that looks like a special token is encoded as text."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the model's tokenizer has no eos token to separate documents with; set tokenizer.eos_token")
-    encoded = tokenizer(docs, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    encoded = tokenizer(docs, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
     return np.array([t for ids in encoded for t in (tokenizer.eos_token_id, *ids)], dtype=np.int64)
 
 
