@@ -27,6 +27,7 @@ def prepare(work: Path, model_dir: str | None = None) -> None:
 
     from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, gpt2_tokenizer, save_model_dir
     from gpt_scratch.convert import to_gpt2, without_vocabulary_padding
+    from gpt_scratch.tokenizer.text_tokenizer import saved_tokenizer
 
     if model_dir and model_dir != "modern":
         model = GPTScratchForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -43,7 +44,9 @@ def prepare(work: Path, model_dir: str | None = None) -> None:
             model.get_output_embeddings().weight.mul_(8)
     if not model.config.tie_word_embeddings:  # vLLM sizes its own head by vocab_size
         model = without_vocabulary_padding(model)
-    tokenizer = gpt2_tokenizer(model.config.n_positions)
+    # The directory's own tokenizer (a trained one), else GPT-2's.
+    tokenizer = saved_tokenizer(model_dir, model.config.n_positions) if model_dir not in (None, "modern") else (
+        gpt2_tokenizer(model.config.n_positions))  # fmt: skip
     save_model_dir(model, work / "ours", tokenizer)
     exportable = not model.config.gpt2_incompatibilities()
     gpt2 = GPT2LMHeadModel.from_pretrained(to_gpt2(work / "ours", work / "gpt2")).eval() if exportable else None
@@ -119,7 +122,9 @@ def vllm_run(work: Path) -> None:
     llm = LLM(model=str(work / "ours"), trust_remote_code=True, model_impl="transformers", dtype="float32",
               max_model_len=128, gpu_memory_utilization=0.2, enforce_eager=True)  # fmt: skip
     params = SamplingParams(temperature=0, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS, logprobs=1, ignore_eos=True)
-    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts(work)], params)
+    outputs = llm.generate(PROMPTS, params)  # text: vLLM tokenizes with the directory's tokenizer
+    same_ids = [list(o.prompt_token_ids) for o in outputs] == prompts(work)
+    print(f"vLLM tokenizer: {'SAME' if same_ids else 'DIFFERENT'} prompt tokens as the model directory's tokenizer")
     produced = [list(o.outputs[0].token_ids) for o in outputs]
     logprobs = [[step[t].logprob for t, step in zip(o.outputs[0].token_ids, o.outputs[0].logprobs)] for o in outputs]
     check(work, f"vLLM {vllm.__version__} (transformers {transformers.__version__})", produced, logprobs)
