@@ -70,7 +70,8 @@ def trained(corpus, tmp_path_factory) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def other(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tok") / "other"
-    tokenizer_cli("--data", str(corpus), "--vocab_size", "512", "--out", str(out), "--max_docs", "100")
+    result = tokenizer_cli("--data", str(corpus), "--vocab_size", "512", "--out", str(out), "--max_docs", "100")
+    assert "on 100 documents" in result.stdout  # --max_docs bounds the corpus
     return out
 
 
@@ -115,6 +116,13 @@ def test_held_out_documents_never_reach_the_trainer(tmp_path):
         tokenizer_cli("--data", str(source), "--vocab_size", "384", "--out", str(out), "--val_docs", str(val_docs))
         vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
         assert any("zqx" in token for token in vocab) == learned
+
+
+def test_max_bytes_bounds_the_corpus(corpus, tmp_path):
+    result = tokenizer_cli("--data", str(corpus), "--vocab_size", "384", "--out", str(tmp_path / "t"),
+                           "--max_bytes", "300000")  # fmt: skip
+    documents, megabytes = re.search(r"on ([\d,]+) documents \(([\d.]+) MB\)", result.stdout).groups()
+    assert 0.3 <= float(megabytes) < 3.0 and int(documents) < 280  # stops at the first document past the bound
 
 
 def test_gpt2_pattern_option_saves_a_class_that_keeps_the_ids(corpus, tmp_path):
