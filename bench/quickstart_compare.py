@@ -8,7 +8,7 @@ more wall-clock time.
 
     python bench/quickstart_compare.py                                    # configs/quickstart.yaml vs the GPT-2 one
     python bench/quickstart_compare.py --vocab-sweep 1024,2048,4096,8192  # the quickstart with each tokenizer size
-    python bench/quickstart_compare.py --variant wide:n_layer=4,n_embd=384 --no-reference   # other shapes
+    python bench/quickstart_compare.py --variant wide:n_layer=4,n_embd=384,vocab=8192 --no-reference  # other shapes
 
 Prints a table (wall seconds, steps, train.py's own validation loss and bpb, bpb on the shared text) and each run's
 samples.txt.
@@ -32,6 +32,7 @@ from gpt_scratch.perplexity import encode_documents, evaluate_perplexity, token_
 
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 REFERENCE = ROOT / "configs" / "quickstart-gpt2-tokenizer.yaml"
+QUICKSTART_VOCAB = 2048  # the README's `python -m gpt_scratch.tokenizer train ... --vocab_size 2048`
 FINAL_EVAL = re.compile(r"eval step (\d+): val loss ([\d.]+) \| val bpb ([\d.]+)")
 
 
@@ -84,14 +85,14 @@ def main() -> None:
     runs: dict[str, tuple[Path, list[str], int | None]] = {}
     if not args.no_reference:
         runs["gpt2-tokenizer"] = (REFERENCE, [], None)
-    sizes = [int(v) for v in args.vocab_sweep.split(",")] if args.vocab_sweep else [4096]
+    sizes = [int(v) for v in args.vocab_sweep.split(",")] if args.vocab_sweep else [QUICKSTART_VOCAB]
     for size in sizes if not args.variant else []:
         runs[f"own-{size}"] = (QUICKSTART, [], size)
-    for variant in args.variant:
+    for variant in args.variant:  # NAME:key=value,...; vocab=N trains (once) and uses a tokenizer of N tokens
         name, _, settings = variant.partition(":")
-        overrides = [part for pair in settings.split(",") if pair for part in ("--" + pair.split("=")[0],
-                                                                               pair.split("=", 1)[1])]  # fmt: skip
-        runs[name] = (QUICKSTART, overrides, 4096)
+        pairs = dict(pair.split("=", 1) for pair in settings.split(",") if pair)
+        vocab_size = int(pairs.pop("vocab", QUICKSTART_VOCAB))
+        runs[name] = (QUICKSTART, [part for key, value in pairs.items() for part in (f"--{key}", value)], vocab_size)
 
     docs = validation_documents(TextSource("python-stdlib"), args.score_docs)
     rows = []

@@ -87,6 +87,7 @@ class TrainConfig:
     hellaswag_limit: int | None = 200
     sample_prompts: list[str] = field(default_factory=lambda: ["The meaning of life is", "def fibonacci(n):"])
     sample_tokens: int = 32
+    sample_temperature: float = 1.0  # below 1: likelier tokens (samples of a small model stay on track longer)
     report_to: str = "none"  # none, tensorboard, wandb, trackio, all
     # --- checkpoints and export ---
     checkpoint_interval: int = 100
@@ -100,8 +101,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         positive = ("seq_len", "micro_batch_size", "tokens_per_step", "max_steps", "log_interval", "eval_interval",
-                    "val_batches", "sample_tokens", "checkpoint_interval", "keep_checkpoints", "shuffle_buffer",
-                    "val_docs")  # fmt: skip
+                    "val_batches", "sample_tokens", "sample_temperature", "checkpoint_interval", "keep_checkpoints",
+                    "shuffle_buffer", "val_docs")  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if value <= 0:

@@ -198,7 +198,8 @@ def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device
     # resumed run must draw exactly what the uninterrupted one would).
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        out = model.generate(**batch, max_new_tokens=config.sample_tokens, do_sample=True, top_k=50)
+        out = model.generate(**batch, max_new_tokens=config.sample_tokens, do_sample=True, top_k=50,
+                             temperature=config.sample_temperature)  # fmt: skip
     model.train()
     return tokenizer.batch_decode(out, skip_special_tokens=True)
 
