@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from data_fixtures import write_jsonl
+from test_remote_code import BLOCK_GPT_SCRATCH, transformers_path
 from train_runs import run_train, trainer_state
 from transformers import AutoTokenizer
 
@@ -182,16 +183,8 @@ def test_bits_per_byte_equals_a_hand_count():
 
 
 # Runs in a fresh interpreter where gpt_scratch cannot be imported: only what the exported directory holds.
-CHILD = textwrap.dedent(
+CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
     """
-    import json, sys
-
-    class BlockGptScratch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "gpt_scratch" or name.startswith("gpt_scratch."):
-                raise ImportError("gpt_scratch is blocked in this process")
-
-    sys.meta_path.insert(0, BlockGptScratch())
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
     model_dir, text = sys.argv[1], sys.argv[2]
@@ -217,8 +210,6 @@ def trained_run(trained, corpus, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("version", [None, "4.57.6"], ids=["installed", "4.57.6"])
 def test_exported_model_carries_its_tokenizer_to_a_process_without_the_package(trained, trained_run, version,
                                                                                tmp_path):  # fmt: skip
-    from test_remote_code import transformers_path
-
     out, _ = trained
     ours = load_tokenizer(str(out))
     model_dir = trained_run / "model"

@@ -17,7 +17,7 @@ PROMPTS = ["The meaning of life is", "def fibonacci(n):"]
 
 # Runs in a fresh interpreter. A meta-path finder makes `import gpt_scratch` fail, so everything must come from the
 # code files saved in the directory.
-CHILD = textwrap.dedent(
+BLOCK_GPT_SCRATCH = textwrap.dedent(
     """
     import json, sys
 
@@ -27,6 +27,10 @@ CHILD = textwrap.dedent(
                 raise ImportError("gpt_scratch is blocked in this process")
 
     sys.meta_path.insert(0, BlockGptScratch())
+    """
+)
+CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
+    """
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 

@@ -60,13 +60,15 @@ def _gpt2_tokenizer_json() -> str:
 
 
 def gpt2_tokenizer(model_max_length: int = 1024) -> PreTrainedTokenizerFast:
-    """A transformers fast tokenizer with ids identical to ``gpt2_encoding()``'s.
+    """A transformers fast tokenizer with ids identical to ``gpt2_encoding()``'s."""
+    return fast_tokenizer(_gpt2_tokenizer_json(), model_max_length)
 
-    Like GPT-2's, it uses ``<|endoftext|>`` as bos, eos, unk and pad token, and pads on the left so batched
-    generation continues each prompt from its last real token.
-    """
+
+def fast_tokenizer(definition: str, model_max_length: int = 1024) -> PreTrainedTokenizerFast:
+    """A tokenizer.json's text as a transformers fast tokenizer set up as GPT-2's: ``<|endoftext|>`` as bos, eos,
+    unk and pad token, padding on the left so batched generation continues each prompt from its last real token."""
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_gpt2_tokenizer_json()),
+        tokenizer_object=Tokenizer.from_str(definition),
         bos_token=EOT_TOKEN,
         eos_token=EOT_TOKEN,
         unk_token=EOT_TOKEN,

@@ -22,10 +22,17 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 import torch
-from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, VOCAB_SHA256, _gpt2_tokenizer_json, gpt2_encoding, gpt2_tokenizer
+from .gpt2 import (
+    EOT_TOKEN,
+    GPT2_SPLIT_PATTERN,
+    VOCAB_SHA256,
+    _gpt2_tokenizer_json,
+    fast_tokenizer,
+    gpt2_encoding,
+    gpt2_tokenizer,
+)
 
 GPT2 = "gpt2"
 FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -96,18 +103,8 @@ class TextTokenizer:
         return torch.tensor(lengths, dtype=torch.int64)
 
     def hf_tokenizer(self, model_max_length: int = 1024) -> PreTrainedTokenizerFast:
-        """The transformers fast tokenizer with the same ids. Like GPT-2's, it uses ``<|endoftext|>`` as bos, eos,
-        unk and pad token, and pads on the left so batched generation continues each prompt from its last token."""
-        return PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer.from_str(self.definition),
-            bos_token=EOT_TOKEN,
-            eos_token=EOT_TOKEN,
-            unk_token=EOT_TOKEN,
-            pad_token=EOT_TOKEN,
-            padding_side="left",
-            model_max_length=model_max_length,
-            clean_up_tokenization_spaces=False,
-        )
+        """The transformers fast tokenizer with the same ids (``<|endoftext|>`` as bos, eos, unk and pad)."""
+        return fast_tokenizer(self.definition, model_max_length)
 
 
 def load_tokenizer(spec: str) -> TextTokenizer:

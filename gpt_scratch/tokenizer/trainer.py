@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..data.sources import TextSource, checked_texts, open_documents
 from ..saving import save_tokenizer
-from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, gpt2_encoding
+from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
 from .text_tokenizer import load_tokenizer
 
 PATTERNS = {
@@ -146,12 +146,7 @@ def train_tokenizer(
 
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        from transformers import PreTrainedTokenizerFast
-
-        hf = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOT_TOKEN, eos_token=EOT_TOKEN,
-                                     unk_token=EOT_TOKEN, pad_token=EOT_TOKEN, padding_side="left",
-                                     model_max_length=model_max_length, clean_up_tokenization_spaces=False)  # fmt: skip
-        save_tokenizer(hf, staging)
+        save_tokenizer(fast_tokenizer(tokenizer.to_str(), model_max_length), staging)
         trained = load_tokenizer(str(staging))  # the checks train.py will run, before anything is in place
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         if out_dir.exists() and not any(out_dir.iterdir()):
