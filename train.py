@@ -448,7 +448,7 @@ def export(run: Run, results: dict, started: float) -> None:
             tokens_per_step=config.tokens_per_step,
             val_loss=results.get("val_loss"),
             val_bpb=results.get("val_bpb"),
-            tokenizer_name=None if config.tokenizer == "gpt2" else f"byte-level BPE {config.tokenizer}",
+            tokenizer_name=run.text_tokenizer.description,
             hellaswag=results.get("hellaswag"),
             hellaswag_data=config.hellaswag_data,
             repo_id=config.push_to_hub,

@@ -54,7 +54,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         tokens_per_step=config.tokens_per_step,
         val_loss=history["val_loss"][-1][1] if history.get("val_loss") else None,
         val_bpb=history["val_bpb"][-1][1] if history.get("val_bpb") else None,
-        tokenizer_name=None if config.tokenizer == "gpt2" else f"byte-level BPE {config.tokenizer}",
+        tokenizer_name=tokenizer.description,
     )
     return out_dir
 

@@ -67,12 +67,13 @@ def test_preprocess_equals_lm_eval(text):
     assert preprocess(text) == reference(text)
 
 
-def test_logliks_and_accuracies_equal_lm_eval_harness(tmp_path, model_dir, model):
+def lm_eval_on_sample(model_dir: Path, tmp_path: Path, limit: int) -> dict:
+    """lm-evaluation-harness's HF backend on a saved directory, the sample as a local hellaswag task, samples logged."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     tasks = write_lm_eval_task(SAMPLE, tmp_path / "tasks")
-    reference = lm_eval.simple_evaluate(
+    return lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
         tasks=["hellaswag_local"],
@@ -80,8 +81,12 @@ def test_logliks_and_accuracies_equal_lm_eval_harness(tmp_path, model_dir, model
         log_samples=True,
         batch_size=16,
         device="cpu",
-        limit=LIMIT,
+        limit=limit,
     )
+
+
+def test_logliks_and_accuracies_equal_lm_eval_harness(tmp_path, model_dir, model):
+    reference = lm_eval_on_sample(model_dir, tmp_path, LIMIT)
     ours = evaluate_hellaswag(model, gpt2_tokenizer(), str(SAMPLE), batch_size=16, limit=LIMIT, return_details=True)
     samples = sorted(reference["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])
     assert len(samples) == len(ours["details"]) == LIMIT

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from data_fixtures import write_jsonl
+from test_hellaswag import lm_eval_on_sample
 from test_remote_code import BLOCK_GPT_SCRATCH, transformers_path
 from train_runs import run_train, trainer_state
 from transformers import AutoTokenizer
@@ -29,7 +30,7 @@ from transformers import AutoTokenizer
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, prepare_shards, validation_documents
 from gpt_scratch.data.sources import _stdlib_files
-from gpt_scratch.hellaswag import evaluate_hellaswag, write_lm_eval_task
+from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.perplexity import evaluate_perplexity, token_byte_lengths
 from gpt_scratch.tokenizer import load_tokenizer
 from gpt_scratch.training import validation_metrics
@@ -260,9 +261,6 @@ def test_resume_with_a_tokenizer_retrained_in_place_is_refused(trained, corpus, 
 
 
 def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_path):
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
     out, _ = trained
     ours = load_tokenizer(str(out))
     torch.manual_seed(3)
@@ -271,17 +269,7 @@ def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_pat
                                           pad_token_id=ours.eot_id)  # fmt: skip
     model = GPTScratchForCausalLM(config).eval()
     model_dir = save_model_dir(model, tmp_path / "model", ours.hf_tokenizer(48))
-    tasks = write_lm_eval_task(SAMPLE, tmp_path / "tasks")
-    reference = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
-        tasks=["hellaswag_local"],
-        task_manager=TaskManager(include_path=str(tasks)),
-        log_samples=True,
-        batch_size=16,
-        device="cpu",
-        limit=24,
-    )
+    reference = lm_eval_on_sample(model_dir, tmp_path, 24)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)  # what eval.py uses: the directory's
     scored = evaluate_hellaswag(model, tokenizer, str(SAMPLE), batch_size=16, limit=24, return_details=True)
     samples = sorted(reference["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])

@@ -68,6 +68,11 @@ class TextTokenizer:
     def split_pattern(self) -> str:
         return self.encoding._pat_str
 
+    @property
+    def description(self) -> str:
+        """What the model card says the vocabulary is."""
+        return "GPT-2 BPE" if self.name == GPT2 else f"byte-level BPE {self.name}"
+
     def identity(self) -> dict[str, str]:
         """What shards and checkpoints record: the name says which, the sha256 proves it."""
         return {"name": self.name, "sha256": self.sha256}
