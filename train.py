@@ -13,14 +13,14 @@ synchronisation; everything else is here or in a gpt_scratch module named after 
 gpt_scratch/training.py).
 """
 
-import atexit
 import math
 import os
 import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,8 @@ from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
-from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer
+from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
+from gpt_scratch.tokenizer.trainer import VAL_DOCS, train_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
@@ -127,8 +128,10 @@ class Run:
         return shlex.join(self.arguments())
 
 
-def setup(argv: list[str]) -> Run:
-    """Settings, accelerator (devices, processes, precision), run lock, trackers, model, data, optimizer."""
+def setup(argv: list[str], cleanup: ExitStack) -> Run:
+    """Settings, accelerator (devices, processes, precision), run lock, tokenizer, trackers, model, data, optimizer.
+
+    What must be undone when the run ends, however it ends (the run lock), goes on ``cleanup``."""
     config = parse_args(argv)
     config.hellaswag_data = repo_relative(config.hellaswag_data)
     if config.hellaswag_data and Path(config.hellaswag_data).suffix in (".jsonl", ".json", ".parquet"):
@@ -153,7 +156,7 @@ def setup(argv: list[str]) -> Run:
     if accelerator.is_main_process:
         check_writable(run_dir / "checkpoints")  # now, not at the first checkpoint after hours of training
         lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
-        atexit.register(lock.release)  # on any exit but kill -9, whose lock the next run finds stale
+        cleanup.callback(lock.release)  # on any exit but kill -9, whose lock the kernel drops with the process
         if lock.note:
             print(lock.note)
     if config.report_to != "none":
@@ -164,6 +167,7 @@ def setup(argv: list[str]) -> Run:
         if mismatch:
             accelerator.print(f"WARNING: {mismatch}")
 
+    prepare_tokenizer(config, accelerator)
     model = GPTScratchForCausalLM(config.model_config())
     accelerator.print(
         f"model: {config.model} {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | "
@@ -215,6 +219,24 @@ def setup(argv: list[str]) -> Run:
         eot_token_id=tokenizer.eos_token_id if config.document_mask else None,
         token_bytes=text_tokenizer.token_bytes(),
     )
+
+
+def prepare_tokenizer(config: TrainConfig, accelerator: Accelerator) -> None:
+    """Train the tokenizer directory the config names when ``tokenizer_vocab_size`` is set and it does not exist
+    yet: the main process trains it (as ``python -m gpt_scratch.tokenizer train`` would) while the others wait."""
+    if config.tokenizer_vocab_size is None:
+        return
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not tokenizer_exists(config.tokenizer):
+            if config.tokenizer_data is None:  # the run's own data, read as the run reads it
+                source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+            else:
+                source = TextSource(config.tokenizer_data)
+            accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
+            # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
+            summary = train_tokenizer(source, config.tokenizer_vocab_size, config.tokenizer,
+                                      val_docs=max(config.val_docs, VAL_DOCS))  # fmt: skip
+            accelerator.print(summary.line(config.tokenizer))
 
 
 def schedule_summary(config: TrainConfig) -> str:
@@ -314,11 +336,19 @@ def evaluate(run: Run, step: int) -> dict:
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
-        plot_training_curves(run.history, run.run_dir / "loss.png", title=f"{config.model} on {config.data}")
+        plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
     accelerator.log(
         {f"eval/{k}": v if not isinstance(v, dict) else v["acc_norm"] for k, v in results.items()}, step=step
     )
     return results
+
+
+def plot_title(run: Run) -> str:
+    """The run and its model's size, e.g. ``quickstart: 4 layers x 128, 1.3M parameters, on python-stdlib``."""
+    model = run.raw_model.config
+    parameters = sum(p.numel() for p in run.raw_model.parameters())
+    size = f"{model.n_layer} layers x {model.n_embd}, {parameters / 1e6:.1f}M parameters"
+    return f"{run.run_dir.name}: {size}, on {Path(run.config.data).name}"
 
 
 def non_finite(run: Run, what: str) -> NonFiniteLossError:
@@ -371,14 +401,24 @@ def stop_signal_of_any(accelerator: Accelerator, signal_number: int | None) -> i
     return int(received.item()) or None
 
 
+@contextmanager
+def stop_requests() -> Iterator[dict]:
+    """SIGTERM (schedulers, spot instances) and Ctrl-C are recorded, not obeyed at once: the loop finishes its step,
+    checkpoints and stops. The caller's own handlers come back afterwards (main() may run in a notebook or a test)."""
+    requested = {"signal": None}
+    previous = {sig: signal.signal(sig, lambda number, frame: requested.update(signal=number))
+                for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def fit(run: Run) -> dict:
     """The loop from ``start_step`` to ``max_steps``: step, NaN guard, log line, evaluation, checkpoint; stops
     cleanly on SIGTERM/SIGINT. Returns the last evaluation's results."""
     config, accelerator = run.config, run.accelerator
-    # SIGTERM (schedulers, spot instances) and Ctrl-C: finish the step, checkpoint, stop.
-    stop_requested = {"signal": None}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, frame: stop_requested.update(signal=number))
     run.model.train()
     device_peak = peak_flops(accelerator.device)
     flops_token = flops_per_token(run.raw_model, config.seq_len)
@@ -386,44 +426,46 @@ def fit(run: Run) -> dict:
                desc="training", dynamic_ncols=True)  # fmt: skip
     interval_start, interval_tokens = time.perf_counter(), 0
     results = {}
-    for step in range(run.start_step, config.max_steps):
-        loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
-                                         accelerator, run.accumulation, config.grad_clip, run.eot_token_id)  # fmt: skip
-        train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
-        if not math.isfinite(train_loss):
-            raise non_finite(run, f"loss became {train_loss} at step {step + 1}")
-        if grad_norm is not None and not torch.isfinite(grad_norm):
-            raise non_finite(run, f"the gradient norm became {grad_norm.item()} at step {step + 1}")
-        done = step + 1
-        if spike := run.health.step(train_loss):
-            run.say(f"WARNING: step {done}: {spike}; the checkpoint before it counts as good only once it passes")
-        run.history["train_loss"].append((done, train_loss))
-        bar.update(1)
-        interval_tokens += config.tokens_per_step
+    with stop_requests() as stop_requested:
+        for step in range(run.start_step, config.max_steps):
+            loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
+                                             accelerator, run.accumulation, config.grad_clip,
+                                             run.eot_token_id)  # fmt: skip
+            train_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+            if not math.isfinite(train_loss):
+                raise non_finite(run, f"loss became {train_loss} at step {step + 1}")
+            if grad_norm is not None and not torch.isfinite(grad_norm):
+                raise non_finite(run, f"the gradient norm became {grad_norm.item()} at step {step + 1}")
+            done = step + 1
+            if spike := run.health.step(train_loss):
+                run.say(f"WARNING: step {done}: {spike}; the checkpoint before it counts as good only once it passes")
+            run.history["train_loss"].append((done, train_loss))
+            bar.update(1)
+            interval_tokens += config.tokens_per_step
 
-        if done % config.log_interval == 0 or done == config.max_steps:
-            tokens_per_s = interval_tokens / (time.perf_counter() - interval_start)
-            mfu = (flops_token * tokens_per_s / accelerator.num_processes / device_peak) if device_peak else None
-            norm = grad_norm.item() if grad_norm is not None else float("nan")
-            if accelerator.is_local_main_process:
-                bar.write(log_line(run, done, train_loss, norm, tokens_per_s, mfu))
-            metrics = {"train/loss": train_loss, "train/lr": run.current_lr(), "train/grad_norm": norm,
-                       "train/tokens_per_s": tokens_per_s, **({"train/mfu": mfu} if mfu else {})}  # fmt: skip
-            accelerator.log(metrics, step=done)
-            interval_start, interval_tokens = time.perf_counter(), 0
-        if done % config.eval_interval == 0 or done == config.max_steps:
-            results = evaluate(run, done)
-        if accelerator.num_processes > 1:  # every process stops after the same step, even if signalled apart
-            stop_requested["signal"] = stop_signal_of_any(accelerator, stop_requested["signal"])
-        if done % config.checkpoint_interval == 0 or done == config.max_steps or stop_requested["signal"]:
-            save(run, done)
-        if stop_requested["signal"]:
-            run.say(
-                f"stopped by signal {stop_requested['signal']} after step {done}; checkpoint {run.last_checkpoint}. "
-                f"Continue with: {run.command()} --resume auto"
-            )
-            accelerator.end_training()
-            raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop_requested["signal"])
+            if done % config.log_interval == 0 or done == config.max_steps:
+                tokens_per_s = interval_tokens / (time.perf_counter() - interval_start)
+                mfu = (flops_token * tokens_per_s / accelerator.num_processes / device_peak) if device_peak else None
+                norm = grad_norm.item() if grad_norm is not None else float("nan")
+                if accelerator.is_local_main_process:
+                    bar.write(log_line(run, done, train_loss, norm, tokens_per_s, mfu))
+                metrics = {"train/loss": train_loss, "train/lr": run.current_lr(), "train/grad_norm": norm,
+                           "train/tokens_per_s": tokens_per_s, **({"train/mfu": mfu} if mfu else {})}  # fmt: skip
+                accelerator.log(metrics, step=done)
+                interval_start, interval_tokens = time.perf_counter(), 0
+            if done % config.eval_interval == 0 or done == config.max_steps:
+                results = evaluate(run, done)
+            if accelerator.num_processes > 1:  # every process stops after the same step, even if signalled apart
+                stop_requested["signal"] = stop_signal_of_any(accelerator, stop_requested["signal"])
+            if done % config.checkpoint_interval == 0 or done == config.max_steps or stop_requested["signal"]:
+                save(run, done)
+            if stop_requested["signal"]:
+                run.say(
+                    f"stopped by signal {stop_requested['signal']} after step {done}; checkpoint "
+                    f"{run.last_checkpoint}. Continue with: {run.command()} --resume auto"
+                )
+                accelerator.end_training()
+                raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop_requested["signal"])
     bar.close()
     return results
 
@@ -460,12 +502,15 @@ def export(run: Run, results: dict, started: float) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """The whole run, as ``python train.py ARGV`` does it; callable in-process (tests, notebooks): errors propagate
+    as exceptions, and nothing is left held (the run lock, signal handlers) when it returns or raises."""
     started = time.perf_counter()
-    run = setup(argv)
-    resume(run)
-    results = fit(run)
-    export(run, results, started)
-    run.accelerator.end_training()
+    with ExitStack() as cleanup:
+        run = setup(argv, cleanup)
+        resume(run)
+        results = fit(run)
+        export(run, results, started)
+        run.accelerator.end_training()
 
 
 def push(export_dir: Path, repo_id: str, say) -> None:
@@ -483,9 +528,11 @@ def push(export_dir: Path, repo_id: str, say) -> None:
         )
 
 
-if __name__ == "__main__":
+def cli(argv: list[str]) -> None:
+    """``main`` as the command line runs it: a user's mistake is one line (``error: ...``, exit 1), not a traceback;
+    ``GPT_SCRATCH_TRACEBACK=1`` shows the traceback."""
     try:
-        main(sys.argv[1:])
+        main(argv)
     except torch.cuda.OutOfMemoryError as error:
         raise SystemExit(
             f"CUDA out of memory ({error}). Lower --micro_batch_size (gradient accumulation keeps tokens_per_step), "
@@ -495,3 +542,7 @@ if __name__ == "__main__":
         if os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
         raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -3,7 +3,7 @@
 Both are timed end to end as a user runs them (reading the data file, tokenizing, scoring), in one run, and the
 script checks that both give the same acc and acc_norm before printing the ratio. Target: >= 5x on CPU.
 
-    python bench/hellaswag_speed.py [--preset debug] [--limit 200] [--batch-size 32]
+    python bench/hellaswag_speed.py [--preset tiny] [--limit 200] [--batch-size 32]
 """
 
 import argparse
@@ -25,7 +25,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "data" / "hellaswag_sample.jso
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="debug")
+    parser.add_argument("--preset", default="tiny")
     parser.add_argument("--data", default=str(SAMPLE))
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)

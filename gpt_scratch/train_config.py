@@ -28,7 +28,7 @@ class TrainConfig:
     run_dir: str = "runs/quickstart"  # checkpoints, logs, loss curve and the exported model go here
     seed: int = 1337
     # --- model: a GPTScratchConfig preset, with optional overrides ---
-    model: str = "debug"  # gpt2, gpt2-medium, gpt2-large, gpt2-xl, debug
+    model: str = "tiny"  # gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny (2 layers x 64), mini (4 layers x 128)
     n_layer: int | None = None
     n_head: int | None = None
     n_embd: int | None = None
@@ -46,6 +46,10 @@ class TrainConfig:
     zero_init_residual: bool | None = None  # output projections (and an untied head) start at zero
     # --- tokenizer: gpt2, or a directory from `python -m gpt_scratch.tokenizer train` (the model's vocab follows) ---
     tokenizer: str = "gpt2"
+    # Set to train the directory `tokenizer` names first, when it does not exist yet (an existing one is used, never
+    # overwritten): a byte-level BPE of this many tokens (rounded up to a multiple of 128) on `tokenizer_data`.
+    tokenizer_vocab_size: int | None = None
+    tokenizer_data: str | None = None  # null: the run's own data (with data_name, data_split, text_column)
     # --- data (see gpt_scratch.data) ---
     data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
     data_name: str | None = None  # Hub config, e.g. sample-10BT
@@ -144,6 +148,12 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")
+        if self.tokenizer_vocab_size is not None and self.tokenizer == "gpt2":
+            raise ValueError(
+                f"tokenizer_vocab_size ({self.tokenizer_vocab_size}) trains the tokenizer directory `tokenizer` "
+                "names, but tokenizer is gpt2; set tokenizer: DIR (e.g. runs/tokenizer-8k), or tokenizer_vocab_size: "
+                "null"
+            )
         self.model_config()  # the model options are checked now, before anything runs
 
     @property
@@ -186,20 +196,36 @@ class TrainConfig:
         vocabulary and ``<|endoftext|>`` id (a missing or unusable tokenizer directory fails here, before anything
         runs)."""
         from .configuration_gpt_scratch import GPTScratchConfig
-        from .tokenizer import load_tokenizer
 
         overrides = {k: getattr(self, k) for k in MODEL_OPTIONS if getattr(self, k) is not None}
         dropout = {"resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout}
-        tokenizer = load_tokenizer(self.tokenizer)
-        special = {f"{role}_token_id": tokenizer.eot_id for role in ("bos", "eos", "pad")}
-        config = GPTScratchConfig.from_preset(
-            self.model, **overrides, **dropout, vocab_size=tokenizer.vocab_size, **special
-        )
+        vocab_size, eot_id = self.tokenizer_vocabulary()
+        special = {f"{role}_token_id": eot_id for role in ("bos", "eos", "pad")}
+        config = GPTScratchConfig.from_preset(self.model, **overrides, **dropout, vocab_size=vocab_size, **special)
         if self.seq_len > config.n_positions:
             raise ValueError(
                 f"seq_len ({self.seq_len}) exceeds the model's n_positions ({config.n_positions}); lower it"
             )
         return config
+
+    def tokenizer_vocabulary(self) -> tuple[int, int]:
+        """(vocabulary size, ``<|endoftext|>`` id) of the run's tokenizer, or of the one it will train first: the
+        trainer makes exactly the rounded size, ``<|endoftext|>`` last. An existing directory of another size than
+        ``tokenizer_vocab_size`` asks for is refused, not replaced."""
+        from .tokenizer import load_tokenizer, tokenizer_exists
+        from .tokenizer.trainer import rounded_vocab_size
+
+        planned = rounded_vocab_size(self.tokenizer_vocab_size) if self.tokenizer_vocab_size is not None else None
+        if planned is not None and not tokenizer_exists(self.tokenizer):
+            return planned, planned - 1
+        tokenizer = load_tokenizer(self.tokenizer)
+        if planned is not None and tokenizer.vocab_size != planned:
+            raise ValueError(
+                f"tokenizer directory {self.tokenizer} holds a tokenizer of {tokenizer.vocab_size:,} tokens, but "
+                f"tokenizer_vocab_size asks for {planned:,}; it is never overwritten (models trained with it need it): "
+                "point tokenizer at another directory, or set tokenizer_vocab_size to match"
+            )
+        return tokenizer.vocab_size, tokenizer.eot_id
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

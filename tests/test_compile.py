@@ -17,7 +17,7 @@ def debug_model(request) -> GPTScratchForCausalLM:
     modern = MODERN if request.param == "modern" else {}
     return GPTScratchForCausalLM(
         GPTScratchConfig.from_preset(
-            "debug", padded_vocab_size=50304, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **modern
+            "tiny", padded_vocab_size=50304, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **modern
         )
     )
 

@@ -28,7 +28,9 @@ def test_standard_names_alias_gpt2_names():
         ("gpt2-medium", (24, 16, 1024)),
         ("gpt2-large", (36, 20, 1280)),
         ("gpt2-xl", (48, 25, 1600)),
-        ("debug", (2, 4, 64)),
+        ("tiny", (2, 4, 64)),
+        ("mini", (4, 4, 128)),
+        ("debug", (2, 4, 64)),  # tiny's earlier name: configs and commands that use it keep working
     ],  # fmt: skip
 )
 def test_presets(name, shape):
@@ -38,7 +40,7 @@ def test_presets(name, shape):
 
 
 def test_round_trips_through_auto_config(tmp_path):
-    GPTScratchConfig.from_preset("debug", activation_function="relu").save_pretrained(tmp_path)
+    GPTScratchConfig.from_preset("tiny", activation_function="relu").save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert type(loaded) is GPTScratchConfig
     assert (loaded.n_embd, loaded.activation_function) == (64, "relu")
@@ -76,7 +78,7 @@ def test_importing_gpt_scratch_registers_config_and_both_models_with_the_auto_cl
 
     from gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
 
-    config = GPTScratchConfig.from_preset("debug")
+    config = GPTScratchConfig.from_preset("tiny")
     assert type(AutoConfig.for_model("gpt_scratch")) is GPTScratchConfig
     assert type(AutoModel.from_config(config)) is GPTScratchModel
     assert type(AutoModelForCausalLM.from_config(config)) is GPTScratchForCausalLM

@@ -62,7 +62,7 @@ def test_export_loads_in_gpt2_and_round_trips_bit_identically(tmp_path):
 
 def test_exporting_what_gpt2_cannot_represent_is_refused():
     with pytest.raises(ValueError, match="GPT-2 cannot represent this model: it has bias=False, options GPT-2 lacks"):
-        GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", bias=False)).to_gpt2()
+        GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", bias=False)).to_gpt2()
 
 
 def nanogpt_checkpoint(model: GPTScratchForCausalLM, path: Path, flavour: str) -> Path:
@@ -94,7 +94,7 @@ def nanogpt_checkpoint(model: GPTScratchForCausalLM, path: Path, flavour: str) -
 @pytest.mark.parametrize("flavour", ["nanogpt", "build-nanogpt"])
 def test_nanogpt_checkpoints_import_to_identical_logits(tmp_path, flavour):
     torch.manual_seed(2)
-    source = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", vocab_size=50304, n_layer=3)).eval()
+    source = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=50304, n_layer=3)).eval()
     path = nanogpt_checkpoint(source, tmp_path / "ckpt.pt", flavour)
     imported = from_nanogpt(path, activation="gelu_new")
     ids = torch.randint(0, 50257, (2, 10))
@@ -106,7 +106,7 @@ def test_nanogpt_checkpoints_import_to_identical_logits(tmp_path, flavour):
 
 
 def test_nanogpt_flavour_sets_the_activation_each_project_uses(tmp_path):
-    source = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug"))
+    source = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny"))
     nano = from_nanogpt(nanogpt_checkpoint(source, tmp_path / "a.pt", "nanogpt"))
     build = from_nanogpt(nanogpt_checkpoint(source, tmp_path / "b.pt", "build-nanogpt"))
     assert (nano.config.activation_function, build.config.activation_function) == ("gelu", "gelu_new")

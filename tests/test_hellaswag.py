@@ -24,7 +24,7 @@ LIMIT = 48
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", n_positions=40))  # short: truncation runs
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", n_positions=40))  # short: truncation runs
     return save_model_dir(model, tmp_path_factory.mktemp("hs") / "model")
 
 

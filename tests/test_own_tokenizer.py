@@ -24,15 +24,16 @@ from accelerate import Accelerator
 from data_fixtures import write_jsonl
 from test_hellaswag import lm_eval_on_sample
 from test_remote_code import BLOCK_GPT_SCRATCH, transformers_path
-from train_runs import run_train, trainer_state
+from train_runs import in_process, run_train, trainer_state
 from transformers import AutoTokenizer
 
-from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, cli, save_model_dir
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, prepare_shards, validation_documents
 from gpt_scratch.data.sources import _stdlib_files
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.perplexity import evaluate_perplexity, token_byte_lengths
 from gpt_scratch.tokenizer import load_tokenizer
+from gpt_scratch.tokenizer.__main__ import main as tokenizer_main
 from gpt_scratch.training import validation_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +48,9 @@ TEXTS = [
 
 
 def tokenizer_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m gpt_scratch.tokenizer train ARGS``, run in this process as its own would run it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": ""}
-    result = subprocess.run([sys.executable, "-m", "gpt_scratch.tokenizer", "train", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    result = in_process(lambda argv: cli.run(lambda: tokenizer_main(argv)), ["train", *args], env)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -169,7 +170,7 @@ def test_bits_per_byte_equals_a_hand_count():
         tokens = torch.from_numpy(tokenizer.encode_documents(["ab", "é!"], pool).astype(np.int64))
     assert len(tokens) == 5  # eot ab eot é ! : targets of 2, 0, 2 and 1 bytes
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", n_positions=16)).eval()
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", n_positions=16)).eval()
     with torch.no_grad():
         logits = model(tokens[None, :-1]).logits[0]
     nats = F.cross_entropy(logits, tokens[1:], reduction="sum").item()
@@ -264,7 +265,7 @@ def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_pat
     out, _ = trained
     ours = load_tokenizer(str(out))
     torch.manual_seed(3)
-    config = GPTScratchConfig.from_preset("debug", n_positions=48, vocab_size=ours.vocab_size,
+    config = GPTScratchConfig.from_preset("tiny", n_positions=48, vocab_size=ours.vocab_size,
                                           bos_token_id=ours.eot_id, eos_token_id=ours.eot_id,
                                           pad_token_id=ours.eot_id)  # fmt: skip
     model = GPTScratchForCausalLM(config).eval()
@@ -277,6 +278,40 @@ def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_pat
         assert detail["logliks"] == pytest.approx([loglik for loglik, _ in sample["filtered_resps"]], abs=1e-4)
     metrics = reference["results"]["hellaswag_local"]
     assert (scored["acc"], scored["acc_norm"]) == (metrics["acc,none"], metrics["acc_norm,none"])
+
+
+def test_train_py_trains_the_missing_tokenizer_on_one_of_two_processes_as_the_cli_would_then_reuses_it(
+    corpus, tmp_path
+):
+    """`tokenizer_vocab_size` in the config: a run whose tokenizer directory does not exist trains it first, under 2
+    processes the main one trains while the other waits (it would fail to find the directory otherwise), and the
+    result is the very tokenizer `python -m gpt_scratch.tokenizer train` makes. A later run reuses it untouched; one
+    asking for another size is refused by name."""
+    tokenizer = tmp_path / "tokenizer"
+    args = ["--data", str(corpus), "--tokenizer", str(tokenizer), "--tokenizer_vocab_size", "700", "--max_steps", "2",
+            "--tokens_per_step", "256", "--hellaswag_data", "null", "--checkpoint_interval", "2"]  # fmt: skip
+    first = run_train(tmp_path / "two", *args, nproc=2)
+    assert f"tokenizer: {tokenizer} does not exist yet; training it" in first.stdout, first.stdout[-2000:]
+    tokenizer_cli("--data", str(corpus), "--vocab_size", "700", "--out", str(tmp_path / "cli"))  # holds out 200
+    trained = (tokenizer / "tokenizer.json").read_bytes()
+    assert trained == (tmp_path / "cli" / "tokenizer.json").read_bytes()
+    assert not list(tmp_path.glob(".tokenizer.tmp-*"))
+
+    again = run_train(tmp_path / "again", *args)
+    assert "does not exist yet" not in again.stdout and (tokenizer / "tokenizer.json").read_bytes() == trained
+    assert json.loads((tmp_path / "again" / "model" / "config.json").read_text())["vocab_size"] == 768
+    other = run_train(tmp_path / "other", *args, "--tokenizer_vocab_size", "512", check=False)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert f"tokenizer directory {tokenizer} holds a tokenizer of 768 tokens, but tokenizer_vocab_size asks for 512" \
+        in other.stderr  # fmt: skip
+    assert (tokenizer / "tokenizer.json").read_bytes() == trained and not (tmp_path / "other").exists()
+
+
+def test_tokenizer_vocab_size_without_a_tokenizer_directory_is_refused():
+    from gpt_scratch.train_config import build_config
+
+    with pytest.raises(ValueError, match=r"tokenizer_vocab_size \(2048\) trains .* but tokenizer is gpt2"):
+        build_config({"tokenizer_vocab_size": 2048})
 
 
 # --- bad input: one line, before step 1, nothing written ---
@@ -311,7 +346,7 @@ def test_padded_vocab_smaller_than_the_tokenizer_is_refused(trained, tmp_path):
 
 def test_eval_refuses_a_model_whose_vocab_size_disagrees_with_its_tokenizer(trained, tmp_path):
     out, _ = trained
-    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", n_positions=32))  # GPT-2's 50257
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", n_positions=32))  # GPT-2's 50257
     model_dir = save_model_dir(model, tmp_path / "model", load_tokenizer(str(out)).hf_tokenizer(32))
     result = subprocess.run([sys.executable, str(ROOT / "eval.py"), "perplexity", "--model", str(model_dir),
                              "--device", "cpu"], capture_output=True, text=True, timeout=300)  # fmt: skip

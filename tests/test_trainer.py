@@ -16,7 +16,7 @@ def test_trainer_lowers_the_loss_with_gradient_accumulation(tmp_path):
     blocks = [ids[i : i + 32] for i in range(0, len(ids) - 32, 32)]
     dataset = Dataset.from_dict({"input_ids": blocks})
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("debug", resid_pdrop=0.0, embd_pdrop=0.0))
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", resid_pdrop=0.0, embd_pdrop=0.0))
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,

@@ -1,17 +1,30 @@
-"""train.py as a user runs it: a subprocess on a tiny model, with helpers to read back what the run left."""
+"""train.py as a user runs it, on a tiny model, with helpers to read back what the run left.
 
+A run is ``train.cli(argv)`` called in this process, with its output captured and its exit status taken from the
+``SystemExit`` it raises, as the interpreter would: the same code path as ``python train.py ARGV`` without paying the
+torch + transformers import again (about 8 s a run on 2 cores). A fresh process only where the process is the
+subject: several processes (torchrun, accelerate launch), signals, kill -9, locks held by another process.
+"""
+
+import io
 import json
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import torch
+from accelerate.state import AcceleratorState
 from data_fixtures import make_documents, write_jsonl
 
 from gpt_scratch.checkpoint import checkpoint_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--model", "debug", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
+sys.path.insert(0, str(ROOT))  # train.py is a script beside the package, imported here as the module `train`
+TINY = ["--model", "tiny", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
         "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8", "--sample_tokens", "4",
         "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer", "50"]  # fmt: skip
 # The modern recipe on the command line: every model option, Muon with its own learning rates, warmup-stable-decay.
@@ -38,19 +51,62 @@ def run_train(
     timeout: int = 300,
     launcher: list[str] | None = None,
     env: dict[str, str] | None = None,
-):
-    """``python train.py`` (``nproc`` > 1: under torchrun; ``launcher``: e.g. ``accelerate launch`` arguments)."""
-    command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
-    if nproc > 1:
-        port = str(29100 + (os.getpid() + len(str(run_dir))) % 400)
-        command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port, *command]
-    if launcher:
-        command = ["-m", "accelerate.commands.launch", *launcher, *command]
+    fresh_process: bool = False,
+) -> subprocess.CompletedProcess:
+    """``python train.py`` (``nproc`` > 1: under torchrun; ``launcher``: e.g. ``accelerate launch`` arguments); in
+    this process unless several processes, a launcher or ``fresh_process`` ask for a real one."""
+    argv = ["--run_dir", str(run_dir), *TINY, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GPT_SCRATCH_TRACEBACK": "", **(env or {})}
-    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout, env=env)
+    if nproc == 1 and not launcher and not fresh_process:
+        result = train_in_process(argv, env)
+    else:
+        command = [str(ROOT / "train.py"), *argv]
+        if nproc > 1:
+            port = str(29100 + (os.getpid() + len(str(run_dir))) % 400)
+            command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port, *command]
+        if launcher:
+            command = ["-m", "accelerate.commands.launch", *launcher, *command]
+        result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
     return result
+
+
+def train_in_process(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``train.cli(argv)`` in this process (see ``in_process``)."""
+    import train
+
+    return in_process(train.cli, argv, env)
+
+
+def in_process(cli: Callable[[list[str]], None], argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A command-line entry point called here as its process would run it: ``env`` as the environment, one intra-op
+    thread (what OMP_NUM_THREADS=1 gives a fresh process, so that sums, and so weights, are bitwise those of a
+    subprocess run), stdout and stderr captured, and the exit status the interpreter would give (an uncaught
+    exception: its traceback, status 1)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env, threads = dict(os.environ), torch.get_num_threads()
+    os.environ.clear()
+    os.environ.update(env)
+    torch.set_num_threads(1)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                cli(argv)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) or stop.code is None else 1
+                if not isinstance(stop.code, int) and stop.code is not None:
+                    print(stop.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)
+        AcceleratorState._reset_state(reset_partial_state=True)  # the next run builds its own Accelerator
+    return subprocess.CompletedProcess([cli.__module__, *argv], code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 def trainer_state(run_dir: Path) -> dict:

@@ -7,7 +7,7 @@
 """
 
 from .gpt2 import EOT_ID, EOT_TOKEN, GPT2_SPLIT_PATTERN, VOCAB_FILE, VOCAB_SHA256, gpt2_encoding, gpt2_tokenizer
-from .text_tokenizer import TextTokenizer, load_tokenizer
+from .text_tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 
 __all__ = [
     "EOT_ID",
@@ -19,4 +19,5 @@ __all__ = [
     "gpt2_encoding",
     "gpt2_tokenizer",
     "load_tokenizer",
+    "tokenizer_exists",
 ]

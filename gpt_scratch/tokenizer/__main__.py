@@ -4,7 +4,7 @@ import argparse
 
 from .. import cli
 from ..data.sources import TextSource
-from .trainer import PATTERNS, train_tokenizer
+from .trainer import PATTERNS, VAL_DOCS, train_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--vocab_size", type=int, required=True, help="rounded up to a multiple of 128, e.g. 4096")
     train.add_argument("--out", required=True, help="the tokenizer directory to write (must not hold one)")
     train.add_argument("--pattern", default="gpt2-no-lookahead", choices=list(PATTERNS), help="the regex split")
-    train.add_argument("--val_docs", type=int, default=200, help="first documents held out, as train.py's val_docs")
+    train.add_argument(
+        "--val_docs", type=int, default=VAL_DOCS, help="first documents held out, as train.py's val_docs"
+    )
     train.add_argument("--max_docs", type=int, default=None, help="train on at most this many documents")
     train.add_argument("--max_bytes", type=int, default=None, help="train on about this many bytes of text")
     train.add_argument("--model_max_length", type=int, default=1024)

@@ -112,6 +112,12 @@ class TextTokenizer:
         return fast_tokenizer(self.definition, model_max_length)
 
 
+def tokenizer_exists(spec: str) -> bool:
+    """Whether ``spec`` is GPT-2's or names a directory with anything in it (which is never trained over)."""
+    directory = Path(spec).expanduser()
+    return spec == GPT2 or (directory.is_dir() and any(directory.iterdir()))
+
+
 def load_tokenizer(spec: str) -> TextTokenizer:
     """``"gpt2"`` or a tokenizer directory, as a ``TextTokenizer``; a missing or unusable directory is a one-line
     error that says what to do."""
@@ -120,8 +126,8 @@ def load_tokenizer(spec: str) -> TextTokenizer:
     directory = Path(spec).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(
-            f"tokenizer directory {spec} does not exist; train one with `{TRAIN_HINT.replace('DIR', spec)}`, or use "
-            "tokenizer: gpt2"
+            f"tokenizer directory {spec} does not exist; train one with `{TRAIN_HINT.replace('DIR', spec)}`, set "
+            "tokenizer_vocab_size for train.py to train it first, or use tokenizer: gpt2"
         )
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:

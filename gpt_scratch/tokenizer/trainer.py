@@ -34,6 +34,7 @@ PATTERNS = {
     "gpt2": GPT2_SPLIT_PATTERN,
 }
 ROUND_TO = 128
+VAL_DOCS = 200  # documents held out by default: train.py's default val_docs
 MIN_VOCAB = 256 + 1  # every byte, and <|endoftext|>
 
 
@@ -100,7 +101,7 @@ def train_tokenizer(
     vocab_size: int,
     out_dir: str | Path,
     pattern: str = "gpt2-no-lookahead",
-    val_docs: int = 200,
+    val_docs: int = VAL_DOCS,
     max_docs: int | None = None,
     max_bytes: int | None = None,
     model_max_length: int = 1024,
