@@ -426,7 +426,8 @@ def fit(run: Run) -> dict:
                desc="training", dynamic_ncols=True)  # fmt: skip
     interval_start, interval_tokens = time.perf_counter(), 0
     results = {}
-    with stop_requests() as stop_requested:
+    # The bar closes before an error reaches the user, so that the error is the last line they see.
+    with stop_requests() as stop_requested, bar:
         for step in range(run.start_step, config.max_steps):
             loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
                                              accelerator, run.accumulation, config.grad_clip,
@@ -466,7 +467,6 @@ def fit(run: Run) -> dict:
                 )
                 accelerator.end_training()
                 raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop_requested["signal"])
-    bar.close()
     return results
 
 

@@ -1,12 +1,10 @@
 """Bad input, as users make it: one clear line naming the problem and the fix, no traceback, nothing lost."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from data_fixtures import make_documents, write_jsonl
-from train_runs import ROOT, run_train
+from train_runs import ROOT, run_command, run_train
 
 from gpt_scratch.data import PackedBatches, TextSource, prepare_shards, validation_documents
 from gpt_scratch.hellaswag import load_rows
@@ -72,13 +70,13 @@ def test_a_wrong_hellaswag_path_fails_before_the_first_step(tmp_path):
     [
         (["eval.py", "hellaswag", "--model", "./no-such-model", "--data", "data/hellaswag_sample.jsonl"],
          "error: model directory not found: ./no-such-model"),
-        (["-m", "gpt_scratch.convert", "to-gpt2", "/no/such/model", "/tmp/out"],
+        (["-m gpt_scratch.convert", "to-gpt2", "/no/such/model", "/tmp/out"],
          "error: model directory not found: /no/such/model"),
-        (["-m", "gpt_scratch.data", "prepare", "/no/such/corpus.jsonl", "/tmp/out"],
+        (["-m gpt_scratch.data", "prepare", "/no/such/corpus.jsonl", "/tmp/out"],
          "error: no such file or directory: /no/such/corpus.jsonl"),
     ],
 )  # fmt: skip
 def test_command_line_tools_print_one_clear_line(command, message):
-    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_command(*command, check=False, cwd=ROOT)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert message in result.stderr

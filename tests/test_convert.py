@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_runs import run_command
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
@@ -132,9 +133,7 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path):
 
 def test_cli_from_gpt2(tmp_path):
     make_gpt2(seed=41).save_pretrained(tmp_path / "gpt2")
-    result = subprocess.run([sys.executable, "-m", "gpt_scratch.convert", "from-gpt2", str(tmp_path / "gpt2"),
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_command("-m gpt_scratch.convert", "from-gpt2", str(tmp_path / "gpt2"), str(tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gpt_scratch"
 
 
@@ -144,8 +143,7 @@ def test_cli_to_gpt2_of_a_modern_model_is_one_line_naming_the_options_gpt2_lacks
     from conftest import make_modern
 
     model_dir = save_model_dir(make_modern(seed=42), tmp_path / "modern")
-    result = subprocess.run([sys.executable, "-m", "gpt_scratch.convert", "to-gpt2", str(model_dir),
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    result = run_command("-m gpt_scratch.convert", "to-gpt2", str(model_dir), str(tmp_path / "out"), check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "position_embedding_type='rope'" in result.stderr and "norm_type='rmsnorm'" in result.stderr
@@ -159,9 +157,7 @@ def test_unpad_keeps_the_logits_and_leaves_vocab_size_rows(tmp_path):
 
     padded = make_modern(seed=43, padded_vocab_size=50304)
     model_dir = save_model_dir(padded, tmp_path / "padded")
-    result = subprocess.run([sys.executable, "-m", "gpt_scratch.convert", "unpad", str(model_dir),
-                             str(tmp_path / "unpadded")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_command("-m gpt_scratch.convert", "unpad", str(model_dir), str(tmp_path / "unpadded"))
     unpadded = GPTScratchForCausalLM.from_pretrained(tmp_path / "unpadded").eval()
     assert unpadded.lm_head.weight.shape[0] == unpadded.transformer.wte.weight.shape[0] == 50257
     ids = torch.randint(0, 50257, (2, 9))

@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import evaluate
@@ -11,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from data_fixtures import make_documents, write_jsonl
+from train_runs import run_command
 
 from gpt_scratch import save_model_dir
 from gpt_scratch.data import TextSource
@@ -61,8 +60,7 @@ def model_and_dir(tmp_path_factory):
 
 
 def run_cli(*args: str) -> dict:
-    result = subprocess.run([sys.executable, str(ROOT / "eval.py"), *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_command("eval.py", *args)
     start = result.stdout.index("{")
     return json.loads(result.stdout[start:])
 

@@ -24,16 +24,15 @@ from accelerate import Accelerator
 from data_fixtures import write_jsonl
 from test_hellaswag import lm_eval_on_sample
 from test_remote_code import BLOCK_GPT_SCRATCH, transformers_path
-from train_runs import in_process, run_train, trainer_state
+from train_runs import run_command, run_train, trainer_state
 from transformers import AutoTokenizer
 
-from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, cli, save_model_dir
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
 from gpt_scratch.data import PackedBatches, TextSource, TokenShardBatches, prepare_shards, validation_documents
 from gpt_scratch.data.sources import _stdlib_files
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.perplexity import evaluate_perplexity, token_byte_lengths
 from gpt_scratch.tokenizer import load_tokenizer
-from gpt_scratch.tokenizer.__main__ import main as tokenizer_main
 from gpt_scratch.training import validation_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +47,7 @@ TEXTS = [
 
 
 def tokenizer_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m gpt_scratch.tokenizer train ARGS``, run in this process as its own would run it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": ""}
-    result = in_process(lambda argv: cli.run(lambda: tokenizer_main(argv)), ["train", *args], env)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_command("-m gpt_scratch.tokenizer", "train", *args, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -348,8 +342,7 @@ def test_eval_refuses_a_model_whose_vocab_size_disagrees_with_its_tokenizer(trai
     out, _ = trained
     model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", n_positions=32))  # GPT-2's 50257
     model_dir = save_model_dir(model, tmp_path / "model", load_tokenizer(str(out)).hf_tokenizer(32))
-    result = subprocess.run([sys.executable, str(ROOT / "eval.py"), "perplexity", "--model", str(model_dir),
-                             "--device", "cpu"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = run_command("eval.py", "perplexity", "--model", str(model_dir), "--device", "cpu", check=False)
     assert result.returncode != 0
     assert "vocab_size is 50257 but its tokenizer has 768 tokens" in result.stderr and "Traceback" not in result.stderr
 

@@ -1,9 +1,12 @@
-"""Every shell command in README.md runs as written, in README order, in a copy of the repository.
+"""Every shell command of README.md and of every page in docs/ runs as written, in one copy of the repository: the
+README first, then the pages in DOC_PAGES order, so that a page may use what an earlier one made (the quickstart's
+model and tokenizer, runs/quickstart-gpt2/model).
 
-A command is skipped only when the README itself marks it: ``[needs: ...]`` in its comment, in the comment lines
-just above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. Long
-runs are shortened by appending an override (``--max_steps``), the only change made to a command. A failure names
-the README line. Run it alone with ``python -m pytest -m docs``.
+A command is skipped only when the page itself marks it: ``[needs: ...]`` in its comment, in the comment lines just
+above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. Long runs are
+shortened by appending an override (``--max_steps``), the only change made to a command; a command that already ran
+word for word (the README's and a page's copy of one) is not run again. A failure names the page and line. Run it
+alone with ``python -m pytest -m docs``.
 """
 
 import os
@@ -18,15 +21,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+# Pages in the order their commands run: a page's commands may use what an earlier page's made.
+DOC_PAGES = ["README.md", "docs/training.md", "docs/tokenizer.md", "docs/data.md", "docs/model.md", "docs/learn.md",
+             "docs/reliability.md", "docs/evaluation.md", "docs/ecosystem.md", "docs/benchmarks.md",
+             "docs/testing.md"]  # fmt: skip
 SHELL_FENCE = re.compile(r"^(\s*)```(bash|sh|shell)\s*$")
 NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 
-# Appended to shorten long runs (the last value of a flag wins in each of these programs).
+# Appended to shorten long runs (the last value of a flag wins in each of these programs): the fewest steps that still
+# run every stage (warmup, the schedule's decay, the final evaluation, checkpoint and export).
 SHORTER = {
-    "train.py": ["--max_steps", "20", "--warmup_steps", "5", "--hellaswag_limit", "20"],
-    "gpt_scratch.educational": ["--steps", "30"],
-    "lm_eval": ["--limit", "20"],
+    "train.py": ["--max_steps", "6", "--warmup_steps", "2", "--hellaswag_limit", "8"],
+    "gpt_scratch.educational": ["--steps", "10"],
+    "lm_eval": ["--limit", "8"],
 }
 
 
@@ -117,31 +124,41 @@ def test_readme_parser_finds_commands_markers_and_continuations():
         (17, "python bench/a.py", "hours"),
         (18, "python bench/b.py", "hours"),
     ]
-    expected = "python train.py c.yaml --lr 1 --max_steps 20 --warmup_steps 5 --hellaswag_limit 20"
+    expected = "python train.py c.yaml --lr 1 --max_steps 6 --warmup_steps 2 --hellaswag_limit 8"
     assert shortened("python train.py c.yaml --lr 1") == expected
 
 
+def test_every_docs_page_is_run_by_the_docs_test():
+    assert sorted(DOC_PAGES[1:]) == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+
+
 @pytest.mark.docs
-@pytest.mark.timeout(2400)  # about 5 minutes alone on 2 cores; much longer beside other work
-def test_every_readme_command_runs_as_written(tmp_path):
+@pytest.mark.timeout(2400)  # a few minutes alone on 2 cores; much longer beside other work
+def test_every_readme_and_docs_command_runs_as_written(tmp_path):
     if not (ROOT / ".git").exists():
         pytest.skip("needs the git checkout (the docs test copies the tracked files)")
     clone = repository_copy(tmp_path / "clone")
-    commands = readme_commands(README.read_text())
-    assert len(commands) > 20, "README.md's shell blocks were not found"
+    pages = {page: readme_commands((ROOT / page).read_text()) for page in DOC_PAGES}
+    assert len(pages["README.md"]) > 5, "README.md's shell blocks were not found"
     bin_dir = str(Path(sys.executable).parent)  # python, pip, accelerate, torchrun, lm_eval of this environment
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": "1"}  # fmt: skip
-    ran, skipped = [], []
-    for command in commands:
-        if command.needs:
-            skipped.append(f"README.md:{command.line} [{command.needs}] {command.text}")
-            continue
-        run = shortened(command.text)
-        result = subprocess.run(["bash", "-c", run], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
-        if result.returncode != 0:
-            output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
-            pytest.fail(f"README.md line {command.line}: `{run}` exited {result.returncode}:\n{output}")
-        ran.append(command.line)
-    print(f"ran {len(ran)} README commands; skipped, as marked:", *skipped, sep="\n  ")
-    assert len(ran) >= 10
+    ran, skipped, already = {}, [], []
+    for page, commands in pages.items():
+        for command in commands:
+            where = f"{page}:{command.line}"
+            if command.needs:
+                skipped.append(f"{where} [{command.needs}] {command.text}")
+                continue
+            if command.text in ran:
+                already.append(f"{where} (as {ran[command.text]})")
+                continue
+            run = shortened(command.text)
+            result = subprocess.run(["bash", "-c", run], cwd=clone, env=env, capture_output=True, text=True,
+                                    timeout=900)  # fmt: skip
+            if result.returncode != 0:
+                output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
+                pytest.fail(f"{where}: `{run}` exited {result.returncode}:\n{output}")
+            ran[command.text] = where
+    print(f"ran {len(ran)} commands; already ran:", *already, "skipped, as marked:", *skipped, sep="\n  ")
+    assert len(ran) >= 15

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import ROOT, TINY, run_train, write_train_corpus
+from train_runs import ROOT, TINY, run_command, run_train, train_in_process, write_train_corpus
 
 from gpt_scratch.checkpoint import checkpoint_dirs
 from gpt_scratch.run_lock import LOCK_FILE
@@ -29,14 +30,11 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def follow(advice: str) -> subprocess.CompletedProcess:
-    """Run the command a divergence message prints, as a user would paste it (from the repository root)."""
-    command = re.search(r"learning rates: (python train\.py .+)$", advice.strip()).group(1)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-    }
-    return subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    """Run the command a divergence message prints, as a user would paste it: split as the shell splits it, and run
+    as ``python train.py`` runs (``train.cli``, from the repository root)."""
+    command = shlex.split(re.search(r"learning rates: (python train\.py .+)$", advice.strip()).group(1))
+    assert command[:2] == ["python", "train.py"], command
+    return train_in_process(command[2:], {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}, cwd=ROOT)
 
 
 def test_divergence_names_a_checkpoint_a_healthy_step_followed_and_its_advice_recovers(tmp_path, corpus):
@@ -145,10 +143,9 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_not_exported(tmp_pat
     explicit = run_train(run_dir, *args, "--max_steps", "6", "--resume", str(newest), check=False)
     assert explicit.returncode == 1 and f"is damaged: {problem}" in explicit.stderr, explicit.stderr[-2000:]
     assert snapshot(older) == kept
-    export = [sys.executable, "-m", "gpt_scratch.export"]
-    refused = subprocess.run([*export, str(newest), str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    refused = run_command("-m gpt_scratch.export", str(newest), str(tmp_path / "out"), check=False)
     assert refused.returncode == 1 and f"is damaged: {problem}" in refused.stderr and not (tmp_path / "out").exists()
-    subprocess.run([*export, str(older), str(tmp_path / "older")], check=True, capture_output=True, cwd=ROOT)
+    run_command("-m gpt_scratch.export", str(older), str(tmp_path / "older"))
     resumed = run_train(run_dir, *args, "--max_steps", "6", "--resume", "auto")
     assert f"resumed from {older}" in resumed.stdout
     assert f"skipping damaged newer checkpoints: step-000004 ({problem}" in resumed.stderr

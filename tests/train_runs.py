@@ -6,12 +6,14 @@ torch + transformers import again (about 8 s a run on 2 cores). A fresh process 
 subject: several processes (torchrun, accelerate launch), signals, kill -9, locks held by another process.
 """
 
+import importlib
 import io
 import json
 import os
 import subprocess
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from accelerate.state import AcceleratorState
 from data_fixtures import make_documents, write_jsonl
 
+from gpt_scratch import cli
 from gpt_scratch.checkpoint import checkpoint_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,27 +75,59 @@ def run_train(
     return result
 
 
-def train_in_process(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def train_in_process(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``train.cli(argv)`` in this process (see ``in_process``)."""
     import train
 
-    return in_process(train.cli, argv, env)
+    return in_process(train.cli, argv, env, cwd)
 
 
-def in_process(cli: Callable[[list[str]], None], argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A command-line entry point called here as its process would run it: ``env`` as the environment, one intra-op
-    thread (what OMP_NUM_THREADS=1 gives a fresh process, so that sums, and so weights, are bitwise those of a
-    subprocess run), stdout and stderr captured, and the exit status the interpreter would give (an uncaught
-    exception: its traceback, status 1)."""
+# The package's command-line programs, as `python PROGRAM ARGS` names them: (module, its main(argv)).
+PROGRAMS = {"eval.py": "eval", "-m gpt_scratch.export": "gpt_scratch.export", "-m gpt_scratch.convert":
+            "gpt_scratch.convert", "-m gpt_scratch.data": "gpt_scratch.data.__main__", "-m gpt_scratch.tokenizer":
+            "gpt_scratch.tokenizer.__main__"}  # fmt: skip
+
+
+def run_command(program: str, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python PROGRAM ARGS`` for one of PROGRAMS (``eval.py``, ``-m gpt_scratch.convert``, ...), run in this process
+    as its own would: its ``main`` under ``gpt_scratch.cli.run``, which turns a user's mistake into one line."""
+    module = importlib.import_module(PROGRAMS[program])
+    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
+    result = in_process(lambda argv: cli.run(lambda: module.main(argv)), list(args), env, cwd)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
+    return result
+
+
+def interpreter_warnings() -> None:
+    """Warnings as a fresh interpreter shows them: each once per place, on stderr (pytest's own handling would
+    collect them instead), deprecations hidden."""
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+        warnings.formatwarning(message, category, filename, lineno, line)
+    )
+
+
+def in_process(
+    entry: Callable[[list[str]], None], argv: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """A command-line entry point called here as its process would run it: ``env`` as the environment (and ``cwd``
+    as the working directory), one intra-op thread (what OMP_NUM_THREADS=1 gives a fresh process, so that sums, and
+    so weights, are bitwise those of a subprocess run), stdout and stderr captured, and the exit status the
+    interpreter would give (an uncaught exception: its traceback, status 1)."""
     stdout, stderr = io.StringIO(), io.StringIO()
-    saved_env, threads = dict(os.environ), torch.get_num_threads()
+    saved_env, saved_cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
     os.environ.clear()
     os.environ.update(env)
+    os.chdir(cwd or saved_cwd)
     torch.set_num_threads(1)
     try:
-        with redirect_stdout(stdout), redirect_stderr(stderr):
+        with redirect_stdout(stdout), redirect_stderr(stderr), warnings.catch_warnings():
+            interpreter_warnings()
             try:
-                cli(argv)
+                entry(argv)
                 code = 0
             except SystemExit as stop:
                 code = stop.code if isinstance(stop.code, int) or stop.code is None else 1
@@ -104,9 +139,10 @@ def in_process(cli: Callable[[list[str]], None], argv: list[str], env: dict[str,
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
+        os.chdir(saved_cwd)
         torch.set_num_threads(threads)
         AcceleratorState._reset_state(reset_partial_state=True)  # the next run builds its own Accelerator
-    return subprocess.CompletedProcess([cli.__module__, *argv], code or 0, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess([entry.__module__, *argv], code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 def trainer_state(run_dir: Path) -> dict:
