@@ -32,7 +32,7 @@ from gpt_scratch.perplexity import encode_documents, evaluate_perplexity, token_
 
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 REFERENCE = ROOT / "configs" / "quickstart-gpt2-tokenizer.yaml"
-QUICKSTART_VOCAB = 2048  # the README's `python -m gpt_scratch.tokenizer train ... --vocab_size 2048`
+QUICKSTART_VOCAB = 2048  # configs/quickstart.yaml's tokenizer_vocab_size
 FINAL_EVAL = re.compile(r"eval step (\d+): val loss ([\d.]+) \| val bpb ([\d.]+)")
 
 

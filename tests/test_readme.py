@@ -5,8 +5,10 @@ model and tokenizer, runs/quickstart-gpt2/model).
 A command is skipped only when the page itself marks it: ``[needs: ...]`` in its comment, in the comment lines just
 above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. Long runs are
 shortened by appending an override (``--max_steps``), the only change made to a command; a command that already ran
-word for word (the README's and a page's copy of one) is not run again. A failure names the page and line. Run it
-alone with ``python -m pytest -m docs``.
+word for word (the README's and a page's copy of one) is not run again. ``python train.py``, ``python eval.py`` and
+``python -m gpt_scratch.…`` commands run in this process through their command-line entry points (the same
+arguments, the copy as working directory: a command then costs its work, not a fresh torch import); the rest run
+through bash. A failure names the page and line. Run it alone with ``python -m pytest -m docs``.
 """
 
 import os
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from train_runs import PROGRAMS, run_command, train_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 # Pages in the order their commands run: a page's commands may use what an earlier page's made.
@@ -109,6 +112,19 @@ def repository_copy(destination: Path) -> Path:
     return destination
 
 
+def run_here_or_in_bash(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python train.py|eval.py|-m MODULE ARGS`` of the project's programs through their entry points in this
+    process; anything else (launchers, pipes, other tools) through bash."""
+    words = shlex.split(command)
+    if words[0] == "python" and len(words) > 2 and not set(words) & {"&&", "||", "|", ";", ">", "<"}:
+        program, args = (f"-m {words[2]}", words[3:]) if words[1] == "-m" else (words[1], words[2:])
+        if program == "train.py":
+            return train_in_process(args, env, cwd)
+        if program in PROGRAMS:
+            return run_command(program, *args, check=False, cwd=cwd, env=env)
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
 def test_readme_parser_finds_commands_markers_and_continuations():
     sample = "\n".join([
         "text", "```bash", "python a.py --x 1   # first", "# two nodes [needs: GPU]", "accelerate launch \\",
@@ -154,8 +170,7 @@ def test_every_readme_and_docs_command_runs_as_written(tmp_path):
                 already.append(f"{where} (as {ran[command.text]})")
                 continue
             run = shortened(command.text)
-            result = subprocess.run(["bash", "-c", run], cwd=clone, env=env, capture_output=True, text=True,
-                                    timeout=900)  # fmt: skip
+            result = run_here_or_in_bash(run, clone, env)
             if result.returncode != 0:
                 output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
                 pytest.fail(f"{where}: `{run}` exited {result.returncode}:\n{output}")

@@ -66,7 +66,7 @@ CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
 )
 
 
-# Older transformers installed beside the project by .ci/run (see README, "Test"): the saved code must run there too.
+# Older transformers installed beside the project by .ci/run (see docs/testing.md): the saved code must run there too.
 OLDER_TRANSFORMERS = ["4.57.6", "5.19.0"]  # the last 4.x, and the newest vLLM accepts
 COMPAT_DIR = Path(__file__).resolve().parent.parent / ".compat"
 

@@ -156,7 +156,7 @@ def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards
     for name in w1:
         torch.testing.assert_close(w1[name], w2[name], rtol=1e-3, atol=1e-4, msg=name)
 
-    # The README's multi-node command: two "machines" of one process each (here on one host), the same 2 ranks.
+    # docs/training.md's multi-node command: two "machines" of one process each (here on one host), the same 2 ranks.
     port = str(29500 + os.getpid() % 90)
     machines = [
         subprocess.Popen(

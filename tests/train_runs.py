@@ -85,14 +85,16 @@ def train_in_process(argv: list[str], env: dict[str, str], cwd: Path | None = No
 # The package's command-line programs, as `python PROGRAM ARGS` names them: (module, its main(argv)).
 PROGRAMS = {"eval.py": "eval", "-m gpt_scratch.export": "gpt_scratch.export", "-m gpt_scratch.convert":
             "gpt_scratch.convert", "-m gpt_scratch.data": "gpt_scratch.data.__main__", "-m gpt_scratch.tokenizer":
-            "gpt_scratch.tokenizer.__main__"}  # fmt: skip
+            "gpt_scratch.tokenizer.__main__", "-m gpt_scratch.educational": "gpt_scratch.educational"}  # fmt: skip
 
 
-def run_command(program: str, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_command(
+    program: str, *args: str, check: bool = True, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``python PROGRAM ARGS`` for one of PROGRAMS (``eval.py``, ``-m gpt_scratch.convert``, ...), run in this process
     as its own would: its ``main`` under ``gpt_scratch.cli.run``, which turns a user's mistake into one line."""
     module = importlib.import_module(PROGRAMS[program])
-    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
+    env = env or {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
     result = in_process(lambda argv: cli.run(lambda: module.main(argv)), list(args), env, cwd)
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-8000:]
