@@ -49,7 +49,7 @@ from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
-from gpt_scratch.tokenizer.trainer import VAL_DOCS, train_tokenizer
+from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
@@ -226,17 +226,26 @@ def prepare_tokenizer(config: TrainConfig, accelerator: Accelerator) -> None:
     yet: the main process trains it (as ``python -m gpt_scratch.tokenizer train`` would) while the others wait."""
     if config.tokenizer_vocab_size is None:
         return
-    with accelerator.main_process_first():
-        if accelerator.is_main_process and not tokenizer_exists(config.tokenizer):
-            if config.tokenizer_data is None:  # the run's own data, read as the run reads it
-                source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-            else:
-                source = TextSource(config.tokenizer_data)
-            accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
-            # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
-            summary = train_tokenizer(source, config.tokenizer_vocab_size, config.tokenizer,
-                                      val_docs=max(config.val_docs, VAL_DOCS))  # fmt: skip
-            accelerator.print(summary.line(config.tokenizer))
+    with accelerator.main_process_first():  # the same barrier on every process, whether or not one trains
+        if not accelerator.is_main_process:
+            return
+        if tokenizer_exists(config.tokenizer):
+            size = load_tokenizer(config.tokenizer).vocab_size
+            if size != rounded_vocab_size(config.tokenizer_vocab_size):
+                accelerator.print(
+                    f"tokenizer: {config.tokenizer} exists ({size:,} tokens) and is used as it is; "
+                    f"tokenizer_vocab_size ({config.tokenizer_vocab_size}) applies to training a missing one"
+                )
+            return
+        if config.tokenizer_data is None:  # the run's own data, read as the run reads it
+            source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+        else:
+            source = TextSource(config.tokenizer_data)
+        accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
+        # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
+        summary = train_tokenizer(source, config.tokenizer_vocab_size, config.tokenizer,
+                                  val_docs=max(config.val_docs, VAL_DOCS))  # fmt: skip
+        accelerator.print(summary.line(config.tokenizer))
 
 
 def schedule_summary(config: TrainConfig) -> str:

@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: training machines have no display
-import matplotlib.pyplot as plt  # noqa: E402
-
 
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Left: train and val loss (nats per token) against step. Right, when measured: validation bits per byte, the
     axis that compares runs with different tokenizers, and HellaSwag acc_norm on its own scale."""
+    # Imported here, not at the top: pyplot costs every train.py process a second at start-up, and the first plot
+    # comes at the first evaluation.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: training machines have no display
+    import matplotlib.pyplot as plt
+
     with_bpb = bool(history.get("val_bpb"))
     fig, axes = plt.subplots(1, 2 if with_bpb else 1, figsize=(13 if with_bpb else 8, 4.5), dpi=120, squeeze=False)
     ax = axes[0][0]

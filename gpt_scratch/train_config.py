@@ -46,8 +46,9 @@ class TrainConfig:
     zero_init_residual: bool | None = None  # output projections (and an untied head) start at zero
     # --- tokenizer: gpt2, or a directory from `python -m gpt_scratch.tokenizer train` (the model's vocab follows) ---
     tokenizer: str = "gpt2"
-    # Set to train the directory `tokenizer` names first, when it does not exist yet (an existing one is used, never
-    # overwritten): a byte-level BPE of this many tokens (rounded up to a multiple of 128) on `tokenizer_data`.
+    # Set to train the directory `tokenizer` names first, when it does not exist yet: a byte-level BPE of this many
+    # tokens (rounded up to a multiple of 128) on `tokenizer_data`. An existing directory is used as it is, whatever
+    # its size, and never overwritten (a resume with another tokenizer at the same path is refused by name).
     tokenizer_vocab_size: int | None = None
     tokenizer_data: str | None = None  # null: the run's own data (with data_name, data_split, text_column)
     # --- data (see gpt_scratch.data) ---
@@ -209,22 +210,15 @@ class TrainConfig:
         return config
 
     def tokenizer_vocabulary(self) -> tuple[int, int]:
-        """(vocabulary size, ``<|endoftext|>`` id) of the run's tokenizer, or of the one it will train first: the
-        trainer makes exactly the rounded size, ``<|endoftext|>`` last. An existing directory of another size than
-        ``tokenizer_vocab_size`` asks for is refused, not replaced."""
+        """(vocabulary size, ``<|endoftext|>`` id) of the run's tokenizer, or of the one it will train first (the
+        trainer makes exactly the rounded size, ``<|endoftext|>`` last). An existing directory is used as it is."""
         from .tokenizer import load_tokenizer, tokenizer_exists
         from .tokenizer.trainer import rounded_vocab_size
 
-        planned = rounded_vocab_size(self.tokenizer_vocab_size) if self.tokenizer_vocab_size is not None else None
-        if planned is not None and not tokenizer_exists(self.tokenizer):
+        if self.tokenizer_vocab_size is not None and not tokenizer_exists(self.tokenizer):
+            planned = rounded_vocab_size(self.tokenizer_vocab_size)
             return planned, planned - 1
         tokenizer = load_tokenizer(self.tokenizer)
-        if planned is not None and tokenizer.vocab_size != planned:
-            raise ValueError(
-                f"tokenizer directory {self.tokenizer} holds a tokenizer of {tokenizer.vocab_size:,} tokens, but "
-                f"tokenizer_vocab_size asks for {planned:,}; it is never overwritten (models trained with it need it): "
-                "point tokenizer at another directory, or set tokenizer_vocab_size to match"
-            )
         return tokenizer.vocab_size, tokenizer.eot_id
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,8 +7,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from train_runs import run_train, write_train_corpus  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from gpt_scratch import (
@@ -61,6 +65,29 @@ def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTSc
     model.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()), strict=True)
     model.config._attn_implementation = attn_implementation
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """The tiny training corpus of train.py's tests (400 documents in 4 jsonl shards), written once per test run."""
+    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, corpus) -> Callable[..., Path]:
+    """``reference_run(*args, nproc=1)``: the run directory of an uninterrupted ``train.py`` run on ``corpus``, made
+    once per test run for each distinct set of arguments: the runs that interrupted, resumed or relaunched ones are
+    compared with, shared by every test that compares with the same one."""
+    runs: dict[tuple, Path] = {}
+
+    def reference(*args: str, nproc: int = 1) -> Path:
+        key = (args, nproc)
+        if key not in runs:
+            runs[key] = tmp_path_factory.mktemp("reference") / "run"
+            run_train(runs[key], "--data", str(corpus), *args, nproc=nproc)
+        return runs[key]
+
+    return reference
 
 
 @pytest.fixture(scope="session")

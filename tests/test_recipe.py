@@ -3,12 +3,11 @@ learning rate per role, warmup-stable-decay, exact resume, 2 processes like 1, a
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, run_train, trainer_state, write_train_corpus
+from train_runs import MODERN_ARGS, run_train, trainer_state
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.data import TextSource, prepare_shards
@@ -16,11 +15,6 @@ from gpt_scratch.train_config import TrainConfig
 from gpt_scratch.training import apply_schedule, build_optimizers, lr_multiplier, role_learning_rates
 
 from conftest import MODERN, TINY
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def roles_of(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, set[str]]:

@@ -14,15 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import ROOT, TINY, run_command, run_train, train_in_process, write_train_corpus
+from train_runs import ROOT, TINY, run_command, run_train, train_in_process
 
 from gpt_scratch.checkpoint import checkpoint_dirs
 from gpt_scratch.run_lock import LOCK_FILE
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_runs import run_train, write_train_corpus
+from train_runs import run_train
 
 from gpt_scratch.checkpoint import checkpoint_dirs, checkpoint_problem
 from gpt_scratch.data import TextSource, prepare_shards
@@ -33,11 +33,6 @@ def mount(tmp_path):
     yield make
     for target in reversed(mounted):
         subprocess.run(["umount", "-l", str(target)], check=False)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 ARGS = ["--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "6", "--checkpoint_interval", "2"]

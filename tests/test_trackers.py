@@ -6,14 +6,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from train_runs import run_train, trainer_state, write_train_corpus
+from train_runs import run_train, trainer_state
 
 STEPS = ["--max_steps", "5", "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "1000"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def assert_matches_the_run(run_dir: Path, scalars: dict[str, list[tuple[int, float]]]) -> None:

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, ROOT, TINY, run_train, trainer_state, write_train_corpus
+from train_runs import MODERN_ARGS, ROOT, TINY, run_train, trainer_state
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
 from gpt_scratch.data import TextSource, prepare_shards
 from gpt_scratch.train_config import TrainConfig, build_config, parse_args
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -207,19 +202,24 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     assert not (run_dir / "model").exists()  # it really died before finishing
 
 
+# 24 steps, a checkpoint every 8: the interrupted runs below stop between checkpoints and resume.
+INTERRUPTED = ("--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8", "--hellaswag_data",
+               "null", "--keep_checkpoints", "5")  # fmt: skip
+
+
 @pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), (2, 0, "gpt2"), (1, 2, "gpt2"), (2, 2, "gpt2"),
                                                      (1, 0, "modern")])  # fmt: skip
-def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, nproc, workers, recipe):
-    args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
-            "--hellaswag_data", "null", "--keep_checkpoints", "5", "--data_workers", str(workers)]  # fmt: skip
+def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, reference_run, nproc, workers, recipe):
+    args = [*INTERRUPTED, "--data_workers", str(workers)]
     args += MODERN_ARGS if recipe == "modern" else []  # Muon's momentum buffers resume too
-    run_train(tmp_path / "straight", *args, nproc=nproc)
+    straight = reference_run(*args, nproc=nproc)
+    args = ["--data", str(corpus), *args]
     kill_after_checkpoint(tmp_path / "killed", args, nproc, "step-000008")
     done = [p.name for p in checkpoint_dirs(tmp_path / "killed")]
     assert done and done[-1] != "step-000024"
     result = run_train(tmp_path / "killed", *args, "--resume", "auto", nproc=nproc)
     assert "resumed from" in result.stdout + result.stderr
-    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    straight, resumed = final_weights(straight), final_weights(tmp_path / "killed")
     for name in straight:
         if nproc == 1:
             assert torch.equal(straight[name], resumed[name]), name  # bitwise
@@ -299,13 +299,12 @@ def test_launch_check_reads_world_size_and_accelerate_num_processes():
     assert launch_mismatch(2, {"WORLD_SIZE": "2"}) is None and launch_mismatch(1, {}) is None
 
 
-def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus):
+def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus, reference_run):
     """Preemption of a 2-process run: the workers stop after the same step with a checkpoint and exit 143; the
     printed command is torchrun's own (a bare `python train.py` would be refused: 2 processes in the checkpoint), and
     running it as printed reaches the weights of an uninterrupted run."""
-    args = ["--data", str(corpus), "--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8",
-            "--hellaswag_data", "null"]  # fmt: skip
-    run_train(tmp_path / "straight", *args, nproc=2)
+    straight_dir = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # the kill -9 test's, shared
+    args = ["--data", str(corpus), *INTERRUPTED]
     run_dir = tmp_path / "preempted"
     port = str(29500 + os.getpid() % 300)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
@@ -326,6 +325,6 @@ def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp
     assert resume.startswith("python -m torch.distributed.run --nproc_per_node 2 "), resume
     result = subprocess.run(resume, shell=True, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "resumed from" in result.stdout + result.stderr, result.stderr[-3000:]
-    straight, resumed = final_weights(tmp_path / "straight"), final_weights(run_dir)
+    straight, resumed = final_weights(straight_dir), final_weights(run_dir)
     for name in straight:
         torch.testing.assert_close(straight[name], resumed[name], rtol=1e-5, atol=1e-6, msg=name)
