@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,10 +171,12 @@ def test_every_readme_and_docs_command_runs_as_written(tmp_path):
                 already.append(f"{where} (as {ran[command.text]})")
                 continue
             run = shortened(command.text)
+            started = time.perf_counter()
             result = run_here_or_in_bash(run, clone, env)
             if result.returncode != 0:
                 output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
                 pytest.fail(f"{where}: `{run}` exited {result.returncode}:\n{output}")
-            ran[command.text] = where
-    print(f"ran {len(ran)} commands; already ran:", *already, "skipped, as marked:", *skipped, sep="\n  ")
+            ran[command.text] = f"{where} ({time.perf_counter() - started:.0f} s)"
+    print(f"ran {len(ran)} commands:", *ran.values(), "already ran:", *already, "skipped, as marked:", *skipped,
+          sep="\n  ")  # fmt: skip
     assert len(ran) >= 15

@@ -34,34 +34,35 @@ CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
-    model_dir, prompts = sys.argv[1], json.loads(sys.argv[2])
+    model_dirs, prompts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     try:
         import gpt_scratch  # noqa: F401
         raise SystemExit("gpt_scratch should not be importable here")
     except ImportError:
         pass
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-    base = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
-    batch = tokenizer(prompts, return_tensors="pt", padding=True)
-    tokens = model.generate(**batch, max_new_tokens=10, do_sample=False)
-    generator = pipeline("text-generation", model=model_dir, trust_remote_code=True)
-    texts = [out[0]["generated_text"] for out in generator(prompts, max_new_tokens=10, do_sample=False)]
-    with torch.no_grad():
-        hidden = base(batch["input_ids"][:1, -3:]).last_hidden_state
-    import transformers
-    print(json.dumps({
-        "transformers": transformers.__version__,
-        "config_class": type(config).__name__,
-        "base_class": type(base).__name__,
-        "model_class": type(model).__name__,
-        "module": type(model).__module__,
-        "tied": model.lm_head.weight is model.transformer.wte.weight,
-        "tokens": tokens.tolist(),
-        "pipeline_texts": texts,
-        "hidden": hidden.tolist(),
-    }))
+    for model_dir in model_dirs:  # one line of JSON each
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
+        base = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+        batch = tokenizer(prompts, return_tensors="pt", padding=True)
+        tokens = model.generate(**batch, max_new_tokens=10, do_sample=False)
+        generator = pipeline("text-generation", model=model_dir, trust_remote_code=True)
+        texts = [out[0]["generated_text"] for out in generator(prompts, max_new_tokens=10, do_sample=False)]
+        with torch.no_grad():
+            hidden = base(batch["input_ids"][:1, -3:]).last_hidden_state
+        import transformers
+        print(json.dumps({
+            "transformers": transformers.__version__,
+            "config_class": type(config).__name__,
+            "base_class": type(base).__name__,
+            "model_class": type(model).__name__,
+            "module": type(model).__module__,
+            "tied": model.lm_head.weight is model.transformer.wte.weight,
+            "tokens": tokens.tolist(),
+            "pipeline_texts": texts,
+            "hidden": hidden.tolist(),
+        }))
     """
 )
 
@@ -81,20 +82,27 @@ def transformers_path(version: str | None) -> str:
     return str(target)
 
 
-@pytest.mark.parametrize("architecture", ["gpt2", "modern"])
 @pytest.mark.parametrize("version", [None, *OLDER_TRANSFORMERS], ids=["installed", *OLDER_TRANSFORMERS])
-def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_model, modern_model, version,
-                                                                 architecture):  # fmt: skip
-    our_model = modern_model if architecture == "modern" else our_model
-    model_dir = save_model_dir(our_model, tmp_path / "model")
-    saved = {p.name for p in model_dir.iterdir()}
-    assert {"configuration_gpt_scratch.py", "modeling_gpt_scratch.py", "model.safetensors", "tokenizer.json"} <= saved
-    generation_config = json.loads((model_dir / "generation_config.json").read_text())
-    assert generation_config["eos_token_id"] == 50256 and generation_config["pad_token_id"] == 50256
+def test_saved_directories_of_both_architectures_load_in_a_process_without_gpt_scratch(
+    tmp_path, our_model, modern_model, version
+):
+    models = {"gpt2-architecture": our_model, "modern-architecture": modern_model}
+    model_dirs = [save_model_dir(model, tmp_path / name) for name, model in models.items()]
+    for model_dir in model_dirs:
+        saved = {p.name for p in model_dir.iterdir()}
+        assert {
+            "configuration_gpt_scratch.py",
+            "modeling_gpt_scratch.py",
+            "model.safetensors",
+            "tokenizer.json",
+        } <= saved
+        generation_config = json.loads((model_dir / "generation_config.json").read_text())
+        assert generation_config["eos_token_id"] == 50256 and generation_config["pad_token_id"] == 50256
 
+    # One fresh process loads both directories, one after the other (its start-up is most of the cost).
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": transformers_path(version)}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), json.dumps(PROMPTS)],
+        [sys.executable, "-c", CHILD, json.dumps([str(d) for d in model_dirs]), json.dumps(PROMPTS)],
         cwd=tmp_path,  # not the repository root, so gpt_scratch is not on sys.path by accident
         env=env,
         capture_output=True,
@@ -102,24 +110,25 @@ def test_saved_directory_loads_in_a_process_without_gpt_scratch(tmp_path, our_mo
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    child = json.loads(result.stdout.strip().splitlines()[-1])
+    children = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(children) == 2, result.stdout[-3000:]
 
     import transformers
 
-    assert child["transformers"] == (version or transformers.__version__)
-    assert child["config_class"] == "GPTScratchConfig"
-    assert child["base_class"] == "GPTScratchModel"
-    assert child["model_class"] == "GPTScratchForCausalLM"
-    assert child["module"].startswith("transformers_modules"), child["module"]
-    assert child["tied"] == our_model.config.tie_word_embeddings
-
     tokenizer = gpt2_tokenizer()
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
-    expected = our_model.generate(**batch, max_new_tokens=10, do_sample=False)
-    assert child["tokens"] == expected.tolist()
-    for row, prompt in enumerate(PROMPTS):
-        alone = our_model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=10, do_sample=False)
-        assert child["pipeline_texts"][row] == tokenizer.decode(alone[0])
-    with torch.no_grad():
-        hidden = our_model.transformer(batch["input_ids"][:1, -3:]).last_hidden_state
-    torch.testing.assert_close(torch.tensor(child["hidden"]), hidden)
+    for child, our_model in zip(children, models.values()):
+        assert child["transformers"] == (version or transformers.__version__)
+        assert child["config_class"] == "GPTScratchConfig"
+        assert child["base_class"] == "GPTScratchModel"
+        assert child["model_class"] == "GPTScratchForCausalLM"
+        assert child["module"].startswith("transformers_modules"), child["module"]
+        assert child["tied"] == our_model.config.tie_word_embeddings
+        expected = our_model.generate(**batch, max_new_tokens=10, do_sample=False)
+        assert child["tokens"] == expected.tolist()
+        for row, prompt in enumerate(PROMPTS):
+            alone = our_model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=10, do_sample=False)
+            assert child["pipeline_texts"][row] == tokenizer.decode(alone[0])
+        with torch.no_grad():
+            hidden = our_model.transformer(batch["input_ids"][:1, -3:]).last_hidden_state
+        torch.testing.assert_close(torch.tensor(child["hidden"]), hidden)

@@ -81,6 +81,20 @@ def test_a_one_process_preset_fits_its_micro_batch_to_the_processes(processes, m
     assert odd.micro_batch_size == 4 and odd.gradient_accumulation_steps(1) == 4
 
 
+def test_main_in_process_leaves_no_lock_or_signal_handler_behind(tmp_path, corpus):
+    """train.main runs in the caller's process (tests, notebooks): when it returns, and when it fails, the run lock
+    is released and the caller's SIGTERM/SIGINT handlers are back."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    args = ["--data", str(corpus), "--max_steps", "2", "--hellaswag_data", "null", "--checkpoint_interval", "2"]
+    run_train(tmp_path / "run", *args)
+    assert not (tmp_path / "run" / "run.lock").exists()
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    failed = run_train(tmp_path / "run", *args, "--lr", "1e6", "--max_steps", "8", "--resume", "auto", check=False)
+    assert failed.returncode == 1 and "training stopped instead of continuing on NaN" in failed.stderr
+    assert not (tmp_path / "run" / "run.lock").exists()
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 def test_missing_corpus_fails_with_a_clear_message(tmp_path):
     result = run_train(tmp_path / "run", "--data", str(tmp_path / "nowhere" / "corpus.txt"), check=False)
     assert result.returncode != 0
