@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import make_documents, write_fineweb_edu_shards, write_jsonl
+from train_runs import free_port
 
 from gpt_scratch.data import (
     DocumentStream,
@@ -136,7 +137,7 @@ def run_workers(source: str, out_dir: Path, nproc: int, *args: str) -> list[list
     command = [sys.executable, str(TESTS / "dist_data_worker.py"), source, str(out_dir), *args]
     if nproc > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-                   str(29500 + os.getpid() % 1000), *command[1:]]  # fmt: skip
+                   free_port(), *command[1:]]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

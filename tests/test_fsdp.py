@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_runs import free_port
 
 from gpt_scratch import GPTScratchForCausalLM
 
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def test_fsdp2_on_two_processes_equals_one_process_and_resumes_from_a_full_state_checkpoint(tmp_path):
-    port = str(29700 + os.getpid() % 200)
+    port = free_port()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
                str(HERE / "dist_fsdp_worker.py"), str(tmp_path)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,

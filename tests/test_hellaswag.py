@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from train_runs import free_port
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
 from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows, preprocess, to_example, write_lm_eval_task
@@ -112,7 +113,7 @@ def test_batch_size_does_not_change_results(model):
 def test_two_processes_equal_one(tmp_path, model_dir, model):
     out = tmp_path / "result.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(29700 + os.getpid() % 200), str(ROOT / "tests" / "dist_hellaswag_worker.py"),
+               "--master_port", free_port(), str(ROOT / "tests" / "dist_hellaswag_worker.py"),
                str(model_dir), str(SAMPLE), str(out), "27"]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}

@@ -32,13 +32,17 @@ DOC_PAGES = ["README.md", "docs/training.md", "docs/tokenizer.md", "docs/data.md
 SHELL_FENCE = re.compile(r"^(\s*)```(bash|sh|shell)\s*$")
 NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 
-# Appended to shorten long runs (the last value of a flag wins in each of these programs): the fewest steps that still
-# run every stage (warmup, the schedule's decay, the final evaluation, checkpoint and export).
-SHORTER = {
-    "train.py": ["--max_steps", "6", "--warmup_steps", "2", "--hellaswag_limit", "8"],
-    "gpt_scratch.educational": ["--steps", "10"],
-    "lm_eval": ["--limit", "8"],
-}
+# Appended to shorten long runs (the last value of a flag wins in each of these programs), for the commands holding all
+# of the words: the fewest steps and items that still run every stage (warmup, the schedule's decay, evaluation,
+# samples, checkpoint and export; scoring and its output).
+SHORTER = [
+    (("train.py",), ["--max_steps", "6", "--warmup_steps", "2", "--hellaswag_limit", "8", "--val_batches", "2",
+                     "--sample_tokens", "8"]),
+    (("gpt_scratch.educational",), ["--steps", "10"]),
+    (("lm_eval",), ["--limit", "8"]),
+    (("eval.py", "hellaswag"), ["--limit", "20"]),
+    (("eval.py", "perplexity"), ["--max-tokens", "2000"]),
+]  # fmt: skip
 
 
 @dataclass
@@ -94,8 +98,8 @@ def readme_commands(text: str) -> list[Command]:
 
 def shortened(command: str) -> str:
     words = shlex.split(command)
-    for program, override in SHORTER.items():
-        if program in words:
+    for program, override in SHORTER:
+        if set(program) <= set(words):
             assert "&&" not in words and "|" not in words, f"cannot shorten a compound command: {command}"
             return command + " " + shlex.join(override)
     return command
@@ -141,7 +145,8 @@ def test_readme_parser_finds_commands_markers_and_continuations():
         (17, "python bench/a.py", "hours"),
         (18, "python bench/b.py", "hours"),
     ]
-    expected = "python train.py c.yaml --lr 1 --max_steps 6 --warmup_steps 2 --hellaswag_limit 8"
+    expected = "python train.py c.yaml --lr 1 --max_steps 6 --warmup_steps 2 --hellaswag_limit 8 --val_batches 2 " \
+        "--sample_tokens 8"  # fmt: skip
     assert shortened("python train.py c.yaml --lr 1") == expected
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, ROOT, TINY, run_train, trainer_state
+from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, trainer_state
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
 from gpt_scratch.data import TextSource, prepare_shards
@@ -166,7 +166,7 @@ def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards
         torch.testing.assert_close(w1[name], w2[name], rtol=1e-3, atol=1e-4, msg=name)
 
     # docs/training.md's multi-node command: two "machines" of one process each (here on one host), the same 2 ranks.
-    port = str(29500 + os.getpid() % 90)
+    port = free_port()
     machines = [
         subprocess.Popen(
             [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
@@ -195,7 +195,15 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     """Start a run, SIGKILL it (no chance to clean up) soon after checkpoint `step_name` appears."""
     command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
     if nproc > 1:
-        command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", "29377", *command]
+        command = [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            free_port(),
+            *command,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
@@ -283,7 +291,7 @@ def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_and_mult
     assert "processes 1 " in single.stdout
     assert "WARNING: launched for 2 processes (accelerate launch --num_processes 2) but running as 1" in single.stdout
     assert "accelerate launch --multi_gpu --num_processes 2" in single.stdout  # the command that works
-    port = str(29600 + os.getpid() % 300)
+    port = free_port()
     both = run_train(tmp_path / "both", *args, launcher=["--multi_gpu", "--num_processes", "2", "--main_process_port",
                                                          port])  # fmt: skip
     assert "processes 2 " in both.stdout and "WARNING: launched for" not in both.stdout
@@ -295,7 +303,7 @@ def test_an_fsdp_config_on_a_machine_without_gpus_says_the_run_is_ddp(tmp_path, 
     config.write_text(
         "compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_machines: 1\nnum_processes: 2\n"
         "machine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\nmain_process_port: "
-        f"{29700 + os.getpid() % 200}\nfsdp_config:\n  fsdp_version: 2\n"
+        f"{free_port()}\nfsdp_config:\n  fsdp_version: 2\n"
         "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_transformer_layer_cls_to_wrap: GPTScratchBlock\n"
         "  fsdp_state_dict_type: SHARDED_STATE_DICT\n"
     )
@@ -320,7 +328,7 @@ def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp
     straight_dir = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # the kill -9 test's, shared
     args = ["--data", str(corpus), *INTERRUPTED]
     run_dir = tmp_path / "preempted"
-    port = str(29500 + os.getpid() % 300)
+    port = free_port()
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
                str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

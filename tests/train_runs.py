@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import traceback
@@ -27,9 +28,10 @@ from gpt_scratch.checkpoint import checkpoint_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # train.py is a script beside the package, imported here as the module `train`
-TINY = ["--model", "tiny", "--seq_len", "32", "--micro_batch_size", "4", "--val_docs", "10", "--val_batches", "2",
-        "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8", "--sample_tokens", "4",
-        "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer", "50"]  # fmt: skip
+TINY = ["--model", "tiny", "--seq_len", "32", "--micro_batch_size", "4", "--tokens_per_step", "128", "--val_docs",
+        "10", "--val_batches", "2", "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8",
+        "--sample_tokens", "4", "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer",
+        "50"]  # fmt: skip
 # The modern recipe on the command line: every model option, Muon with its own learning rates, warmup-stable-decay.
 MODERN_ARGS = ["--position_embedding_type", "rope", "--norm_type", "rmsnorm", "--qk_norm", "true",
                "--activation_function", "relu2", "--final_logit_softcapping", "15", "--tie_word_embeddings", "false",
@@ -44,6 +46,14 @@ def write_train_corpus(directory: Path) -> Path:
     for shard in range(4):
         write_jsonl(directory / f"part{shard}.jsonl", docs[shard * 100 : (shard + 1) * 100])
     return directory
+
+
+def free_port() -> str:
+    """A TCP port no process listens on now, from the kernel: launchers of tests running side by side (pytest-xdist
+    workers) never pick the same one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
 
 
 def run_train(
@@ -65,8 +75,8 @@ def run_train(
     else:
         command = [str(ROOT / "train.py"), *argv]
         if nproc > 1:
-            port = str(29100 + (os.getpid() + len(str(run_dir))) % 400)
-            command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port, *command]
+            command = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", free_port(),
+                       *command]  # fmt: skip
         if launcher:
             command = ["-m", "accelerate.commands.launch", *launcher, *command]
         result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=timeout, env=env)
