@@ -36,8 +36,8 @@ NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 # of the words: the fewest steps and items that still run every stage (warmup, the schedule's decay, evaluation,
 # samples, checkpoint and export; scoring and its output).
 SHORTER = [
-    (("train.py",), ["--max_steps", "6", "--warmup_steps", "2", "--hellaswag_limit", "8", "--val_batches", "2",
-                     "--sample_tokens", "8"]),
+    (("train.py",), ["--max_steps", "4", "--warmup_steps", "1", "--tokens_per_step", "512", "--hellaswag_limit", "8",
+                     "--val_batches", "2", "--sample_tokens", "8"]),
     (("gpt_scratch.educational",), ["--steps", "10"]),
     (("lm_eval",), ["--limit", "8"]),
     (("eval.py", "hellaswag"), ["--limit", "20"]),
@@ -145,8 +145,8 @@ def test_readme_parser_finds_commands_markers_and_continuations():
         (17, "python bench/a.py", "hours"),
         (18, "python bench/b.py", "hours"),
     ]
-    expected = "python train.py c.yaml --lr 1 --max_steps 6 --warmup_steps 2 --hellaswag_limit 8 --val_batches 2 " \
-        "--sample_tokens 8"  # fmt: skip
+    expected = "python train.py c.yaml --lr 1 --max_steps 4 --warmup_steps 1 --tokens_per_step 512 " \
+        "--hellaswag_limit 8 --val_batches 2 --sample_tokens 8"  # fmt: skip
     assert shortened("python train.py c.yaml --lr 1") == expected
 
 
