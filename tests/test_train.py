@@ -213,13 +213,21 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
         assert time.time() < deadline
         time.sleep(0.05)
     time.sleep(0.5)  # well into the next steps
-    # torchrun starts its workers in sessions of their own: SIGKILL every process of this run, found by command line.
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(run_dir).encode() in (proc / "cmdline").read_bytes():
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            pass
+    # torchrun starts its workers in sessions of their own: SIGKILL every process of this run, found by command line,
+    # until none is left (a DataLoader worker forked during a scan, holding the run lock it inherited, is caught by
+    # the next one).
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and str(run_dir).encode() in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    found.append(proc.name)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                pass
+        if not found:
+            break
+        time.sleep(0.1)
     process.wait()
     assert not (run_dir / "model").exists()  # it really died before finishing
 
