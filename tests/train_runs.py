@@ -141,10 +141,11 @@ def in_process(
             try:
                 entry(argv)
                 code = 0
-            except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) or stop.code is None else 1
-                if not isinstance(stop.code, int) and stop.code is not None:
-                    print(stop.code, file=sys.stderr)
+            except SystemExit as stop:  # as the interpreter exits: a number is the status, a message goes to stderr
+                code = stop.code
+                if code is not None and not isinstance(code, int):
+                    print(code, file=sys.stderr)
+                    code = 1
             except Exception:
                 traceback.print_exc()
                 code = 1
