@@ -9,6 +9,9 @@ together exactly one gets it. The file's content (pid, host, start time) only sa
 Network filesystems: Linux NFS clients implement flock with NFS byte-range locks, which hold across hosts when the
 server supports locking (NFSv4; NFSv3 with lockd). A filesystem without locks (Lustre mounted without ``flock``,
 some FUSE mounts) makes ``flock`` fail: that is an error naming the directory, never a silent unlocked run.
+
+A forked child (a DataLoader worker) inherits the open file and with it a share of the lock, which would outlive a
+killed run until the child noticed: children drop their copy at fork, so the lock lives exactly as long as the run.
 """
 
 import errno
@@ -17,9 +20,25 @@ import json
 import os
 import socket
 import time
+import weakref
 from pathlib import Path
 
 LOCK_FILE = "run.lock"
+
+_held: "weakref.WeakSet[RunLock]" = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close its copy of each held lock's file (closing one copy never unlocks the others' ones:
+    the lock goes with the last), and make ``release()`` a no-op there, which must not unlink the parent's file."""
+    for lock in list(_held):
+        if lock._descriptor is not None:
+            os.close(lock._descriptor)
+            lock._descriptor = None
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class RunLock:
@@ -63,6 +82,7 @@ class RunLock:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(self.owner).encode(), 0)
         self._descriptor = descriptor
+        _held.add(self)
         return self
 
     def _describe(self, text: str) -> str:
@@ -89,3 +109,4 @@ class RunLock:
         self.path.unlink(missing_ok=True)  # while still locked: whoever opens it next makes a fresh file
         os.close(self._descriptor)  # the kernel drops the lock
         self._descriptor = None
+        _held.discard(self)

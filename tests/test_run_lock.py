@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,3 +39,34 @@ def test_a_lock_file_naming_a_live_pid_on_this_host_does_not_block(tmp_path):
         RunLock(tmp_path).acquire()  # a second claim, even from the same process, is refused while it is held
     lock.release()
     RunLock(tmp_path).acquire().release()
+
+
+def test_a_killed_runs_lock_goes_with_it_though_a_forked_child_lives_on(tmp_path):
+    """A run killed with SIGKILL while its DataLoader workers (forked children) still live: the next run on that
+    run_dir starts at once, not when the orphans notice their parent is gone."""
+    holder = (
+        "import importlib.util, os, sys, time\n"
+        f"spec = importlib.util.spec_from_file_location('run_lock', {str(Path(__file__).parent.parent / 'gpt_scratch' / 'run_lock.py')!r})\n"
+        "run_lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(run_lock)\n"
+        "lock = run_lock.RunLock(sys.argv[1]).acquire()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    lock.release()  # a no-op in the child: the parent's lock file stays\n"
+        "    time.sleep(60); os._exit(0)\n"
+        "print(child, flush=True); time.sleep(60)\n"
+    )  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(process.stdout.readline())
+    try:
+        assert (tmp_path / LOCK_FILE).exists()
+        with pytest.raises(ValueError, match="is in use by another run"):
+            RunLock(tmp_path).acquire()
+        process.kill()
+        process.wait()
+        os.kill(child, 0)  # the child is still alive
+        lock = RunLock(tmp_path).acquire()
+        assert "ended without releasing its lock" in lock.note
+        lock.release()
+    finally:
+        process.kill()
+        os.kill(child, signal.SIGKILL)

@@ -214,8 +214,7 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
         time.sleep(0.05)
     time.sleep(0.5)  # well into the next steps
     # torchrun starts its workers in sessions of their own: SIGKILL every process of this run, found by command line,
-    # until none is left (a DataLoader worker forked during a scan, holding the run lock it inherited, is caught by
-    # the next one).
+    # until none is left (a worker forked during one scan is caught by the next).
     while True:
         found = []
         for proc in Path("/proc").iterdir():
