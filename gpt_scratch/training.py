@@ -12,6 +12,7 @@ from accelerate.utils import DistributedType
 
 from .document_mask import document_position_ids
 from .modeling_gpt_scratch import GPTScratchForCausalLM
+from .muon import Muon
 from .train_config import TrainConfig
 
 # Dense bf16 peak of one device, for MFU. Unknown devices report no MFU rather than a wrong one.
@@ -55,8 +56,8 @@ def build_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.
         matrices = [(name, param) for name, param, role in named if role == "matrix"]
         check_muon_parameters(matrices)
         muon_group = {"params": [param for _, param in matrices], "role": "matrix"}
-        optimizers.append(torch.optim.Muon([muon_group], lr=lrs["matrix"], weight_decay=config.weight_decay,
-                                           momentum=config.muon_momentum, nesterov=True))  # fmt: skip
+        optimizers.append(Muon([muon_group], lr=lrs["matrix"], weight_decay=config.weight_decay,
+                                momentum=config.muon_momentum, nesterov=True))  # fmt: skip
         named = [item for item in named if item[2] != "matrix"]
     groups: dict[str, dict] = {}
     for _, param, role in named:
