@@ -44,9 +44,10 @@ def test_a_lock_file_naming_a_live_pid_on_this_host_does_not_block(tmp_path):
 def test_a_killed_runs_lock_goes_with_it_though_a_forked_child_lives_on(tmp_path):
     """A run killed with SIGKILL while its DataLoader workers (forked children) still live: the next run on that
     run_dir starts at once, not when the orphans notice their parent is gone."""
+    module = str(Path(__file__).parent.parent / "gpt_scratch" / "run_lock.py")
     holder = (
         "import importlib.util, os, sys, time\n"
-        f"spec = importlib.util.spec_from_file_location('run_lock', {str(Path(__file__).parent.parent / 'gpt_scratch' / 'run_lock.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('run_lock', {module!r})\n"
         "run_lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(run_lock)\n"
         "lock = run_lock.RunLock(sys.argv[1]).acquire()\n"
         "child = os.fork()\n"
