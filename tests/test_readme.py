@@ -39,6 +39,7 @@ SHORTER = [
     (("train.py",), ["--max_steps", "4", "--warmup_steps", "1", "--tokens_per_step", "512", "--hellaswag_limit", "8",
                      "--val_batches", "2", "--sample_tokens", "8"]),
     (("gpt_scratch.educational",), ["--steps", "10"]),
+    (("gpt_scratch.tokenizer", "train"), ["--max_bytes", "2000000"]),
     (("lm_eval",), ["--limit", "8"]),
     (("eval.py", "hellaswag"), ["--limit", "20"]),
     (("eval.py", "perplexity"), ["--max-tokens", "2000"]),

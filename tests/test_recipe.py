@@ -7,10 +7,9 @@ import re
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, run_train, trainer_state
+from train_runs import MODERN_ARGS, run_train, tiny_shards, trainer_state
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.data import TextSource, prepare_shards
 from gpt_scratch.muon import Muon
 from gpt_scratch.train_config import TrainConfig
 from gpt_scratch.training import apply_schedule, build_optimizers, lr_multiplier, role_learning_rates
@@ -182,7 +181,7 @@ def test_modern_recipe_from_the_command_line_trains_and_exports_every_option(tmp
 
 def test_two_processes_with_muon_train_like_one(tmp_path, corpus):
     shards = tmp_path / "shards"
-    prepare_shards(TextSource(str(corpus)), shards, shard_tokens=3000)
+    tiny_shards(corpus, shards, shard_tokens=3000)
     common = ["--data", str(corpus), "--token_shards", str(shards), "--max_steps", "8", "--tokens_per_step", "256",
               "--checkpoint_interval", "8", "--hellaswag_data", "null", *MODERN_ARGS]  # fmt: skip
     run_train(tmp_path / "one", *common)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import ROOT, TINY, run_command, run_train, train_in_process
+from train_runs import ROOT, TINY, run_command, run_train, tiny_shards, train_in_process
 
 from gpt_scratch.checkpoint import checkpoint_dirs
 from gpt_scratch.run_lock import LOCK_FILE
@@ -169,9 +169,7 @@ def test_resume_with_a_smaller_micro_batch_continues_the_same_run(tmp_path, corp
     if data == "window_shuffle":
         args += ["--window_shuffle", "64"]
     if data == "token_shards":
-        from gpt_scratch.data import TextSource, prepare_shards
-
-        prepare_shards(TextSource(str(corpus)), tmp_path / "shards", shard_tokens=5000)
+        tiny_shards(corpus, tmp_path / "shards", shard_tokens=5000)
         args += ["--token_shards", str(tmp_path / "shards")]
     run_train(tmp_path / "straight", *args, "--max_steps", "8")
     run_train(tmp_path / "resumed", *args, "--max_steps", "4")
@@ -184,15 +182,13 @@ def test_resume_with_a_smaller_micro_batch_continues_the_same_run(tmp_path, corp
 
 
 def test_moved_token_shards_resume_and_other_shards_are_refused(tmp_path, corpus):
-    from gpt_scratch.data import TextSource, prepare_shards
-
-    prepare_shards(TextSource(str(corpus)), tmp_path / "shards", shard_tokens=5000)
+    tiny_shards(corpus, tmp_path / "shards", shard_tokens=5000)
     args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "4",
             "--min_lr", "3e-3"]  # fmt: skip
     run_train(tmp_path / "straight", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "8")
     run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "4")
     (tmp_path / "shards").rename(tmp_path / "moved")
-    prepare_shards(TextSource(str(corpus)), tmp_path / "other", shard_tokens=3000)  # same data, other shards
+    tiny_shards(corpus, tmp_path / "other", shard_tokens=3000)  # same data, other shards
     refused = run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "other"), "--max_steps", "8",
                         "--resume", "auto", check=False)  # fmt: skip
     assert refused.returncode == 1 and "token_shards:" in refused.stderr, refused.stderr[-2000:]

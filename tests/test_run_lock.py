@@ -50,11 +50,10 @@ def test_a_killed_runs_lock_goes_with_it_though_a_forked_child_lives_on(tmp_path
         f"spec = importlib.util.spec_from_file_location('run_lock', {module!r})\n"
         "run_lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(run_lock)\n"
         "lock = run_lock.RunLock(sys.argv[1]).acquire()\n"
-        "child = os.fork()\n"
-        "if child == 0:\n"
+        "if os.fork() == 0:  # the child, once the fork hooks have run in it, says its pid\n"
         "    lock.release()  # a no-op in the child: the parent's lock file stays\n"
-        "    time.sleep(60); os._exit(0)\n"
-        "print(child, flush=True); time.sleep(60)\n"
+        "    print(os.getpid(), flush=True); time.sleep(60); os._exit(0)\n"
+        "time.sleep(60)\n"
     )  # fmt: skip
     process = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     child = int(process.stdout.readline())

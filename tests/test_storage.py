@@ -35,7 +35,19 @@ def mount(tmp_path):
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-ARGS = ["--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "6", "--checkpoint_interval", "2"]
+# GPT-2's tokenizer: the sizes below are those of a tiny model with its 50,257-token embedding.
+ARGS = [
+    "--tokenizer",
+    "gpt2",
+    "--tokens_per_step",
+    "128",
+    "--hellaswag_data",
+    "null",
+    "--max_steps",
+    "6",
+    "--checkpoint_interval",
+    "2",
+]
 
 
 @pytest.mark.parametrize("where", ["run_dir", "checkpoints"])

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, trainer_state
+from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, tiny_shards, trainer_state
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
-from gpt_scratch.data import TextSource, prepare_shards
 from gpt_scratch.train_config import TrainConfig, build_config, parse_args
 
 
@@ -107,7 +106,7 @@ def test_missing_corpus_fails_with_a_clear_message(tmp_path):
 def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path, corpus):
     run_dir = tmp_path / "run"
     result = run_train(run_dir, "--data", str(corpus), "--max_steps", "40", "--tokens_per_step", "256",
-                       "--checkpoint_interval", "20", "--eval_interval", "20", "--padded_vocab_size", "50304",
+                       "--checkpoint_interval", "20", "--eval_interval", "20", "--padded_vocab_size", "512",
                        "--push_to_hub", "someone/tiny-gpt")  # fmt: skip
     # The suite runs offline: the push fails, says so, and the export stays intact.
     assert "could not push to the Hub" in result.stdout and (run_dir / "model" / "model.safetensors").is_file()
@@ -118,7 +117,7 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert (run_dir / "loss.png").stat().st_size > 10_000 and (run_dir / "samples.txt").read_text()
     card = (run_dir / "model" / "README.md").read_text()
     assert "tokens seen: 10,240" in card and "HellaSwag" in card
-    assert json.loads((run_dir / "model" / "config.json").read_text())["padded_vocab_size"] == 50304  # the recipe's
+    assert json.loads((run_dir / "model" / "config.json").read_text())["padded_vocab_size"] == 512
 
     child = (
         "import sys\n"
@@ -129,8 +128,9 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
         "model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
         "tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-        "out = model.generate(**tok('river', return_tensors='pt'), max_new_tokens=5, do_sample=False)\n"
-        "print(out.shape[1] - 1, type(model).__module__)\n"
+        "ids = tok('river', return_tensors='pt')\n"
+        "out = model.generate(**ids, max_new_tokens=5, do_sample=False)\n"
+        "print(out.shape[1] - ids['input_ids'].shape[1], type(model).__module__)\n"
     )
     result = subprocess.run([sys.executable, "-c", child, str(run_dir / "model")], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, timeout=300)  # fmt: skip
@@ -149,7 +149,7 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
 
 def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards(tmp_path, corpus):
     shards = tmp_path / "shards"
-    prepare_shards(TextSource(str(corpus)), shards, shard_tokens=3000)
+    tiny_shards(corpus, shards, shard_tokens=3000)
     common = ["--data", str(corpus), "--token_shards", str(shards), "--max_steps", "8", "--tokens_per_step", "256",
               "--checkpoint_interval", "8", "--hellaswag_data", "null"]  # fmt: skip
     run_train(tmp_path / "one", *common)  # 1 process x 2 micro-steps of 4 x 32

@@ -25,9 +25,12 @@ from data_fixtures import make_documents, write_jsonl
 
 from gpt_scratch import cli
 from gpt_scratch.checkpoint import checkpoint_dirs
+from gpt_scratch.data import TextSource, prepare_shards
+from gpt_scratch.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # train.py is a script beside the package, imported here as the module `train`
+# conftest's session fixture tiny_tokenizer appends "--tokenizer DIR": its own 384-token BPE of the tiny corpus.
 TINY = ["--model", "tiny", "--seq_len", "32", "--micro_batch_size", "4", "--tokens_per_step", "128", "--val_docs",
         "10", "--val_batches", "2", "--log_interval", "5", "--eval_interval", "1000", "--hellaswag_limit", "8",
         "--sample_tokens", "4", "--lr", "3e-3", "--min_lr", "3e-4", "--warmup_steps", "2", "--shuffle_buffer",
@@ -38,6 +41,12 @@ MODERN_ARGS = ["--position_embedding_type", "rope", "--norm_type", "rmsnorm", "-
                "--bias", "false", "--zero_init_residual", "true", "--optimizer", "muon", "--matrix_lr", "0.02",
                "--embedding_lr", "0.01", "--head_lr", "0.004", "--lr_schedule", "wsd",
                "--decay_fraction", "0.5"]  # fmt: skip
+
+
+def tiny_shards(corpus: Path, out_dir: Path, shard_tokens: int) -> list[Path]:
+    """Token shards of ``corpus`` in the tiny runs' tokenizer (a run refuses shards of another one)."""
+    tokenizer = load_tokenizer(TINY[TINY.index("--tokenizer") + 1])
+    return prepare_shards(TextSource(str(corpus)), out_dir, shard_tokens, tokenizer)
 
 
 def write_train_corpus(directory: Path) -> Path:
