@@ -25,6 +25,13 @@ class WithWorkerId(torch.utils.data.IterableDataset):
             yield worker, batch
 
 
+def packed_batches(source: str, rank: int, world: int, batch_size: int = 2, seq_len: int = 32, val_docs: int = 0,
+                   epochs: int | None = None) -> PackedBatches:  # fmt: skip
+    """This rank's share of ``source``, as every process of the tests reads it (the tests build it in-process too)."""
+    return PackedBatches(TextSource(source), batch_size, seq_len, rank=rank, world_size=world, seed=7,
+                         shuffle_buffer=20, val_docs=val_docs, epochs=epochs)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("source")
@@ -41,10 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
-    data = PackedBatches(
-        TextSource(args.source), args.batch_size, args.seq_len, rank=rank, world_size=world, seed=7,
-        shuffle_buffer=20, val_docs=args.val_docs, epochs=args.epochs,
-    )  # fmt: skip
+    data = packed_batches(args.source, rank, world, args.batch_size, args.seq_len, args.val_docs, args.epochs)
     if args.load_state:
         data.load_state_dict(torch.load(f"{args.load_state}.{rank}", weights_only=True))
     if args.workers:

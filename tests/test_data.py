@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import make_documents, write_fineweb_edu_shards, write_jsonl
+from dist_data_worker import packed_batches
 from train_runs import free_port
 
 from gpt_scratch.data import (
@@ -163,12 +164,22 @@ def test_two_processes_see_every_document_exactly_once(tmp_path, fineweb_dir, do
 
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_resume_in_a_new_process_yields_the_next_batches(tmp_path, fineweb_dir, nproc):
-    full = run_workers(str(fineweb_dir), tmp_path / "full", nproc, "--batches", "14")
-    state = str(tmp_path / "state.pt")
-    run_workers(str(fineweb_dir), tmp_path / "first", nproc, "--batches", "9", "--save-after", "9", "--state", state)
-    resumed = run_workers(str(fineweb_dir), tmp_path / "resumed", nproc, "--batches", "5", "--load-state", state)
+    """Each rank's share read for 9 batches here, its state saved; a new process (2 under torchrun) loads it and
+    reads on: batches 10-14 of an uninterrupted read of that share."""
+    state = tmp_path / "state.pt"
+    expected = []
     for rank in range(nproc):
-        assert resumed[rank] == full[rank][9:14]
+        uninterrupted = packed_batches(str(fineweb_dir), rank, nproc)
+        expected.append([uninterrupted.next_batch() for _ in range(14)][9:])
+        first = packed_batches(str(fineweb_dir), rank, nproc)
+        for _ in range(9):
+            first.next_batch()
+        torch.save(first.state_dict(), f"{state}.{rank}")
+    resumed = run_workers(str(fineweb_dir), tmp_path / "resumed", nproc, "--batches", "5", "--load-state", str(state))
+    for rank in range(nproc):
+        assert [(b["inputs"], b["targets"]) for b in resumed[rank]] == [
+            (inputs.tolist(), targets.tolist()) for inputs, targets in expected[rank]
+        ]
 
 
 def test_prepared_shards_hold_the_canonical_token_stream_and_resume(tmp_path, fineweb_dir, docs):
