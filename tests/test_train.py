@@ -184,13 +184,6 @@ def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards
     assert all(torch.equal(nodes[name], w2[name]) for name in w2)  # bitwise the single-node 2-process run
 
 
-def test_two_streaming_processes_train_and_the_loss_falls(tmp_path, corpus):
-    run_train(tmp_path / "run", "--data", str(corpus), "--max_steps", "30", "--tokens_per_step", "256",
-              "--checkpoint_interval", "30", "--hellaswag_data", "null", nproc=2)  # fmt: skip
-    losses = [loss for _, loss in trainer_state(tmp_path / "run")["history"]["train_loss"]]
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
-
-
 def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name: str) -> None:
     """Start a run, SIGKILL it (no chance to clean up) soon after checkpoint `step_name` appears."""
     command = [str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
@@ -236,8 +229,12 @@ INTERRUPTED = ("--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_in
                "null", "--keep_checkpoints", "5")  # fmt: skip
 
 
-@pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), (2, 0, "gpt2"), (1, 2, "gpt2"), (2, 2, "gpt2"),
-                                                     (1, 0, "modern")])  # fmt: skip
+# The tests that share the 2-process reference run on one pytest-xdist worker (--dist loadgroup), which makes it once.
+SHARED_REFERENCE = pytest.mark.xdist_group("two-process reference")
+
+
+@pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), pytest.param(2, 0, "gpt2", marks=SHARED_REFERENCE),
+                                                     (1, 2, "gpt2"), (2, 2, "gpt2"), (1, 0, "modern")])  # fmt: skip
 def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, reference_run, nproc, workers, recipe):
     args = [*INTERRUPTED, "--data_workers", str(workers)]
     args += MODERN_ARGS if recipe == "modern" else []  # Muon's momentum buffers resume too
@@ -254,6 +251,13 @@ def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, refe
             assert torch.equal(straight[name], resumed[name]), name  # bitwise
         else:
             torch.testing.assert_close(straight[name], resumed[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@SHARED_REFERENCE
+def test_two_streaming_processes_train_and_the_loss_falls(reference_run):
+    run = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # the interrupted-run tests' reference, shared
+    losses = [loss for _, loss in trainer_state(run)["history"]["train_loss"]]
+    assert len(losses) == 24 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
 
 
 def test_a_checkpoint_being_written_is_never_resumed_from(tmp_path, corpus):
@@ -328,6 +332,7 @@ def test_launch_check_reads_world_size_and_accelerate_num_processes():
     assert launch_mismatch(2, {"WORLD_SIZE": "2"}) is None and launch_mismatch(1, {}) is None
 
 
+@SHARED_REFERENCE
 def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus, reference_run):
     """Preemption of a 2-process run: the workers stop after the same step with a checkpoint and exit 143; the
     printed command is torchrun's own (a bare `python train.py` would be refused: 2 processes in the checkpoint), and
