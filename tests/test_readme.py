@@ -5,10 +5,10 @@ model and tokenizer, runs/quickstart-gpt2/model).
 A command is skipped only when the page itself marks it: ``[needs: ...]`` in its comment, in the comment lines just
 above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. Long runs are
 shortened by appending an override (``--max_steps``), the only change made to a command; a command that already ran
-word for word (the README's and a page's copy of one) is not run again. ``python train.py``, ``python eval.py`` and
-``python -m gpt_scratch.…`` commands run in this process through their command-line entry points (the same
-arguments, the copy as working directory: a command then costs its work, not a fresh torch import); the rest run
-through bash. A failure names the page and line. Run it alone with ``python -m pytest -m docs``.
+word for word (the README's and a page's copy of one) is not run again. ``python train.py``, ``python eval.py``,
+``python -m gpt_scratch.…`` and ``lm_eval`` commands run in this process through their command-line entry points
+(the same arguments, the copy as working directory: a command then costs its work, not a fresh torch import); the
+rest run through bash. A failure names the page and line. Run it alone with ``python -m pytest -m docs``.
 """
 
 import os
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from train_runs import PROGRAMS, run_command, train_in_process
+from train_runs import PROGRAMS, in_process, run_command, train_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 # Pages in the order their commands run: a page's commands may use what an earlier page's made.
@@ -122,13 +122,27 @@ def run_here_or_in_bash(command: str, cwd: Path, env: dict[str, str]) -> subproc
     """``python train.py|eval.py|-m MODULE ARGS`` of the project's programs through their entry points in this
     process; anything else (launchers, pipes, other tools) through bash."""
     words = shlex.split(command)
-    if words[0] == "python" and len(words) > 2 and not set(words) & {"&&", "||", "|", ";", ">", "<"}:
+    simple = not set(words) & {"&&", "||", "|", ";", ">", "<"}
+    if words[0] == "python" and len(words) > 2 and simple:
         program, args = (f"-m {words[2]}", words[3:]) if words[1] == "-m" else (words[1], words[2:])
         if program == "train.py":
             return train_in_process(args, env, cwd)
         if program in PROGRAMS:
             return run_command(program, *args, check=False, cwd=cwd, env=env)
+    if words[0] == "lm_eval" and simple:  # its console script's entry point (tests/test_hellaswag.py runs the script)
+        return in_process(lm_eval_entry, words[1:], env, cwd)
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def lm_eval_entry(argv: list[str]) -> None:
+    """What the ``lm_eval`` console script does: ``cli_evaluate()`` on ``sys.argv``."""
+    from lm_eval.__main__ import cli_evaluate
+
+    saved, sys.argv = sys.argv, ["lm_eval", *argv]
+    try:
+        cli_evaluate()
+    finally:
+        sys.argv = saved
 
 
 def test_readme_parser_finds_commands_markers_and_continuations():
