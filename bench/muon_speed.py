@@ -16,6 +16,7 @@ import torch
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.muon import Muon
+from gpt_scratch.training import parameter_roles
 
 
 def steps_per_second(optimizer_class, matrices: list[torch.Tensor], steps: int, device: torch.device) -> float:
@@ -42,11 +43,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    config = GPTScratchConfig.from_preset(args.model, bias=False)  # the blocks are what Muon takes
+    config = GPTScratchConfig.from_preset(args.model, bias=False)
     model = GPTScratchForCausalLM(config)
-    matrices = [
-        p.detach().to(device) for n, p in model.named_parameters() if n.startswith("transformer.h.") and p.dim() == 2
-    ]
+    matrices = [param.detach().to(device) for _, param, role in parameter_roles(model) if role == "matrix"]
     print(f"{args.model}: {len(matrices)} matrices, {sum(m.numel() for m in matrices):,} parameters | {device} | "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     theirs = steps_per_second(torch.optim.Muon, matrices, args.steps, device)

@@ -42,15 +42,11 @@ class Muon(torch.optim.Muon):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum = float(group["lr"]), group["momentum"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(param.grad, memory_format=torch.preserve_format)
-                buffer = state["momentum_buffer"]
-                buffer.lerp_(param.grad, 1 - momentum)
-                update = param.grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+            params, grads, buffers = [], [], []
+            self._init_group(group, params, grads, buffers)  # torch's: its checks, and the state it keeps
+            for param, grad, buffer in zip(params, grads, buffers):
+                buffer.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
                 update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"],
                                        self.iteration_dtype(param))  # fmt: skip
                 param.mul_(1 - lr * group["weight_decay"])

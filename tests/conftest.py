@@ -71,21 +71,26 @@ def ours_from(gpt2: GPT2LMHeadModel, attn_implementation: str = "sdpa") -> GPTSc
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> Path:
+def train_corpus(tmp_path_factory) -> Path:
     """The tiny training corpus of train.py's tests (400 documents in 4 jsonl shards), written once per test run."""
     return write_train_corpus(tmp_path_factory.mktemp("corpus"))
 
 
+@pytest.fixture(scope="session")
+def corpus(train_corpus) -> Path:
+    """``train_corpus`` under the name the tests use (a module may name its own corpus so)."""
+    return train_corpus
+
+
 @pytest.fixture(scope="session", autouse=True)
-def tiny_tokenizer(tmp_path_factory) -> Path:
+def tiny_tokenizer(tmp_path_factory, train_corpus) -> Path:
     """The tokenizer of every tiny train.py run: a 384-token byte-level BPE of the documents of ``corpus``, trained
     once per test process (under a second) and named by ``train_runs.TINY`` from then on. With GPT-2's 50,257
     tokens the embedding and head were 97% of the tiny model, of its FLOPs and of its checkpoints' bytes (a 24-step
     run with three checkpoints: 25 s; with this one: 3 s). A test about GPT-2's tokenizer passes ``--tokenizer
     gpt2`` (the last value wins)."""
     path = tmp_path_factory.mktemp("tokenizer") / "tiny"
-    corpus = write_train_corpus(tmp_path_factory.mktemp("tokenizer-corpus"))  # the `corpus` fixture's documents
-    train_tokenizer(TextSource(str(corpus)), 384, path, val_docs=10)
+    train_tokenizer(TextSource(str(train_corpus)), 384, path, val_docs=10)
     TINY_ARGS.extend(["--tokenizer", str(path)])
     return path
 
