@@ -344,3 +344,13 @@ def test_window_shuffle_rows_do_not_depend_on_the_micro_batch_size(tmp_path):
     resumed = stream(2)
     resumed.load_state_dict(halfway.state_dict())
     assert torch.equal(torch.cat([resumed.next_batch()[0] for _ in range(40)]), rows[40:])
+
+
+def test_a_source_changed_in_place_is_read_anew_not_from_the_opened_copy(tmp_path):
+    """open_documents keeps what it opened for the process (a run opens its source three times); a file rewritten at
+    the same path must still be read as it is now."""
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, ["first version"] * 3)
+    assert [row["text"] for row in open_documents(TextSource(str(path)))] == ["first version"] * 3
+    write_jsonl(path, ["second version, a little longer"] * 2)
+    assert [row["text"] for row in open_documents(TextSource(str(path)))] == ["second version, a little longer"] * 2

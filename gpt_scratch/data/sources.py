@@ -4,6 +4,8 @@ Every source goes through ``datasets.load_dataset(..., streaming=True)``, so Fin
 mirror of it in parquet run the very same code; only the path differs.
 """
 
+import copy
+import functools
 import glob
 import os
 import re
@@ -58,13 +60,21 @@ def _local_files(path: str) -> list[str] | None:
     raise FileNotFoundError(f"no such file or directory: {path}")
 
 
-def _stdlib_files() -> list[str]:
+@functools.cache
+def _stdlib_files() -> tuple[str, ...]:
+    """The standard library's sources (listed once per process: the tree walk takes seconds)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(str(f) for f in stdlib.rglob("*.py") if "site-packages" not in f.parts and f.stat().st_size > 0)
+    return tuple(sorted(str(f) for f in stdlib.rglob("*.py") if "site-packages" not in f.parts and f.stat().st_size))
 
 
 def open_documents(source: TextSource) -> IterableDataset:
-    """The source as a streaming dataset with one column, ``text``."""
+    """The source as a streaming dataset with one column, ``text``.
+
+    A run opens its source several times (tokenizer, validation documents, training stream), and for a few thousand
+    local files ``load_dataset`` spends seconds resolving and probing each one. So the opened dataset is kept for
+    the process, keyed by the source and by every local file's size and modification time (a changed file is read
+    anew), and each caller gets its own copy.
+    """
     path, name, data_files = source.path, source.name, None
     if path == "fineweb-edu":
         path, name = FINEWEB_EDU[0], name or FINEWEB_EDU[1]
@@ -72,6 +82,29 @@ def open_documents(source: TextSource) -> IterableDataset:
         data_files = _stdlib_files()
     else:
         data_files = _local_files(path)
+    files = None if data_files is None else tuple(data_files)
+    listed = files if files is not None else _dataset_directory_files(path)
+    fingerprint = None if listed is None else tuple((f, *_size_and_mtime(f)) for f in listed)
+    return copy.deepcopy(_opened(source, path, name, files, fingerprint))
+
+
+def _dataset_directory_files(path: str) -> list[str] | None:
+    """Every file of a local dataset directory (a Hub mirror), so that a changed one is noticed; None for the Hub."""
+    local = Path(path).expanduser()
+    return sorted(str(f) for f in local.rglob("*") if f.is_file()) if local.is_dir() else None
+
+
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)
+def _opened(
+    source: TextSource, path: str, name: str | None, files: tuple[str, ...] | None, fingerprint: tuple | None
+) -> IterableDataset:
+    """``load_dataset`` of the source; ``fingerprint`` (the local files' sizes and times) is only part of the key."""
+    data_files = None if files is None else list(files)
     kwargs: dict[str, Any] = {}
     if data_files is not None:
         builders = {_BUILDERS.get(Path(f).suffix) for f in data_files}
