@@ -46,7 +46,7 @@ from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
-from gpt_scratch.saving import save_with_model_card
+from gpt_scratch.saving import check_export_target, save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
@@ -70,6 +70,8 @@ from gpt_scratch.training import (
 # A run stopped by SIGTERM (preemption) or SIGINT exits with 128 + the signal number (143, 130) after a complete
 # checkpoint, as a process killed by that signal would: schedulers read it as "preempted, requeue", not "done".
 STOPPED_BY_SIGNAL_EXIT = 128
+# How a collective reports that another process of the run is gone (killed, out of memory, its machine lost).
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -154,6 +156,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and newer
         torch.backends.cudnn.allow_tf32 = True
     if accelerator.is_main_process:
+        check_export_target(config.export_dir or run_dir / "model")  # an export must never replace the run
         check_writable(run_dir / "checkpoints")  # now, not at the first checkpoint after hours of training
         lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
         cleanup.callback(lock.release)  # on any exit but kill -9, whose lock the kernel drops with the process
@@ -465,17 +468,21 @@ def fit(run: Run) -> dict:
                 interval_start, interval_tokens = time.perf_counter(), 0
             if done % config.eval_interval == 0 or done == config.max_steps:
                 results = evaluate(run, done)
-            if accelerator.num_processes > 1:  # every process stops after the same step, even if signalled apart
-                stop_requested["signal"] = stop_signal_of_any(accelerator, stop_requested["signal"])
-            if done % config.checkpoint_interval == 0 or done == config.max_steps or stop_requested["signal"]:
+            # Read once per step: a signal that comes later (during the save below) is agreed on after the next
+            # step. Every process stops after the same step, even if signalled apart; reading the local flag again
+            # after the agreement let one process stop alone while the others went on to a dead collective.
+            stop = stop_requested["signal"]
+            if accelerator.num_processes > 1:
+                stop = stop_signal_of_any(accelerator, stop)
+            if done % config.checkpoint_interval == 0 or done == config.max_steps or stop:
                 save(run, done)
-            if stop_requested["signal"]:
+            if stop:
                 run.say(
-                    f"stopped by signal {stop_requested['signal']} after step {done}; checkpoint "
-                    f"{run.last_checkpoint}. Continue with: {run.command()} --resume auto"
+                    f"stopped by signal {stop} after step {done}; checkpoint {run.last_checkpoint}. Continue with: "
+                    f"{run.command()} --resume auto"
                 )
                 accelerator.end_training()
-                raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop_requested["signal"])
+                raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop)
     return results
 
 
@@ -551,6 +558,14 @@ def cli(argv: list[str]) -> None:
         if os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
         raise SystemExit(f"error: {error}") from None
+    except RuntimeError as error:
+        if not any(words in str(error) for words in PEER_LOST) or os.environ.get("GPT_SCRATCH_TRACEBACK"):
+            raise
+        reason = str(error).strip().splitlines()[0][:300]
+        raise SystemExit(
+            f"error: another process of this run stopped ({reason}), and this one cannot go on alone. The checkpoints "
+            "written so far are intact (each is complete or absent): rerun the same launch command with --resume auto"
+        ) from None
 
 
 if __name__ == "__main__":

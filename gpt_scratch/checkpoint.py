@@ -20,11 +20,12 @@ from accelerate.utils import broadcast_object_list
 from safetensors import SafetensorError
 
 from .atomic import fsync_tree, replace_durably
-from .checksum import file_digest
+from .checksum import buffer_digest, file_digest
 from .storage import StorageError, directory_bytes, free_bytes, gigabytes, write_failure
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
+STATE_CHECKSUM = "state_blake2b"  # trainer_state.json's own checksum, of the rest of its content
 
 # Settings that make a run what it is: resuming with another value would silently train a different run (another
 # model shape, data, data order or batch). Everything else (learning rates, min_lr, max_steps, warmup, the schedule
@@ -50,6 +51,14 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def state_digest(state: dict[str, Any]) -> str:
+    """BLAKE2b of the state file's content but its own checksum: the one file the ``files`` checksums cannot cover.
+    A changed step would otherwise resume a run at another point of its schedule, without a word."""
+    content = {key: value for key, value in state.items() if key != STATE_CHECKSUM}
+    content = json.loads(json.dumps(content))  # as it reads back: tuples are lists, keys are strings
+    return buffer_digest(json.dumps(content, sort_keys=True).encode())
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why ``path`` cannot be resumed from (a missing, truncated, altered or unreadable file), or None when it is
     intact. Checkpoints written before checksums existed are checked by size."""
@@ -57,6 +66,8 @@ def checkpoint_problem(path: Path) -> str | None:
         state = json.loads((path / STATE_FILE).read_text())
     except (OSError, ValueError) as error:
         return f"{STATE_FILE} is unreadable ({error})"
+    if STATE_CHECKSUM in state and state_digest(state) != state[STATE_CHECKSUM]:
+        return f"{STATE_FILE} does not match its checksum (its step, history or settings changed after it was written)"
     for name, written in state.get("files", {}).items():
         file = path / name
         size, checksum = (written, None) if isinstance(written, int) else (written["bytes"], written["blake2b"])
@@ -113,8 +124,8 @@ def check_resumable(
     Two changes only look run-defining: ``micro_batch_size`` with the same ``tokens_per_step`` (the gradient
     accumulation changes, the tokens of each step do not; not with DataLoader workers, whose batches are whole), and
     ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one),
-    and likewise ``tokenizer`` (``tokenizer``: its identity now). A tokenizer directory changed in place (trained
-    again) is refused although its path is the same.
+    and likewise ``tokenizer`` (``tokenizer``: its identity now). Shards or a tokenizer changed in place (prepared or
+    trained again) are refused although their path is the same.
     """
     from .train_config import TrainConfig
 
@@ -126,8 +137,13 @@ def check_resumable(
     same_tokens = "tokens_per_step" not in changed and not config.get("data_workers")
     if "micro_batch_size" in defining and same_tokens:
         del defining["micro_batch_size"]
-    if "token_shards" in defining and shards is not None and state.get("token_shards_identity") == shards:
-        del defining["token_shards"]
+    saved_shards = state.get("token_shards_identity")
+    if shards is not None and saved_shards is not None:
+        if saved_shards == shards:
+            defining.pop("token_shards", None)  # the same shards, moved
+        else:  # other shards, at another path or rewritten in place at the same one
+            defining["token_shards"] = (f"{saved.get('token_shards')} (identity {saved_shards[:12]})",
+                                        f"{config.get('token_shards')} (identity {shards[:12]})")  # fmt: skip
     saved_tokenizer = state.get("tokenizer_identity")
     if tokenizer is not None and saved_tokenizer is not None:
         if saved_tokenizer["sha256"] == tokenizer["sha256"]:
@@ -201,6 +217,7 @@ def save_checkpoint(
             written = [p for p in sorted(staging.iterdir()) if p.is_file()]
             files = {p.name: {"bytes": p.stat().st_size, "blake2b": file_digest(p)} for p in written}
             state = {**trainer_state, "step": step, "world_size": accelerator.num_processes, "files": files}
+            state[STATE_CHECKSUM] = state_digest(state)
             (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
             fsync_tree(staging)  # data on disk before the name says "complete"
     except (OSError, RuntimeError, SafetensorError) as error:  # torch reports a full disk as a RuntimeError

@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import Callable
 
+from .storage import StorageError
+
 # What bad input raises here: a missing file or Hub repo (OSError covers both), a value that does not fit, the Hub
-# unreachable. Each message names the problem and the fix.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ConnectionError)
+# unreachable, a disk that is full or read-only. Each message names the problem and the fix.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ConnectionError, StorageError)
 
 
 def run(main: Callable[[], object], extra_errors: tuple[type[BaseException], ...] = ()) -> None:

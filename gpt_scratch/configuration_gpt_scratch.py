@@ -13,6 +13,8 @@ SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu"
 # The modern recipe's choices beside GPT-2's (the first of each): rotary positions instead of a learned table,
 # RMSNorm instead of LayerNorm.
 POSITION_EMBEDDING_TYPES = ("absolute", "rope")
+# Rotary scaling for contexts beyond the trained one, computed by transformers' own rope functions (as its models do).
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
 NORM_TYPES = ("layernorm", "rmsnorm")
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu")
 
@@ -88,7 +90,8 @@ class GPTScratchConfig(PretrainedConfig):
         padded_vocab_size: int | None = None,
         position_embedding_type: str = "absolute",
         rope_theta: float = 10000.0,
-        rope_parameters: dict[str, Any] | None = None,  # transformers 5's home for rope_theta; wins when given
+        rope_parameters: dict[str, Any] | None = None,  # transformers 5's home for rope_theta and scaling; wins
+        rope_scaling: dict[str, Any] | None = None,  # transformers 4.x's name for the scaling part
         norm_type: str = "layernorm",
         qk_norm: bool = False,
         final_logit_softcapping: float | None = None,
@@ -117,9 +120,19 @@ class GPTScratchConfig(PretrainedConfig):
         self.bias = bias
         self.padded_vocab_size = padded_vocab_size
         self.position_embedding_type = position_embedding_type
-        # The rotary base under both spellings: transformers 5 reads rope_parameters, 4.x (and vLLM's pins) rope_theta.
-        self.rope_theta = float((rope_parameters or {}).get("rope_theta", rope_theta))
-        self.rope_parameters = {"rope_type": "default", "rope_theta": self.rope_theta}
+        # Rotary base and scaling under both spellings: transformers 5 reads rope_parameters ({"rope_type": "linear",
+        # "factor": 4.0, "rope_theta": ...}), 4.x (and vLLM's pins) rope_theta and rope_scaling.
+        rope = {**(rope_scaling or {}), **(rope_parameters or {})}
+        rope["rope_type"] = rope.pop("type", None) or rope.get("rope_type", "default")  # 4.x configs may say "type"
+        self.rope_theta = float(rope.get("rope_theta", rope_theta))
+        # Only rotary models have rope_parameters: transformers (and its common tests) take the attribute to mean
+        # "positions are rotary, and can be scaled". A scaling asked of a GPT-2-architecture model is kept, to be
+        # refused by name in validate().
+        if position_embedding_type == "rope" or rope["rope_type"] != "default":
+            self.rope_parameters = {**rope, "rope_theta": self.rope_theta}
+            if not isinstance(getattr(type(self), "rope_scaling", None), property):  # 4.x (5 makes it an alias)
+                scaled = rope["rope_type"] != "default"
+                self.rope_scaling = {k: v for k, v in rope.items() if k != "rope_theta"} if scaled else None
         self.norm_type = norm_type
         self.qk_norm = qk_norm
         self.final_logit_softcapping = final_logit_softcapping
@@ -176,6 +189,21 @@ class GPTScratchConfig(PretrainedConfig):
             )
         if not self.rope_theta > 0:
             raise ValueError(f"rope_theta ({self.rope_theta}) must be positive, e.g. 10000.0")
+        rope_type = (getattr(self, "rope_parameters", None) or {}).get("rope_type", "default")
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(f"rope_type ({rope_type!r}) must be one of {', '.join(map(repr, ROPE_TYPES))}")
+        if rope_type != "default":
+            if self.position_embedding_type != "rope":
+                raise ValueError(
+                    f"rope_type {rope_type!r} scales rotary positions, but position_embedding_type is "
+                    f"{self.position_embedding_type!r}; set position_embedding_type: rope, or drop the scaling"
+                )
+            factor = self.rope_parameters.get("factor")
+            if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor >= 1):
+                raise ValueError(
+                    f"rope_parameters {rope_type!r} needs a factor >= 1 (the context it extends to, over the trained "
+                    f"one), got {factor!r}; e.g. {{'rope_type': '{rope_type}', 'factor': 4.0}}"
+                )
         if self.final_logit_softcapping is not None and not self.final_logit_softcapping > 0:
             raise ValueError(
                 f"final_logit_softcapping ({self.final_logit_softcapping}) must be positive (e.g. 15.0), "

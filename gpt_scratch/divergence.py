@@ -14,7 +14,9 @@ from .checkpoint import checkpoint_dirs
 
 SPIKE_FACTOR = 2.0  # a loss above this many times the median of the recent ones is a spike, not a healthy step
 SPIKE_WINDOW = 20  # the recent losses the median is taken over
-LR_FIELDS = ("lr", "embedding_lr", "head_lr", "matrix_lr")
+# min_lr too: the schedule ends at min_lr / lr of each group's rate, so lowering lr alone would soon put min_lr above
+# it (a second recovery then failed validation).
+LR_FIELDS = ("lr", "min_lr", "embedding_lr", "head_lr", "matrix_lr")
 
 
 class CheckpointHealth:
@@ -47,12 +49,20 @@ def quarantine_after(run_dir: Path, last_good: Path | None) -> list[Path]:
     moved = []
     for path in checkpoint_dirs(run_dir):
         if last_good is None or path.name > last_good.name:
-            target = path.with_name("diverged-" + path.name)
-            if target.exists():
-                continue
+            target = unused_name(path.with_name("diverged-" + path.name))
             path.rename(target)
             moved.append(target)
     return moved
+
+
+def unused_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``...: a run that diverges again at the same step keeps both bad checkpoints
+    and sets the new one aside too."""
+    candidate, copy = path, 1
+    while candidate.exists():
+        copy += 1
+        candidate = path.with_name(f"{path.name}-{copy}")
+    return candidate
 
 
 def lower_learning_rates(config) -> dict[str, float]:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from . import cli
 from .checkpoint import checkpoint_problem
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_with_model_card
+from .saving import check_export_target, save_with_model_card
 from .tokenizer import load_tokenizer
 from .train_config import build_config
 
@@ -20,6 +20,7 @@ from .train_config import build_config
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
     checkpoint = Path(checkpoint)
+    check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
     state_file, weights_file = checkpoint / "trainer_state.json", checkpoint / "model.safetensors"
     if not state_file.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")

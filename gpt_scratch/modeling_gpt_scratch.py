@@ -88,20 +88,57 @@ class GPTScratchRotaryEmbedding(nn.Module):
 
     Channel pair (i, i + hs/2) of a head turns by ``position * rope_theta^(-2i/hs)``, so the dot product of a query
     and a key depends on their distance only. The frequencies are computed on the fly (hs/2 numbers): no buffer that
-    ``from_pretrained`` could leave uninitialised.
+    ``from_pretrained`` could leave uninitialised. ``rope_parameters`` with a ``rope_type`` other than ``default``
+    scales them for contexts beyond the trained one, through transformers' own functions.
     """
 
     def __init__(self, config: GPTScratchConfig) -> None:
         super().__init__()
         self.head_dim = config.n_embd // config.n_head
-        self.theta = config.rope_theta
+        rope = config.rope_parameters
+        self.theta = float(rope.get("rope_theta", config.rope_theta))
+        self.config = config
+        self.rope_type = rope.get("rope_type", "default")
+        self.fixed_scaling = self.rope_type not in ("default", "dynamic")  # frequencies that no input changes
+        self.attention_scaling = 1.0
+        # inv_freq as transformers' rotary modules have it: a plain tensor, not a buffer (no weight loading touches
+        # it), made on the CPU with real numbers also inside from_pretrained's meta-device construction.
+        with torch.device("cpu"):
+            if self.fixed_scaling:
+                self.inv_freq, self.attention_scaling = rope_function(self.rope_type)(config, "cpu")
+            else:
+                self.inv_freq = self.inverse_frequencies(torch.zeros(1, 1, dtype=torch.long))
 
-    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        exponents = torch.arange(0, self.head_dim, 2, device=position_ids.device, dtype=torch.float32) / self.head_dim
-        inverse_frequencies = self.theta**-exponents  # (hs/2,)
+    def inverse_frequencies(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """The (hs/2,) angular speeds of the channel pairs for these positions (dynamic NTK: for their extent)."""
+        device = position_ids.device
+        if self.fixed_scaling:
+            return self.inv_freq.to(device=device, dtype=torch.float32)
+        if self.rope_type == "dynamic":  # NTK: a larger base once positions pass the trained length
+            seq_len = position_ids.max() + 1
+            return rope_function("dynamic")(self.config, device, seq_len=seq_len)[0].float()
+        exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float32) / self.head_dim
+        return self.theta**-exponents
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (B, T, hs), in fp32, of ``position_ids`` (B, T); ``x`` is any tensor of the forward (the
+        signature of transformers' rotary modules)."""
+        inverse_frequencies = self.inverse_frequencies(position_ids)  # (hs/2,)
+        if self.rope_type == "dynamic" and not torch.compiler.is_compiling():
+            self.inv_freq = inverse_frequencies  # what the last forward used, as transformers' modules keep it
         angles = position_ids[..., None].float() * inverse_frequencies  # (B, T, hs/2), in fp32 even under autocast
         angles = torch.cat((angles, angles), dim=-1)  # (B, T, hs)
+        if self.attention_scaling != 1.0:  # YaRN's temperature, folded into cos and sin as transformers does
+            return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
         return angles.cos(), angles.sin()
+
+
+def rope_function(rope_type: str):
+    """transformers' own frequencies for a scaled rotary type (linear, dynamic, yarn, llama3): what its rotary
+    models compute for the same ``rope_parameters``, in every transformers version this file loads in."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    return ROPE_INIT_FUNCTIONS[rope_type]
 
 
 def apply_rotary(
@@ -432,7 +469,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         # Positions enter once, as a learned vector added here (GPT-2), or in every attention as a rotation (rope).
         hidden_states = inputs_embeds if self.wpe is None else inputs_embeds + self.wpe(position_ids)  # (B, T, C)
         hidden_states = self.drop(hidden_states)
-        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(position_ids)  # (cos, sin)
+        position_embeddings = None if self.rotary_emb is None else self.rotary_emb(hidden_states, position_ids)
         if implementation not in MASKED_IMPLEMENTATIONS:
             mask = attention_mask  # flash attention and external backends take the 2-D mask (and position_ids)
         elif attention_mask is not None and attention_mask.ndim == 4:
@@ -485,7 +522,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         )
 
     def _check_positions(self, position_ids: torch.Tensor, highest: int | torch.Tensor | None = None) -> None:
-        """A clear error for positions past the embedding table (torch would fail deep inside the embedding lookup).
+        """A clear error for positions past the embedding table (torch would fail deep inside the embedding lookup);
+        for rotary models, which have no table, a warning once.
 
         Skipped under torch.compile: reading the positions' values would break the graph.
         """
@@ -493,7 +531,14 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             return
         if highest is None or isinstance(highest, torch.Tensor):
             highest = int(position_ids.max()) if position_ids.numel() else 0
-        if highest >= self.config.n_positions:
+        if highest >= self.config.n_positions and self.rotary_emb is not None:
+            # Rotary positions have no table to run off: past the trained length the model runs, and may be worse.
+            logger.warning_once(
+                f"positions past n_positions ({self.config.n_positions}), the length this rotary model was built for: "
+                "outputs may degrade there. rope_parameters with a rope_type (linear, dynamic, yarn, llama3) scales "
+                "the positions for longer contexts"
+            )
+        elif highest >= self.config.n_positions:
             raise ValueError(
                 f"the input needs position {highest}, which exceeds n_positions ({self.config.n_positions}): the model "
                 f"is built for positions 0..{self.config.n_positions - 1} (cached and new tokens "

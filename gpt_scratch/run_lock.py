@@ -24,6 +24,7 @@ import weakref
 from pathlib import Path
 
 LOCK_FILE = "run.lock"
+STORAGE_FIX = "check the disk that holds the run (dmesg names I/O errors), or choose another --run_dir"
 
 _held: "weakref.WeakSet[RunLock]" = weakref.WeakSet()
 
@@ -52,7 +53,15 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         while True:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except IsADirectoryError:
+                raise ValueError(
+                    f"{self.path} is a directory, not the run's lock file; remove it (it holds no run data) and start "
+                    "again"
+                ) from None
+            except OSError as error:
+                raise ValueError(f"cannot open the run lock {self.path} ({error.strerror}); {STORAGE_FIX}") from None
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -66,7 +75,7 @@ class RunLock:
                         "two runs could write one run_dir unnoticed; put run_dir on a local disk or a filesystem with "
                         "locks (NFSv4, Lustre mounted with -o flock)"
                     ) from None
-                raise
+                raise ValueError(f"cannot lock {self.path} ({error.strerror}); {STORAGE_FIX}") from None
             # A releasing run unlinks the file after we opened it: our lock is then on a deleted file. Start again.
             try:
                 same_file = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino

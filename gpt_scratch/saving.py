@@ -2,12 +2,15 @@
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from .storage import holds_working_directory, write_failure
 from .tokenizer import gpt2_tokenizer
 from .tokenizer.text_tokenizer import uses_gpt2_split
 
@@ -33,6 +36,8 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
     gpt2_split = uses_gpt2_split(tokenizer)
     tokenizer_config["tokenizer_class"] = "GPT2Tokenizer" if gpt2_split else "PreTrainedTokenizerFast"
+    # What the model takes: 4.x's PreTrainedTokenizerFast would also return token_type_ids, which generate refuses.
+    tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     if not gpt2_split:
         return out_dir
@@ -45,21 +50,67 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     return out_dir
 
 
+# The files a model directory holds (ours, GPT-2's, a Hub clone's): an export replaces a directory of only these.
+MODEL_DIR_FILE = re.compile(
+    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json|merges\.txt"
+    r"|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md"
+    r"|\.gitattributes|\w+\.py"
+)
+
+
+def export_target_problem(out_dir: str | os.PathLike) -> str | None:
+    """Why ``out_dir`` must not be replaced by an exported model, or None: it is new, empty, or a model directory.
+
+    An export replaces its target whole (so that no file of an older model survives beside the new one), so a run
+    directory, a directory of other files, or the working directory given as the target would be deleted.
+    """
+    out_dir = Path(out_dir)
+    if holds_working_directory(out_dir):
+        return f"{out_dir} is the working directory or holds it"
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        return f"{out_dir} is a file"
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()
+                    if p.is_dir() or not MODEL_DIR_FILE.fullmatch(p.name))  # fmt: skip
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        kind = "a run directory" if "checkpoints/" in others else "not a model directory"
+        return f"{out_dir} is {kind} (it holds {shown})"
+    return None
+
+
+def check_export_target(out_dir: str | os.PathLike) -> None:
+    """Refuse, before any work, an export target whose replacement would delete what is not a model."""
+    if problem := export_target_problem(out_dir):
+        raise ValueError(
+            f"cannot export into {out_dir}: {problem}, and an export replaces its target whole. Choose a new or "
+            f"empty directory, e.g. {Path(out_dir) / 'model'}"
+        )
+
+
 def save_model_dir(
     model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None
 ) -> Path:
     """Save model (config with ``auto_map``, code, safetensors, generation config) and tokenizer to ``out_dir``.
 
     The directory is written beside its destination and renamed into place, so a crash never leaves a half-written
-    model where a complete one is expected; an existing directory at ``out_dir`` is replaced.
+    model where a complete one is expected. An existing model directory at ``out_dir`` is replaced; anything else
+    there is refused (``check_export_target``).
     """
     out_dir = Path(out_dir)
+    check_export_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         model.generation_config = default_generation_config(model)
-        model.save_pretrained(staging)
-        save_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
+        try:
+            model.save_pretrained(staging)
+            save_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
+        except (OSError, RuntimeError, SafetensorError) as error:  # a full disk, in each library's words
+            needed = sum(p.numel() * p.element_size() for p in model.parameters())
+            fix = "Free space there, or export elsewhere (export_dir); the run's checkpoints are intact"
+            raise write_failure(error, out_dir.parent, needed, f"the model {out_dir.name}", fix) from None
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
             out_dir.rename(retired)
@@ -70,6 +121,24 @@ def save_model_dir(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def architecture(config: dict) -> str:
+    """The block design a config holds, in words (the card must describe this model, not GPT-2's default)."""
+    rotary = config.get("position_embedding_type") == "rope"
+    parts = [
+        f"pre-{'RMSNorm' if config.get('norm_type') == 'rmsnorm' else 'LayerNorm'} blocks",
+        f"rotary positions (base {config['rope_theta']:g})" if rotary else "learned positions",
+        f"{config['activation_function']} MLP",
+    ]
+    if config.get("qk_norm"):
+        parts.append("QK-norm")
+    if config.get("final_logit_softcapping"):
+        parts.append(f"logits soft-capped at {config['final_logit_softcapping']:g}")
+    if config.get("bias") is False:
+        parts.append("no biases")
+    parts.append("LM head tied to the embedding" if config.get("tie_word_embeddings", True) else "untied LM head")
+    return ", ".join(parts)
 
 
 def write_model_card(out_dir: str | Path, info: dict) -> Path:
@@ -95,7 +164,7 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         "## Architecture",
         f"- {config['n_layer']} layers, {config['n_head']} heads, width {config['n_embd']}, context "
         f"{config['n_positions']} tokens, vocabulary {config['vocab_size']} ({info.get('tokenizer') or 'GPT-2 BPE'})",
-        f"- {info['parameters']:,} parameters; pre-LayerNorm blocks, learned positions, LM head tied to the embedding",
+        f"- {info['parameters']:,} parameters; {architecture(config)}",
         "",
         "## Training",
         f"- data: {info['data']}",

@@ -35,6 +35,12 @@ def check_writable(directory: Path) -> None:
         ) from None
 
 
+def holds_working_directory(path: str | Path) -> bool:
+    """Whether ``path`` is the working directory or one above it: replacing it as a whole would delete the work."""
+    here, resolved = Path.cwd().resolve(), Path(path).resolve()
+    return resolved == here or resolved in here.parents
+
+
 def free_bytes(directory: Path) -> int:
     """Free space on the filesystem that holds ``directory`` (or would, once created)."""
     while not directory.exists() and directory != directory.parent:
@@ -51,6 +57,10 @@ def write_failure(error: BaseException, directory: Path, needed: int, what: str,
     OSError(ENOSPC), as numpy's "N requested and M written", or as torch's RuntimeError, so the free space left at
     the moment of failure is what tells."""
     free = free_bytes(directory)
-    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or free < needed * 0.01 + 2**20
+    full = (
+        (isinstance(error, OSError) and error.errno == errno.ENOSPC)
+        or f"os error {errno.ENOSPC})" in str(error)  # safetensors' words for it
+        or free < needed * 0.01 + 2**20
+    )
     reason = "the disk is full" if full else f"{type(error).__name__}: {error}".split("\n")[0]
     return StorageError(f"could not write {what} in {directory}: {reason} (it needs about {gigabytes(needed)}). {fix}")

@@ -8,6 +8,7 @@ against the field's type; unknown keys and bad values are errors that say what t
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -105,6 +106,12 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        for option in dataclasses.fields(self):  # nan passes every comparison below (`nan <= 0` is False)
+            value = getattr(self, option.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{option.name} ({value}) must be a finite number")
+        if not self.run_dir.strip():  # "" would train (and export) into the working directory
+            raise ValueError("run_dir is empty; name a directory for the run, e.g. runs/my-run")
         positive = ("seq_len", "micro_batch_size", "tokens_per_step", "max_steps", "log_interval", "eval_interval",
                     "val_batches", "sample_tokens", "sample_temperature", "checkpoint_interval", "keep_checkpoints",
                     "shuffle_buffer", "val_docs")  # fmt: skip
@@ -241,6 +248,8 @@ def _check_type(name: str, value: Any, annotation: Any) -> Any:
         if value is None and type(None) in args:
             return None
         annotation = next(a for a in args if a is not type(None))
+    if value is None:  # `--run_dir ""` reads as null
+        raise ValueError(f"{name} needs a value, got an empty one or null")
     origin = typing.get_origin(annotation)
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -283,9 +292,12 @@ def parse_args(argv: list[str]) -> TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
             raise ValueError(f"{path} is not valid YAML: {error}".replace("\n", " ")) from None
+        if loaded is None:  # a file that was never saved, or emptied by mistake: not the intent to train defaults
+            raise ValueError(f"{path} is empty; give it config keys (see configs/quickstart.yaml), or leave it out "
+                             "to train the defaults")  # fmt: skip
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} must hold a mapping of config keys to values")
         values.update(loaded)

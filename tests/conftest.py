@@ -1,6 +1,7 @@
 """Shared fixtures: tiny GPT-2 models with random weights, and ours holding the very same weights."""
 
 import os
+import subprocess
 
 # The suite never touches the network; set before transformers/datasets read their environment.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -143,3 +144,25 @@ def left_padded_batch(seed: int = 1, lengths=(12, 7, 3), vocab: int = 50257) -> 
         ids[row, width - length :] = torch.randint(0, vocab - 1, (length,), generator=generator)
         mask[row, width - length :] = 1
     return ids, mask
+
+
+@pytest.fixture()
+def mount(tmp_path):
+    """mount(name, megabytes, read_only=False) -> a tmpfs directory; unmounted afterwards. Needs root (CI has it)."""
+    mounted = []
+
+    def make(name: str, megabytes: int, read_only: bool = False) -> Path:
+        target = tmp_path / name
+        target.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(target)],
+                                capture_output=True, text=True)  # fmt: skip
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+        mounted.append(target)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+        return target
+
+    yield make
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], check=False)

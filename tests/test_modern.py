@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, LlamaConfig, StaticCache
 from transformers.activations import ACT2FN
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, LlamaRotaryEmbedding, apply_rotary_pos_emb
+from transformers.utils import logging as transformers_logging
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.modeling_gpt_scratch import GPTScratchRotaryEmbedding, apply_rotary
@@ -21,7 +22,7 @@ def llama_rotary(config: GPTScratchConfig) -> LlamaRotaryEmbedding:
     """transformers' rotary embedding for the same head size and base: the independent reference."""
     llama = LlamaConfig(hidden_size=config.n_embd, num_attention_heads=config.n_head,
                         max_position_embeddings=config.n_positions,
-                        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta})  # fmt: skip
+                        rope_parameters={**config.rope_parameters, "rope_theta": config.rope_theta})  # fmt: skip
     return LlamaRotaryEmbedding(llama)
 
 
@@ -57,7 +58,7 @@ def reference_logits(model: GPTScratchForCausalLM, ids: torch.Tensor, position_i
 def test_rotary_equals_transformers_rotary_on_the_same_positions():
     config = GPTScratchConfig(**TINY, **MODERN)
     positions = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 3], [7, 8, 0, 1, 2, 90]])  # plain, padded, packed
-    cos, sin = GPTScratchRotaryEmbedding(config)(positions)
+    cos, sin = GPTScratchRotaryEmbedding(config)(torch.zeros(1), positions)
     ref_cos, ref_sin = llama_rotary(config)(torch.zeros(1), positions)
     torch.testing.assert_close((cos, sin), (ref_cos, ref_sin))
     query, key = torch.randn(2, 3, 4, 6, 16).unbind(0)  # (B, nh, T, hs)
@@ -227,6 +228,18 @@ def test_peft_lora_trains_only_adapters_and_starts_as_the_base_model(modern_mode
         ({"final_logit_softcapping": 0.0}, r"final_logit_softcapping \(0.0\) must be positive"),
         ({"rope_theta": -1.0}, r"rope_theta \(-1.0\) must be positive"),
         ({"qk_norm": "yes"}, r"qk_norm \('yes'\) must be true or false"),
+        (
+            {"position_embedding_type": "rope", "rope_parameters": {"rope_type": "ntk-by-parts"}},
+            r"rope_type \('ntk-by-parts'\) must be one of 'default', 'linear', 'dynamic', 'yarn', 'llama3'",
+        ),
+        (
+            {"position_embedding_type": "rope", "rope_parameters": {"rope_type": "linear"}},
+            r"rope_parameters 'linear' needs a factor >= 1 .* got None",
+        ),
+        (
+            {"rope_parameters": {"rope_type": "linear", "factor": 2.0}},
+            r"rope_type 'linear' scales rotary positions, but position_embedding_type is 'absolute'",
+        ),
     ],  # fmt: skip
 )
 def test_invalid_modern_options_are_clear_errors_at_construction(overrides, message):
@@ -251,7 +264,7 @@ def test_a_directory_saved_before_the_modern_options_existed_loads_as_gpt2(tmp_p
     config = json.loads((tmp_path / "config.json").read_text())
     for name in ("position_embedding_type", "rope_theta", "rope_parameters", "norm_type", "qk_norm",
                  "final_logit_softcapping", "zero_init_residual"):  # fmt: skip
-        del config[name]  # as the previous version wrote it
+        config.pop(name, None)  # as the previous version wrote it (rope_parameters: only rotary models have it)
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = GPTScratchForCausalLM.from_pretrained(tmp_path).eval()
     assert loaded.config.gpt2_incompatibilities() == [] and loaded.transformer.rotary_emb is None
@@ -259,3 +272,75 @@ def test_a_directory_saved_before_the_modern_options_existed_loads_as_gpt2(tmp_p
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, our_model(ids).logits)
         torch.testing.assert_close(loaded(ids).logits, gpt2_model(ids).logits)
+
+
+SCALINGS = {
+    "linear": {"rope_type": "linear", "factor": 4.0},
+    "dynamic": {"rope_type": "dynamic", "factor": 2.0},
+    "yarn": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 64},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_rotary_scaling_equals_transformers_rotary_models_past_the_trained_length(scaling, caplog):
+    """rope_parameters as transformers' rotary models take them: cos and sin equal to Llama's rotary embedding for
+    the same parameters, and the whole forward equal to the reference, at positions past n_positions (128), where the
+    model warns once instead of refusing (it has no position table)."""
+    model = make_modern(seed=31, rope_parameters=dict(SCALINGS[scaling]))
+    positions = torch.arange(200)[None]
+    cos, sin = GPTScratchRotaryEmbedding(model.config)(torch.zeros(1), positions)
+    reference_cos, reference_sin = llama_rotary(model.config)(torch.zeros(1), positions)
+    torch.testing.assert_close((cos, sin), (reference_cos, reference_sin))
+    default_cos, _ = GPTScratchRotaryEmbedding(make_modern(seed=31).config)(torch.zeros(1), positions)
+    assert not torch.allclose(cos[:, -1], default_cos[:, -1])  # the scaling changes the long positions
+    ids = torch.randint(0, model.config.vocab_size, (1, 200), generator=torch.Generator().manual_seed(3))
+    transformers_logging.get_logger("x").warning_once.cache_clear()  # "once" per process: forget earlier tests'
+    with caplog.at_level("WARNING"), torch.no_grad():
+        logits = model(ids).logits
+        model(ids)
+    torch.testing.assert_close(logits, reference_logits(model, ids, positions), rtol=1e-4, atol=1e-4)
+    warned = [r.getMessage() for r in caplog.records if "past n_positions (128)" in r.getMessage()]
+    assert len(warned) == 1 and "rope_parameters with a rope_type" in warned[0]
+
+
+def test_rotary_scaling_under_transformers_4_spelling_and_after_a_save(tmp_path):
+    """4.x configs name it rope_scaling (and sometimes "type"); a saved model reloads with the same scaling."""
+    config = GPTScratchConfig(**TINY, **MODERN, rope_scaling={"type": "linear", "factor": 2.0})
+    assert config.rope_parameters == {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0}
+    model = GPTScratchForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.rope_parameters == config.rope_parameters
+    ids = torch.randint(0, config.vocab_size, (1, 150))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_rotary_module_has_transformers_rotary_interface_and_scaling_properties():
+    """What transformers' common model tests ask of a rotary module (``rotary_emb(x, position_ids)``, ``inv_freq``),
+    and the properties they check: linear scaling maps position p to p / factor, dynamic NTK leaves short inputs
+    alone and slows every frequency on long ones, yarn changes both; a GPT-2-architecture config has no
+    rope_parameters (its positions are a table, not rotations, so scaling does not apply)."""
+    factor, short, long = 10, torch.arange(10)[None], torch.arange(192)[None]  # n_positions 128
+
+    def rotary(**rope):
+        config = GPTScratchConfig(**TINY, **MODERN, rope_parameters={"rope_theta": 10_000.0, **rope})
+        return GPTScratchRotaryEmbedding(config)
+
+    original, linear = rotary(), rotary(rope_type="linear", factor=factor)
+    (original_cos, original_sin), (linear_cos, linear_sin) = (
+        original(torch.zeros(1), long),
+        linear(torch.zeros(1), long),
+    )
+    for position in range(0, 192, factor):
+        torch.testing.assert_close(linear_cos[:, position], original_cos[:, position // factor])
+        torch.testing.assert_close(linear_sin[:, position], original_sin[:, position // factor])
+    dynamic = rotary(rope_type="dynamic", factor=factor)
+    torch.testing.assert_close(dynamic(torch.zeros(1), short), original(torch.zeros(1), short))
+    assert not torch.allclose(dynamic(torch.zeros(1), long)[0], original_cos)
+    assert (dynamic.inv_freq <= original.inv_freq * (1 + 1e-7)).all() and (dynamic.inv_freq < original.inv_freq).any()
+    yarn = rotary(rope_type="yarn", factor=factor)
+    assert not torch.allclose(yarn(torch.zeros(1), short)[0], original(torch.zeros(1), short)[0])
+    assert not hasattr(GPTScratchConfig(**TINY), "rope_parameters")

@@ -188,8 +188,11 @@ CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
     model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True)
     generator = pipeline("text-generation", model=model_dir, trust_remote_code=True)
     out = generator("def f(x):", max_new_tokens=6, do_sample=False)[0]["generated_text"]
+    # The most common call there is: everything the tokenizer returns goes to generate (4.57 used to add
+    # token_type_ids, which generate refuses).
+    direct = model.generate(**tokenizer("def f(x):", return_tensors="pt"), max_new_tokens=6, do_sample=False)
     print(json.dumps({"ids": tokenizer(text)["input_ids"], "vocab": model.config.vocab_size,
-                      "eos": model.config.eos_token_id, "pipeline": out}))
+                      "eos": model.config.eos_token_id, "pipeline": out, "generate": tokenizer.decode(direct[0])}))
     """
 )
 
@@ -219,7 +222,8 @@ def test_exported_model_carries_its_tokenizer_to_a_process_without_the_package(t
     model = GPTScratchForCausalLM.from_pretrained(model_dir).eval()
     prompt = torch.tensor([ours.encoding.encode_ordinary("def f(x):")])
     generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False)
-    assert child["pipeline"] == ours.encoding.decode(generated[0].tolist())
+    assert child["pipeline"] == child["generate"] == ours.encoding.decode(generated[0].tolist())
+    assert "token_type_ids" not in result.stderr, result.stderr[-2000:]
 
 
 def test_training_records_bits_per_byte_and_the_tokenizer(trained, trained_run):

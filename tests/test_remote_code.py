@@ -13,6 +13,8 @@ import torch
 from gpt_scratch import save_model_dir
 from gpt_scratch.tokenizer import gpt2_tokenizer
 
+from conftest import make_modern
+
 PROMPTS = ["The meaning of life is", "def fibonacci(n):"]
 
 # Runs in a fresh interpreter. A meta-path finder makes `import gpt_scratch` fail, so everything must come from the
@@ -51,6 +53,9 @@ CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
         texts = [out[0]["generated_text"] for out in generator(prompts, max_new_tokens=10, do_sample=False)]
         with torch.no_grad():
             hidden = base(batch["input_ids"][:1, -3:]).last_hidden_state
+            # Rotary models run past n_positions (scaled by rope_parameters where set): the last positions' states.
+            rotary = config.position_embedding_type == "rope"
+            long = base(torch.arange(config.n_positions + 8)[None] % 1000).last_hidden_state[:, -3:] if rotary else None
         import transformers
         print(json.dumps({
             "transformers": transformers.__version__,
@@ -62,6 +67,7 @@ CHILD = BLOCK_GPT_SCRATCH + textwrap.dedent(
             "tokens": tokens.tolist(),
             "pipeline_texts": texts,
             "hidden": hidden.tolist(),
+            "long_hidden": None if long is None else long.tolist(),
         }))
     """
 )
@@ -86,7 +92,9 @@ def transformers_path(version: str | None) -> str:
 def test_saved_directories_of_both_architectures_load_in_a_process_without_gpt_scratch(
     tmp_path, our_model, modern_model, version
 ):
-    models = {"gpt2-architecture": our_model, "modern-architecture": modern_model}
+    yarn = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}  # transformers' own functions
+    models = {"gpt2-architecture": our_model, "modern-architecture": modern_model,
+              "rotary-scaled": make_modern(seed=5, rope_parameters=yarn)}  # fmt: skip
     model_dirs = [save_model_dir(model, tmp_path / name) for name, model in models.items()]
     for model_dir in model_dirs:
         saved = {p.name for p in model_dir.iterdir()}
@@ -111,7 +119,7 @@ def test_saved_directories_of_both_architectures_load_in_a_process_without_gpt_s
     )
     assert result.returncode == 0, result.stderr[-3000:]
     children = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
-    assert len(children) == 2, result.stdout[-3000:]
+    assert len(children) == len(models), result.stdout[-3000:]
 
     import transformers
 
@@ -132,3 +140,8 @@ def test_saved_directories_of_both_architectures_load_in_a_process_without_gpt_s
         with torch.no_grad():
             hidden = our_model.transformer(batch["input_ids"][:1, -3:]).last_hidden_state
         torch.testing.assert_close(torch.tensor(child["hidden"]), hidden)
+        if our_model.config.position_embedding_type == "rope":
+            with torch.no_grad():
+                long_ids = torch.arange(our_model.config.n_positions + 8)[None] % 1000
+                long = our_model.transformer(long_ids).last_hidden_state[:, -3:]
+            torch.testing.assert_close(torch.tensor(child["long_hidden"]), long)

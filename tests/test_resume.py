@@ -6,6 +6,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -120,7 +121,7 @@ def flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "one byte changed"])
+@pytest.mark.parametrize("damage", ["truncated", "one byte changed", "its state's step changed"])
 def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_not_exported(tmp_path, corpus, damage):
     run_dir = tmp_path / "run"
     args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--checkpoint_interval", "2",
@@ -131,9 +132,13 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_not_exported(tmp_pat
     if damage == "truncated":  # a disk filled up, a copy cut short
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
         problem = "model.safetensors is"
-    else:
+    elif damage == "one byte changed":
         flip_last_byte(weights)
         problem = "model.safetensors does not match its checksum"
+    else:  # one byte of the file holding the others' checksums: "step": 4 -> 5 would skip a step of the schedule
+        state = newest / "trainer_state.json"
+        state.write_text(state.read_text().replace('"step": 4,', '"step": 5,'))
+        problem = "trainer_state.json does not match its checksum"
     kept = snapshot(older)
     explicit = run_train(run_dir, *args, "--max_steps", "6", "--resume", str(newest), check=False)
     assert explicit.returncode == 1 and f"is damaged: {problem}" in explicit.stderr, explicit.stderr[-2000:]
@@ -188,10 +193,13 @@ def test_moved_token_shards_resume_and_other_shards_are_refused(tmp_path, corpus
     run_train(tmp_path / "straight", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "8")
     run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "shards"), "--max_steps", "4")
     (tmp_path / "shards").rename(tmp_path / "moved")
-    tiny_shards(corpus, tmp_path / "other", shard_tokens=3000)  # same data, other shards
-    refused = run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / "other"), "--max_steps", "8",
-                        "--resume", "auto", check=False)  # fmt: skip
-    assert refused.returncode == 1 and "token_shards:" in refused.stderr, refused.stderr[-2000:]
+    tiny_shards(corpus, tmp_path / "shards", shard_tokens=3000)  # same data, other shards, at the run's own path
+    shutil.copytree(tmp_path / "shards", tmp_path / "other")  # and at another path
+    for other in ("shards", "other"):
+        refused = run_train(tmp_path / "run", *args, "--token_shards", str(tmp_path / other), "--max_steps", "8",
+                            "--resume", "auto", check=False)  # fmt: skip
+        assert refused.returncode == 1 and "token_shards:" in refused.stderr, refused.stderr[-2000:]
+        assert f"{tmp_path / other} (identity" in refused.stderr
     run_train(
         tmp_path / "run", *args, "--token_shards", str(tmp_path / "moved"), "--max_steps", "8", "--resume", "auto"
     )

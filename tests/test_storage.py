@@ -2,38 +2,13 @@
 the fix, before step 1 where possible, never a partial checkpoint or shard left behind, the previous one intact."""
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
-from train_runs import run_train
+from train_runs import run_command, run_train
 
 from gpt_scratch.checkpoint import checkpoint_dirs, checkpoint_problem
 from gpt_scratch.data import TextSource, prepare_shards
 from gpt_scratch.storage import StorageError
-
-
-@pytest.fixture()
-def mount(tmp_path):
-    """mount(name, megabytes, read_only=False) -> a tmpfs directory; unmounted afterwards. Needs root (CI has it)."""
-    mounted = []
-
-    def make(name: str, megabytes: int, read_only: bool = False) -> Path:
-        target = tmp_path / name
-        target.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(target)],
-                                capture_output=True, text=True)  # fmt: skip
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
-        mounted.append(target)
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
-        return target
-
-    yield make
-    for target in reversed(mounted):
-        subprocess.run(["umount", "-l", str(target)], check=False)
-
 
 # GPT-2's tokenizer: the sizes below are those of a tiny model with its 50,257-token embedding.
 ARGS = [
@@ -91,6 +66,14 @@ def test_prepare_on_a_full_disk_says_so_and_leaves_no_temporary_file(mount):
     out = mount("shards", 1)
     with pytest.raises(StorageError, match=r"could not write shard_000001\.npy in .*: the disk is full .* continues"):
         prepare_shards(TextSource("python-stdlib"), out, shard_tokens=300_000)
+    # The command line says the same in one line (it used to print it inside a StorageError traceback).
+    for path in out.iterdir():
+        path.unlink()
+    result = run_command("-m gpt_scratch.data", "prepare", "python-stdlib", str(out), "--shard-tokens", "300000",
+                         check=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: could not write shard_000001.npy in ") and "disk is full" in last_line
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard_000000.npy"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert not manifest["complete"] and len(manifest["shards"]) == 1

@@ -333,6 +333,34 @@ def test_launch_check_reads_world_size_and_accelerate_num_processes():
 
 
 @SHARED_REFERENCE
+def fault_in_save(run_dir: Path, corpus: Path, fault: str) -> str:
+    """A 2-process run whose rank 1 gets ``fault`` as it starts step 2's checkpoint (tests/signal_in_save_worker.py);
+    its combined output."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+               str(ROOT / "tests" / "signal_in_save_worker.py"), "--run_dir", str(run_dir), *TINY, "--data",
+               str(corpus), "--hellaswag_data", "null", "--max_steps", "6", "--checkpoint_interval", "2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAULT": fault}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return result.stdout + result.stderr
+
+
+def test_a_signal_reaching_one_process_during_a_save_stops_both_after_the_next_step(tmp_path, corpus):
+    """SIGTERM to rank 1 alone, while it saves step 2's checkpoint: the processes agree at the end of step 3 and both
+    stop after it, with its checkpoint and the resume line, instead of rank 1 stopping alone and rank 0 dying in a
+    collective."""
+    output = fault_in_save(tmp_path / "run", corpus, "sigterm")
+    assert "stopped by signal 15 after step 3" in output, output[-3000:]
+    assert 'train.py", line' not in output and "Connection closed by peer" not in output, output[-3000:]
+    assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == ["step-000002", "step-000003"]
+
+
+def test_a_process_killed_mid_run_leaves_the_other_one_line_and_the_checkpoints_intact(tmp_path, corpus):
+    output = fault_in_save(tmp_path / "run", corpus, "sigkill")
+    assert "error: another process of this run stopped" in output and "--resume auto" in output, output[-3000:]
+    assert 'train.py", line' not in output, output[-3000:]
+    assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == []  # step 2's never completed: none half-made
+
+
 def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus, reference_run):
     """Preemption of a 2-process run: the workers stop after the same step with a checkpoint and exit 143; the
     printed command is torchrun's own (a bare `python train.py` would be refused: 2 processes in the checkpoint), and

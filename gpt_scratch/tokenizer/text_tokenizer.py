@@ -163,6 +163,12 @@ def _from_definition(name: str, text: str, sha256: str) -> TextTokenizer:
     if EOT_TOKEN not in specials:
         raise ValueError(f"{name}/tokenizer.json has no {EOT_TOKEN} special token, which separates documents")
     chars = byte_of_char()
+    for token, rank in model["vocab"].items():
+        if foreign := next((c for c in token if c not in chars), None):
+            raise ValueError(
+                f"{name}/tokenizer.json: token {token!r} (id {rank}) holds {foreign!r}, which is not a byte-level "
+                "character: not a byte-level BPE (train one with `python -m gpt_scratch.tokenizer train`)"
+            )
     ranks = {bytes(chars[c] for c in token): rank for token, rank in model["vocab"].items()}
     missing = 256 - sum(len(token) == 1 for token in ranks)
     if missing:
@@ -170,7 +176,37 @@ def _from_definition(name: str, text: str, sha256: str) -> TextTokenizer:
     encoding = tiktoken.Encoding(
         name=name, pat_str=patterns[0], mergeable_ranks=ranks, special_tokens={EOT_TOKEN: specials[EOT_TOKEN]}
     )
+    check_same_ids(name, text, encoding, ranks)
     return TextTokenizer(name, sha256, encoding, text)
+
+
+# Text of many kinds (scripts, digits, code, whitespace runs, emoji), and then every token of the vocabulary: encoded
+# at load through both tokenizers.
+PROBE_TEXT = (
+    "The quick brown fox, 1,234.56 km/h! naïve café — Zürich, 東京, Москва 🤖👍🏽\n\tdef f(x):\n        return x ** 2"
+    "  # comment\r\n<div class='a'>&amp;</div> don't we'll I've THE END   \n\n\n"
+)
+
+
+def check_same_ids(name: str, text: str, encoding: tiktoken.Encoding, ranks: dict[bytes, int]) -> None:
+    """The data pipeline encodes with tiktoken, the exported model with ``tokenizers``: the same BPE only when the ids
+    follow the merge order (tiktoken merges the lowest id first, ``tokenizers`` the merge listed first), as the
+    trainer and GPT-2 number them. Refuse a definition on which they disagree (ids edited, or from another trainer):
+    a fixed text and the text of every token, through both (a few milliseconds for a few thousand tokens)."""
+    from tokenizers import Tokenizer
+
+    tokens = " ".join(token.decode("utf-8", "replace") for token, rank in sorted(ranks.items(), key=lambda t: t[1]))
+    probe = PROBE_TEXT + tokens
+    expected = Tokenizer.from_str(text).encode(probe, add_special_tokens=False).ids
+    ours = encoding.encode_ordinary(probe)
+    if ours != expected:
+        at = next((i for i, (a, b) in enumerate(zip(ours, expected)) if a != b), min(len(ours), len(expected)))
+        piece = encoding.decode(ours[max(at - 3, 0) : at + 3])
+        raise ValueError(
+            f"{name}/tokenizer.json is not numbered in merge order (its ids were edited, or another trainer made it): "
+            f"the data would be encoded with other ids than the exported tokenizer gives (first near {piece!r}). "
+            "Train one with `python -m gpt_scratch.tokenizer train`"
+        )
 
 
 def saved_tokenizer(model_dir: str | Path, model_max_length: int) -> PreTrainedTokenizerFast:

@@ -17,6 +17,8 @@ The directory it writes (tokenizer.json + tokenizer_config.json) is what ``AutoT
 what ``tokenizer: DIR`` in train.py's config names; it is written beside its destination and renamed into place.
 """
 
+import os
+import re
 import shutil
 import time
 import uuid
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from ..data.sources import TextSource, checked_texts, open_documents
 from ..saving import save_tokenizer
+from ..storage import holds_working_directory
 from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
 from .text_tokenizer import load_tokenizer
 
@@ -38,6 +41,10 @@ VAL_DOCS = 200  # documents held out by default: train.py's default val_docs
 MIN_VOCAB = 256 + 1  # every byte, and <|endoftext|>
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, newline, return
+NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
+
+
 @dataclass
 class TrainingSummary:
     documents: int
@@ -46,13 +53,20 @@ class TrainingSummary:
     vocab_size: int
     held_out_bytes_per_token: float
     gpt2_bytes_per_token: float
+    not_text_fraction: float = 0.0
 
     def line(self, out_dir: str) -> str:
-        return (
+        line = (
             f"trained {self.vocab_size:,} tokens on {self.documents:,} documents ({self.bytes / 1e6:,.1f} MB) in "
             f"{self.seconds:.1f} s -> {out_dir} | held-out text: {self.held_out_bytes_per_token:.2f} bytes per token "
             f"(GPT-2's: {self.gpt2_bytes_per_token:.2f})"
         )
+        if self.not_text_fraction > NOT_TEXT_WARNING:
+            line += (
+                f"\nWARNING: {self.not_text_fraction:.0%} of the corpus's characters are not text (undecodable bytes "
+                "or control characters): is the data a binary file? The tokenizer learned them; check the source"
+            )
+        return line
 
 
 def rounded_vocab_size(vocab_size: int) -> int:
@@ -75,6 +89,7 @@ class Corpus:
     max_bytes: int | None
     documents: int = 0
     bytes: int = 0
+    not_text: int = 0  # characters that no text holds: undecodable bytes (U+FFFD) and control characters
 
     def __iter__(self) -> Iterator[str]:
         from tqdm.auto import tqdm
@@ -86,6 +101,7 @@ class Corpus:
                         return
                     self.documents += 1
                     self.bytes += len(text.encode("utf-8", "surrogatepass"))
+                    self.not_text += text.count("\ufffd") + len(CONTROL.findall(text))
                     bar.update(1)
                     bar.set_postfix_str(f"{self.bytes / 1e6:,.1f} MB", refresh=False)
                     yield text
@@ -94,6 +110,22 @@ class Corpus:
         return (self.max_docs is not None and self.documents >= self.max_docs) or (
             self.max_bytes is not None and self.bytes >= self.max_bytes
         )
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before the corpus is read, a destination the trained tokenizer cannot be renamed into."""
+    fix = "choose another --out (a new directory, e.g. runs/tokenizer-8k)"
+    if (out_dir / "tokenizer.json").exists():
+        raise FileExistsError(f"{out_dir} already holds a tokenizer (models trained with it need it unchanged); {fix}")
+    if holds_working_directory(out_dir):
+        raise ValueError(f"{out_dir} is the working directory or holds it; {fix}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a directory; {fix}")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} is not empty, and the tokenizer is written as a whole new directory; {fix}")
+    probe = out_dir.parent if out_dir.parent.exists() else next(p for p in out_dir.parents if p.exists())
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"{probe} is not writable, so {out_dir} cannot be made there; {fix}")
 
 
 def train_tokenizer(
@@ -113,10 +145,7 @@ def train_tokenizer(
         raise ValueError(f"pattern {pattern!r} must be one of {', '.join(PATTERNS)}")
     target = rounded_vocab_size(vocab_size)
     out_dir = Path(out_dir)
-    if (out_dir / "tokenizer.json").exists():
-        raise FileExistsError(
-            f"{out_dir} already holds a tokenizer (models trained with it need it unchanged); choose another --out"
-        )
+    check_out_dir(out_dir)
     held_out = [row["text"] for row in open_documents(source).take(val_docs)]  # an empty source fails here
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -159,4 +188,4 @@ def train_tokenizer(
     ours = sum(map(len, trained.encoding.encode_ordinary_batch(held_out)))
     gpt2 = sum(map(len, gpt2_encoding().encode_ordinary_batch(held_out)))
     return TrainingSummary(corpus.documents, corpus.bytes, seconds, trained.vocab_size, held_bytes / max(ours, 1),
-                           held_bytes / max(gpt2, 1))  # fmt: skip
+                           held_bytes / max(gpt2, 1), corpus.not_text / max(corpus.bytes, 1))  # fmt: skip
