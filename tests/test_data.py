@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -354,3 +355,16 @@ def test_a_source_changed_in_place_is_read_anew_not_from_the_opened_copy(tmp_pat
     assert [row["text"] for row in open_documents(TextSource(str(path)))] == ["first version"] * 3
     write_jsonl(path, ["second version, a little longer"] * 2)
     assert [row["text"] for row in open_documents(TextSource(str(path)))] == ["second version, a little longer"] * 2
+
+
+def test_an_opened_source_is_read_from_another_thread_as_from_this_one(tmp_path):
+    """The tokenizer trainer reads its corpus on a thread of its own (tokenizers' train_from_iterator), after the
+    run opened the same source on the main thread."""
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, [f"document {i}" for i in range(5)])
+    here = [row["text"] for row in open_documents(TextSource(str(path)))]
+    there: list = []
+    reader = threading.Thread(target=lambda: there.extend(row["text"] for row in open_documents(TextSource(str(path)))))
+    reader.start()
+    reader.join()
+    assert there == here == [f"document {i}" for i in range(5)]

@@ -85,7 +85,16 @@ def open_documents(source: TextSource) -> IterableDataset:
     files = None if data_files is None else tuple(data_files)
     listed = files if files is not None else _dataset_directory_files(path)
     fingerprint = None if listed is None else tuple((f, *_size_and_mtime(f)) for f in listed)
-    return copy.deepcopy(_opened(source, path, name, files, fingerprint))
+    return _own_copy(_opened(source, path, name, files, fingerprint))
+
+
+def _own_copy(dataset: IterableDataset) -> IterableDataset:
+    """A caller's own copy of an opened dataset, sharing what the process shares: `datasets` keeps a reference to
+    huggingface_hub's file-system instance cache on the dataset (for pickling), and copying that cache builds new
+    instances keyed by the thread, inside the copy, from any thread but the one that made them (the tokenizer
+    trainer reads its corpus on a thread of its own): "dictionary changed size during iteration"."""
+    process_wide = getattr(dataset, "_IterableDataset__hffs_cache", None)
+    return copy.deepcopy(dataset, {} if process_wide is None else {id(process_wide): process_wide})
 
 
 def _dataset_directory_files(path: str) -> list[str] | None:
