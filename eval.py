@@ -3,7 +3,11 @@
     python eval.py hellaswag --model DIR_OR_HUB_ID --data data/hellaswag_sample.jsonl [--limit N] [--batch-size B]
     python eval.py hellaswag --model gpt2 --data Rowan/hellaswag                    # the full validation set (Hub)
     python eval.py perplexity --model DIR --data python-stdlib [--max-tokens N] [--stride S]
+    python eval.py tasks --model DIR_OR_HUB_ID --tasks arc_easy,piqa,winogrande [--data TASK=PATH ...]
+                         [--num_fewshot K] [--limit N] [--output results.json]
+    python eval.py tasks --model DIR --tasks small_model_suite     # every task, and their mean centered accuracy
     python eval.py lm-eval-task --data data/hellaswag_sample.jsonl --out tasks/     # for lm_eval --include_path
+    python eval.py lm-eval-task --data arc_easy=DIR --data piqa=DIR --out tasks/    # local copies of those tasks
 
 --device picks the device (default: cuda when there is one) and --dtype (or --torch_dtype) the weights' dtype
 (default auto: bfloat16 on a GPU, float32 on a CPU).
@@ -50,6 +54,52 @@ def check_vocabularies_agree(name_or_path: str, config, tokenizer_size: int) -> 
         )
 
 
+def task_data(pairs: list[str]) -> dict[str, str]:
+    """``--data TASK=PATH`` flags as {task: path}."""
+    data = {}
+    for pair in pairs:
+        name, separator, path = pair.partition("=")
+        if not separator or not name or not path:
+            raise ValueError(f"--data {pair!r} must be TASK=PATH, e.g. --data arc_easy=data/arc_easy/")
+        data[name.strip()] = path
+    return data
+
+
+def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) -> None:
+    """Score, print a table (task, metric, value, stderr, n), and write the JSON results atomically."""
+    from gpt_scratch.atomic import write_json
+    from gpt_scratch.tasks import evaluate_tasks
+
+    results = evaluate_tasks(model, tokenizer, names, data, args.num_fewshot, args.limit, args.batch_size,
+                             progress=True)  # fmt: skip
+    print(f"{'task':<16} {'metric':<12} {'value':>9} {'stderr':>9} {'n':>7}")
+    for name in names:
+        result = results[name]
+        for metric in ("acc", "acc_norm", "perplexity"):
+            if metric in result:
+                stderr = result.get(f"{metric}_stderr")
+                shown = "" if stderr is None else f"{stderr:9.4f}"
+                print(f"{name:<16} {metric:<12} {result[metric]:9.4f} {shown:>9} {result['n']:7d}")
+    if "aggregate" in results:
+        print(f"{'aggregate':<16} {'centered_acc':<12} {results['aggregate']['centered_acc']:9.4f}")
+    if args.output:
+        write_json(args.output, results)
+        print(f"wrote {args.output}")
+
+
+def write_lm_eval_copies(data: list[str], out: str) -> None:
+    if len(data) == 1 and "=" not in data[0]:  # a HellaSwag file, as before the other tasks
+        from gpt_scratch.hellaswag import write_lm_eval_task
+
+        written = write_lm_eval_task(data[0], out)
+        print(f"wrote task 'hellaswag_local' to {written}; run: lm_eval --include_path {out} --tasks hellaswag_local")
+        return
+    from gpt_scratch.tasks import write_lm_eval_tasks
+
+    names = ",".join(write_lm_eval_tasks(task_data(data), out))
+    print(f"wrote tasks {names} to {out}; run: lm_eval --include_path {out} --tasks {names} ...")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,11 +122,22 @@ def main(argv: list[str] | None = None) -> None:
     perplexity.add_argument("--seq-len", type=int, default=None, help="window length (default: the model's)")
     perplexity.add_argument("--stride", type=int, default=None, help="window step (default: the window length)")
 
-    task = commands.add_parser("lm-eval-task", help="write an lm-eval task for a local HellaSwag file")
-    task.add_argument("--data", required=True)
+    suite = commands.add_parser("tasks", help="benchmark tasks (ARC, PIQA, ...), each identical to lm-eval's")
+    suite.add_argument("--model", required=True, help="a model directory or Hub id")
+    suite.add_argument("--tasks", default="small_model_suite", help="comma-separated task names or groups")
+    suite.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
+                       help="a task's local data: a file (the scored split) or a directory of split files; "
+                       "repeat per task (default: the Hub dataset lm-eval reads)")  # fmt: skip
+    suite.add_argument("--num_fewshot", "--num-fewshot", type=int, default=0)
+    suite.add_argument("--limit", type=int, default=None, help="the first N items of each task")
+    suite.add_argument("--batch-size", type=int, default=32)
+
+    task = commands.add_parser("lm-eval-task", help="write lm-eval tasks that read local files")
+    task.add_argument("--data", required=True, action="append", metavar="FILE | TASK=PATH",
+                      help="a HellaSwag file, or TASK=PATH (a file or directory of split files), per task")  # fmt: skip
     task.add_argument("--out", required=True)
 
-    for sub in (hellaswag, perplexity):
+    for sub in (hellaswag, perplexity, suite):
         sub.add_argument("--device", default=default_device, help=f"cpu, cuda, cuda:1... (default: {default_device})")
         sub.add_argument(
             "--dtype",
@@ -89,10 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "lm-eval-task":
-        from gpt_scratch.hellaswag import write_lm_eval_task
+        write_lm_eval_copies(args.data, args.out)
+        return
+    if args.command == "tasks":
+        from gpt_scratch.tasks import resolve_task_names
 
-        out = write_lm_eval_task(args.data, args.out)
-        print(f"wrote task 'hellaswag_local' to {out}; run: lm_eval --include_path {out} --tasks hellaswag_local ...")
+        names, data = resolve_task_names(args.tasks), task_data(args.data)  # bad names fail before the model loads
+        model, tokenizer = load_model(args.model, args.device, args.dtype)
+        score_tasks(model, tokenizer, names, data, args)
         return
 
     model, tokenizer = load_model(args.model, args.device, args.dtype)

@@ -151,19 +151,25 @@ def model_max_length(model) -> int:
 
 @torch.no_grad()
 def continuation_logliks(
-    model, requests: list[tuple[list[int], list[int]]], batch_size: int, progress: bool = False
-) -> list[tuple[float, int]]:
-    """(summed log-likelihood, token count) of each continuation given its context, batched and length-sorted."""
+    model,
+    requests: list[tuple[list[int], list[int]]],
+    batch_size: int,
+    progress: bool = False,
+    greedy: bool = False,
+) -> list[tuple[float, int, bool | None]]:
+    """(summed log-likelihood, token count, whether greedy decoding gives it) of each continuation given its
+    context, batched and length-sorted. The greedy check (an argmax over the vocabulary at every continuation
+    position, lm-eval's ``is_greedy``) runs only when asked: None otherwise."""
     max_length = model_max_length(model)
     device = next(model.parameters()).device
     sequences = []
     for context_ids, continuation_ids in requests:
         if not continuation_ids:
-            raise ValueError("a continuation tokenized to zero tokens; HellaSwag endings must be non-empty")
+            raise ValueError("a continuation tokenized to zero tokens: every choice and target must be non-empty")
         tokens = (context_ids + continuation_ids)[-(max_length + 1) :][:-1]  # the harness's left truncation
         sequences.append((tokens, continuation_ids))
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    results: list[tuple[float, int, bool | None]] = [(0.0, 0, None)] * len(sequences)
     # Only continuation positions need logits, and with a 50k vocabulary the LM head over every position would cost
     # more than the rest of the model. So rows are padded on the left (with a mask and positions counted from each
     # row's first real token, which changes no real token's logits), every continuation ends at the last position,
@@ -189,15 +195,27 @@ def continuation_logliks(
         if keeps_logits:
             kwargs["logits_to_keep"] = keep
         logits = model(input_ids=inputs.to(device), **kwargs).logits[:, -keep:]  # (B, keep, vocab)
-        sums = []
+        # Each row's continuation fills its last positions. Only those positions are scored, the whole batch's at
+        # once (a row at a time costs more in calls than in work; the padded positions cost the work of a row).
+        rows, positions, targets = [], [], []
         for row, index in enumerate(chunk):
             continuation = sequences[index][1]
-            span = logits[row, keep - len(continuation) :].float().log_softmax(-1)  # (len(cont), vocab)
-            targets = torch.tensor(continuation, device=span.device).unsqueeze(1)
-            sums.append(span.gather(1, targets).sum())
-        # One device-to-host copy per batch: on a GPU, a copy per row would wait on the device B times.
-        for index, total in zip(chunk, torch.stack(sums).tolist()):
-            results[index] = (total, len(sequences[index][1]))
+            rows += [row] * len(continuation)
+            positions += range(keep - len(continuation), keep)
+            targets += continuation
+        rows_, positions_ = torch.tensor(rows, device=logits.device), torch.tensor(positions, device=logits.device)
+        targets_ = torch.tensor(targets, device=logits.device)
+        scored = logits.flatten(0, 1).index_select(0, rows_ * keep + positions_).float()  # (tokens, vocab)
+        token_logliks = scored.log_softmax(-1).gather(-1, targets_.unsqueeze(-1)).squeeze(-1)
+        zeros = torch.zeros(len(chunk), device=logits.device)
+        sums = zeros.index_add(0, rows_, token_logliks).tolist()  # one device-to-host copy per batch
+        if greedy:  # lm-eval's is_greedy: the argmax is the target at every position of the continuation
+            misses = zeros.index_add(0, rows_, (scored.argmax(-1) != targets_).float())
+            is_greedy = (misses == 0).tolist()
+        else:
+            is_greedy = [None] * len(chunk)
+        for index, total, row_greedy in zip(chunk, sums, is_greedy):
+            results[index] = (total, len(sequences[index][1]), row_greedy)
     model.train(was_training)
     return results
 
@@ -247,9 +265,9 @@ def evaluate_hellaswag(
     correct, correct_norm, details = [], [], []
     for k, i in enumerate(indices):
         ex = examples[i]
-        logliks = [s for s, _ in scores[4 * k : 4 * k + 4]]
+        logliks = [s for s, _, _ in scores[4 * k : 4 * k + 4]]
         if style == "nanogpt":
-            normed = [s / n for s, n in scores[4 * k : 4 * k + 4]]  # mean per-token log-likelihood
+            normed = [s / n for s, n, _ in scores[4 * k : 4 * k + 4]]  # mean per-token log-likelihood
         else:
             normed = [s / len(choice) for s, choice in zip(logliks, ex.choices)]  # per character
         correct.append(float(max(range(4), key=lambda j: logliks[j]) == ex.gold))

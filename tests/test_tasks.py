@@ -1,0 +1,156 @@
+"""The benchmark tasks: the same prompts, log-likelihoods and metrics as lm-evaluation-harness's tasks of the same
+names, zero-shot and few-shot, on made-up items in each task's schema (tests/task_data.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from task_data import write_task_data
+from train_runs import free_port, run_command
+
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
+from gpt_scratch.tasks import TASKS, evaluate_tasks, write_lm_eval_tasks
+from gpt_scratch.tokenizer import gpt2_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", n_positions=48))  # short: truncation runs
+    return save_model_dir(model, tmp_path_factory.mktemp("tasks") / "model")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return GPTScratchForCausalLM.from_pretrained(model_dir).eval()
+
+
+@pytest.fixture(scope="module")
+def task_data(tmp_path_factory) -> dict[str, str]:
+    return write_task_data(tmp_path_factory.mktemp("task_data"), TASKS)
+
+
+def lm_eval_results(model_dir, data: dict[str, str], out_dir, num_fewshot: int) -> dict:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    names = write_lm_eval_tasks(data, out_dir)
+    return lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32", tasks=names,
+        task_manager=TaskManager(include_path=str(out_dir)), num_fewshot=num_fewshot, log_samples=True,
+        batch_size=16, device="cpu",
+    )  # fmt: skip
+
+
+def request_pairs(sample: dict) -> list[tuple[str, str]]:
+    return [tuple(arguments) for arguments in sample["arguments"]]
+
+
+@pytest.mark.parametrize("num_fewshot", [0, 3])
+def test_every_task_equals_lm_eval(tmp_path, model_dir, model, task_data, num_fewshot):
+    reference = lm_eval_results(model_dir, task_data, tmp_path / "tasks", num_fewshot)
+    ours = evaluate_tasks(model, gpt2_tokenizer(), list(TASKS), task_data, num_fewshot, batch_size=16,
+                          return_details=True)  # fmt: skip
+    for name, task in TASKS.items():
+        samples = sorted(reference["samples"][f"{name}_local"], key=lambda sample: sample["doc_id"])
+        details = ours[name]["details"]
+        assert len(samples) == len(details) == ours[name]["n"] == 10, name
+        for sample, detail in zip(samples, details):
+            assert list(detail["requests"]) == request_pairs(sample), (name, sample["doc_id"])
+            expected = [loglik for loglik, _ in sample["filtered_resps"]]
+            assert detail["logliks"] == pytest.approx(expected, abs=1e-4), (name, sample["doc_id"])
+        metrics = reference["results"][f"{name}_local"]
+        for metric in task.metrics:
+            if metric == "perplexity":
+                assert ours[name][metric] == pytest.approx(metrics[f"{metric},none"], rel=1e-4), name
+            else:
+                assert ours[name][metric] == metrics[f"{metric},none"], (name, metric)
+                assert ours[name][f"{metric}_stderr"] == pytest.approx(metrics[f"{metric}_stderr,none"]), name
+
+
+def test_two_processes_equal_one(tmp_path, model_dir, model, task_data):
+    out = tmp_path / "result.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+               str(ROOT / "tests" / "dist_tasks_worker.py"), str(model_dir), json.dumps(task_data), str(out), "3",
+               "7"]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = evaluate_tasks(model, gpt2_tokenizer(), list(task_data), task_data, 3, 7, batch_size=5)
+    distributed = json.loads(out.read_text())
+    assert distributed.keys() == single.keys()
+    for name in single:
+        assert distributed[name] == pytest.approx(single[name], nan_ok=True), name
+    assert all(single[name]["n"] == 7 for name in TASKS)  # an odd count: the uneven split is padded, then dropped
+
+
+def test_cli_writes_the_json_and_table_of_the_library_and_the_centered_aggregate(tmp_path, model_dir, task_data):
+    out = tmp_path / "results.json"
+    data = [argument for name, path in task_data.items() for argument in ("--data", f"{name}={path}")]
+    result = run_command("eval.py", "tasks", "--model", str(model_dir), "--tasks", "small_model_suite", *data,
+                         "--limit", "4", "--output", str(out))  # fmt: skip
+    written = json.loads(out.read_text())
+    model = GPTScratchForCausalLM.from_pretrained(model_dir).eval()
+    library = evaluate_tasks(model, gpt2_tokenizer(), list(TASKS), task_data, limit=4)
+    assert written.keys() == library.keys()
+    for name in library:
+        assert written[name] == pytest.approx(library[name], nan_ok=True), name
+    assert set(written) == {*TASKS, "aggregate"} and written["lambada_openai"].keys() == {
+        "acc",
+        "acc_stderr",
+        "perplexity",
+        "n",
+    }
+    chances = {
+        "hellaswag": 4,
+        "arc_easy": 4,
+        "arc_challenge": 4,
+        "piqa": 2,
+        "winogrande": 2,
+        "openbookqa": 4,
+        "lambada_openai": None,
+        "boolq": 2,
+        "copa": 2,
+        "sciq": 4,
+    }  # choices a uniform guess picks among
+    centered = [(written[n]["acc"] - (1 / k if k else 0)) / (1 - (1 / k if k else 0)) for n, k in chances.items()]
+    assert written["aggregate"]["centered_acc"] == pytest.approx(sum(centered) / len(centered))
+    for name in TASKS:
+        assert any(line.split()[:2] == [name, "acc"] for line in result.stdout.splitlines()), name
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--tasks", "arc_easy,mmlu"], "unknown task 'mmlu'; known tasks and groups: hellaswag, arc_easy"),
+        (["--tasks", "arc_easy", "--data", "arc_easy"], "--data 'arc_easy' must be TASK=PATH"),
+        (["--tasks", "arc_easy"], "arc_easy: could not reach the Hugging Face Hub for 'allenai/ai2_arc'"),
+        (["--tasks", "copa", "--num_fewshot", "6", "--data", "copa={copa}"], "copa: --num_fewshot 6 needs 7 examples "
+         "from its train split (lm-eval draws 7), which holds 6"),
+        (["--tasks", "piqa", "--num_fewshot", "1", "--data", "piqa={piqa}/validation.jsonl"], "piqa: "
+         "{piqa}/validation.jsonl is one file, its validation split; few-shot examples come from its train split"),
+        (["--tasks", "winogrande", "--data", "winogrande={bad}"], "{bad}:2: field 'sentence' has no '_' blank"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line(tmp_path, model_dir, task_data, arguments, message):
+    bad = tmp_path / "bad.jsonl"
+    good = {"sentence": "The cup broke because _ fell.", "option1": "it", "option2": "he", "answer": "1"}
+    bad.write_text(json.dumps(good) + "\n" + json.dumps({**good, "sentence": "No blank here."}) + "\n")
+    places = {"bad": str(bad), **task_data}
+    arguments = [argument.format(**places) for argument in arguments]
+    result = run_command("eval.py", "tasks", "--model", str(model_dir), *arguments, check=False)
+    assert result.returncode != 0
+    assert message.format(**places) in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_context_longer_than_the_model_is_cut_on_the_left_with_a_warning(model, task_data):
+    with pytest.warns(UserWarning, match=r"requests are longer than the model's context \(48 tokens\)"):
+        evaluate_tasks(model, gpt2_tokenizer(), ["sciq"], task_data, num_fewshot=3, limit=2)
