@@ -42,12 +42,13 @@ from gpt_scratch.data import (
 )
 from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
-from gpt_scratch.hellaswag import evaluate_hellaswag, load_rows
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import check_export_target, save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
+from gpt_scratch.tasks import TASKS, evaluate_tasks, resolve_task_names, task_items
+from gpt_scratch.tasks.rows import SUFFIXES
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
@@ -104,7 +105,7 @@ class Run:
     val_windows: list[torch.Tensor]
     accumulation: int
     eot_token_id: int | None  # set when document_mask is on
-    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "val_bpb": [], "hellaswag": []})
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "val_bpb": [], "tasks": {}})
     start_step: int = 0
     token_bytes: torch.Tensor | None = None  # each id's length in bytes: validation's bits per byte
     last_checkpoint: Path | None = None  # the newest checkpoint written or resumed from, verified finite
@@ -136,8 +137,13 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     What must be undone when the run ends, however it ends (the run lock), goes on ``cleanup``."""
     config = parse_args(argv)
     config.hellaswag_data = repo_relative(config.hellaswag_data)
-    if config.hellaswag_data and Path(config.hellaswag_data).suffix in (".jsonl", ".json", ".parquet"):
-        load_rows(config.hellaswag_data)  # a wrong path or a bad row fails now, not after eval_interval steps
+    config.eval_task_data = {name: repo_relative(path) for name, path in config.eval_task_data.items()}
+    names, data, limits = evaluation_tasks(config)
+    local = [
+        name for name in names if data.get(name) and (Path(data[name]).suffix in SUFFIXES or Path(data[name]).is_dir())
+    ]
+    # A wrong path, a bad row or too few few-shot examples fails now, not after eval_interval steps.
+    task_items(local, data, config.eval_num_fewshot, limits)
     run_dir = Path(config.run_dir)
     accelerator = Accelerator(
         # On a machine without GPUs, cpu=True is what makes Accelerate join the processes torchrun started (gloo).
@@ -330,29 +336,73 @@ def resume(run: Run) -> None:
         run.say(f"  {name}: {old!r} -> {new!r}")
 
 
+def evaluation_tasks(config: TrainConfig) -> tuple[list[str], dict[str, str], dict[str, int | None]]:
+    """The benchmark tasks each evaluation scores, with their data and item limits: ``eval_tasks``, and HellaSwag
+    where ``hellaswag_data`` names its data (its own options, as before the other tasks)."""
+    names = resolve_task_names(config.eval_tasks) if config.eval_tasks else []
+    data = dict(config.eval_task_data)
+    limits: dict[str, int | None] = {name: config.eval_task_limit for name in names}
+    if config.hellaswag_data:
+        names = names if "hellaswag" in names else ["hellaswag", *names]
+        data.setdefault("hellaswag", config.hellaswag_data)
+        limits["hellaswag"] = config.hellaswag_limit
+    return names, data, limits
+
+
+def headline_metric(result: dict) -> str:
+    """The metric a task's curve shows: acc_norm where the task has it (lm-eval's usual headline), else acc."""
+    return "acc_norm" if "acc_norm" in result else "acc"
+
+
 def evaluate(run: Run, step: int) -> dict:
-    """Validation loss and HellaSwag on every process; samples, the loss curve and the log on the main one."""
+    """Validation loss and the benchmark tasks on every process; samples, the loss curve and the log on the main
+    one."""
     config, accelerator = run.config, run.accelerator
     results = validation_metrics(run.model, run.val_windows, accelerator, run.eot_token_id, run.token_bytes)
     run.history["val_loss"].append((step, results["val_loss"]))
     run.history["val_bpb"].append((step, results["val_bpb"]))
-    if config.hellaswag_data:
-        hs = evaluate_hellaswag(run.raw_model, run.tokenizer, config.hellaswag_data, batch_size=32,
-                                limit=config.hellaswag_limit, accelerator=accelerator)  # fmt: skip
-        results["hellaswag"] = hs
-        run.history["hellaswag"].append((step, hs["acc_norm"]))
+    names, data, limits = evaluation_tasks(config)
+    if names:
+        tasks = evaluate_tasks(run.raw_model, run.tokenizer, names, data, config.eval_num_fewshot, limits,
+                               batch_size=32, accelerator=accelerator)  # fmt: skip
+        results["tasks"] = tasks
+        curves = run.history.setdefault("tasks", {})
+        for name in names:
+            curves.setdefault(name, []).append((step, tasks[name][headline_metric(tasks[name])]))
     samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)  # on all: FSDP gathers
     if accelerator.is_main_process:
-        hs_text = f" | hellaswag acc_norm {results['hellaswag']['acc_norm']:.4f}" if "hellaswag" in results else ""
-        run.say(f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{hs_text}")
+        tasks_text = "".join(
+            f" | {name} {headline_metric(result)} {result[headline_metric(result)]:.4f}"
+            for name, result in results.get("tasks", {}).items() if name in TASKS
+        )  # fmt: skip
+        if "aggregate" in results.get("tasks", {}):
+            tasks_text += f" | centered acc {results['tasks']['aggregate']['centered_acc']:.4f}"
+        run.say(f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{tasks_text}")
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
         plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
-    accelerator.log(
-        {f"eval/{k}": v if not isinstance(v, dict) else v["acc_norm"] for k, v in results.items()}, step=step
-    )
+    accelerator.log(tracker_scalars(results), step=step)
     return results
+
+
+def tracker_scalars(results: dict) -> dict[str, float]:
+    """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``."""
+    scalars = {f"eval/{name}": value for name, value in results.items() if name != "tasks"}
+    for name, result in results.get("tasks", {}).items():
+        if name == "aggregate":
+            scalars["eval/centered_acc"] = result["centered_acc"]
+            continue
+        scalars.update({f"eval/{name}/{metric}": value for metric, value in result.items() if metric != "details"})
+    return scalars
+
+
+def evaluation_setup(config: TrainConfig) -> str:
+    """How the model card's scores were made, in words."""
+    names, data, limits = evaluation_tasks(config)
+    sources = ", ".join(f"{name}: {data.get(name) or TASKS[name].hub[0]} (first {limits[name] or 'all'} items)"
+                        for name in names)  # fmt: skip
+    return f"{config.eval_num_fewshot}-shot; {sources}"
 
 
 def plot_title(run: Run) -> str:
@@ -507,8 +557,8 @@ def export(run: Run, results: dict, started: float) -> None:
             val_loss=results.get("val_loss"),
             val_bpb=results.get("val_bpb"),
             tokenizer_name=run.text_tokenizer.description,
-            hellaswag=results.get("hellaswag"),
-            hellaswag_data=config.hellaswag_data,
+            evaluation=results.get("tasks"),
+            evaluation_setup=evaluation_setup(config),
             repo_id=config.push_to_hub,
         )
         minutes = (time.perf_counter() - started) / 60

@@ -63,8 +63,8 @@ def main() -> None:
     different = [f"{name} {metric}" for name, task in TASKS.items() for metric in task.metrics if metric != "perplexity"
                  and ours[name][metric] != reference["results"][f"{name}_local"][f"{metric},none"]]  # fmt: skip
     items = sum(ours[name]["n"] for name in TASKS)
-    print(f"model={args.preset} tasks={len(TASKS)} items={items} num_fewshot={args.num_fewshot} "
-          f"batch_size={args.batch_size} device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}")  # fmt: skip
+    print(f"model={args.preset} tasks={len(TASKS)} items={items} num_fewshot={args.num_fewshot} batch_size="
+          f"{args.batch_size} device={args.device} dtype={args.dtype} threads={torch.get_num_threads()}")  # fmt: skip
     print(f"lm-eval HFLM  {items / harness_seconds:8.1f} items/s  ({harness_seconds:.1f} s)")
     print(f"gpt_scratch   {items / our_seconds:8.1f} items/s  ({our_seconds:.1f} s)")
     print(f"ratio ours/lm-eval {harness_seconds / our_seconds:.2f}x   every acc/acc_norm identical: {not different}")

@@ -195,25 +195,19 @@ def continuation_logliks(
         if keeps_logits:
             kwargs["logits_to_keep"] = keep
         logits = model(input_ids=inputs.to(device), **kwargs).logits[:, -keep:]  # (B, keep, vocab)
-        # Each row's continuation fills its last positions. Only those positions are scored, the whole batch's at
-        # once (a row at a time costs more in calls than in work; the padded positions cost the work of a row).
-        rows, positions, targets = [], [], []
+        # Row by row: one row's continuation logits stay in cache through log-softmax and gather (the whole batch's
+        # at once measured 1.5x slower on HellaSwag's 10-30-token endings).
+        sums, misses = [], []
         for row, index in enumerate(chunk):
             continuation = sequences[index][1]
-            rows += [row] * len(continuation)
-            positions += range(keep - len(continuation), keep)
-            targets += continuation
-        rows_, positions_ = torch.tensor(rows, device=logits.device), torch.tensor(positions, device=logits.device)
-        targets_ = torch.tensor(targets, device=logits.device)
-        scored = logits.flatten(0, 1).index_select(0, rows_ * keep + positions_).float()  # (tokens, vocab)
-        token_logliks = scored.log_softmax(-1).gather(-1, targets_.unsqueeze(-1)).squeeze(-1)
-        zeros = torch.zeros(len(chunk), device=logits.device)
-        sums = zeros.index_add(0, rows_, token_logliks).tolist()  # one device-to-host copy per batch
-        if greedy:  # lm-eval's is_greedy: the argmax is the target at every position of the continuation
-            misses = zeros.index_add(0, rows_, (scored.argmax(-1) != targets_).float())
-            is_greedy = (misses == 0).tolist()
-        else:
-            is_greedy = [None] * len(chunk)
+            span = logits[row, keep - len(continuation) :].float()  # (len(cont), vocab)
+            targets = torch.tensor(continuation, device=span.device)
+            sums.append(span.log_softmax(-1).gather(1, targets.unsqueeze(1)).sum())
+            if greedy:  # lm-eval's is_greedy: the argmax is the target at every position
+                misses.append((span.argmax(-1) != targets).sum())
+        # One device-to-host copy per batch: on a GPU, a copy per row would wait on the device B times.
+        sums = torch.stack(sums).tolist()
+        is_greedy = [miss == 0 for miss in torch.stack(misses).tolist()] if greedy else [None] * len(chunk)
         for index, total, row_greedy in zip(chunk, sums, is_greedy):
             results[index] = (total, len(sequences[index][1]), row_greedy)
     model.train(was_training)

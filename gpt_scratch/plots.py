@@ -5,7 +5,7 @@ from pathlib import Path
 
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Left: train and val loss (nats per token) against step. Right, when measured: validation bits per byte, the
-    axis that compares runs with different tokenizers, and HellaSwag acc_norm on its own scale."""
+    axis that compares runs with different tokenizers, and each benchmark task's accuracy on its own scale."""
     # Imported here, not at the top: pyplot costs every train.py process a second at start-up, and the first plot
     # comes at the first evaluation.
     import matplotlib
@@ -42,11 +42,15 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
         side.grid(alpha=0.3)
         side.set_title("validation bits per byte (compares tokenizers)")
     handles, labels = side.get_legend_handles_labels() if with_bpb else ([], [])
-    if history.get("hellaswag"):
+    curves = dict(history.get("tasks") or {})
+    if history.get("hellaswag") and "hellaswag" not in curves:  # a run from before the other tasks
+        curves["hellaswag"] = history["hellaswag"]
+    if curves:
         right = side.twinx()
-        steps, values = zip(*history["hellaswag"])
-        right.plot(steps, values, "s--", color="tab:green", label="HellaSwag acc_norm", markersize=4)
-        right.set_ylabel("HellaSwag acc_norm")
+        for name, points in curves.items():
+            steps, values = zip(*points)
+            right.plot(steps, values, "s--", label=name, markersize=3, linewidth=1)
+        right.set_ylabel("task accuracy (acc_norm, else acc)")
         more_handles, more_labels = right.get_legend_handles_labels()
         if not with_bpb:
             handles, labels = ax.get_legend_handles_labels()

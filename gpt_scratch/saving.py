@@ -141,6 +141,24 @@ def architecture(config: dict) -> str:
     return ", ".join(parts)
 
 
+def evaluation_table(results: dict, setup: str) -> list[str]:
+    """The card's results: one row per task and metric, as lm-evaluation-harness prints them."""
+    lines = ["## Evaluation", "", f"Scored as lm-evaluation-harness scores each task ({setup}).", "",
+             "| task | metric | value | stderr | n |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, result in results.items():
+        if name == "aggregate":
+            continue
+        for metric in ("acc", "acc_norm", "perplexity"):
+            if metric in result:
+                stderr = result.get(f"{metric}_stderr")
+                shown = "" if stderr is None else f"{stderr:.4f}"
+                lines.append(f"| {name} | {metric} | {result[metric]:.4f} | {shown} | {result['n']} |")
+    if "aggregate" in results:
+        lines.append(f"| mean of {results['aggregate']['tasks']} tasks | centered acc | "
+                     f"{results['aggregate']['centered_acc']:.4f} | | |")  # fmt: skip
+    return lines
+
+
 def write_model_card(out_dir: str | Path, info: dict) -> Path:
     """A README.md for the Hub: what the model is, what it was trained on, how well it does, how it was made."""
     config = info["config"]
@@ -176,12 +194,8 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
     if info.get("val_loss") is not None:
         bpb = f", {info['val_bpb']:.4f} bits per byte" if info.get("val_bpb") is not None else ""
         lines.append(f"- final validation loss: {info['val_loss']:.4f} nats per token{bpb}")
-    if info.get("hellaswag"):
-        h = info["hellaswag"]
-        lines.append(
-            f"- HellaSwag ({info.get('hellaswag_data', '')}, n={h['n']}): acc {h['acc']:.4f} +- {h['acc_stderr']:.4f}, "
-            f"acc_norm {h['acc_norm']:.4f} +- {h['acc_norm_stderr']:.4f} (scored as lm-evaluation-harness does)"
-        )
+    if info.get("evaluation"):
+        lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_setup", ""))]
     lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))
@@ -200,8 +214,8 @@ def save_with_model_card(
     val_loss: float | None = None,
     val_bpb: float | None = None,
     tokenizer_name: str | None = None,
-    hellaswag: dict | None = None,
-    hellaswag_data: str | None = None,
+    evaluation: dict | None = None,
+    evaluation_setup: str = "",
     repo_id: str | None = None,
 ) -> Path:
     """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion)."""
@@ -218,8 +232,8 @@ def save_with_model_card(
         "val_loss": val_loss,
         "val_bpb": val_bpb,
         "tokenizer": tokenizer_name,
-        "hellaswag": hellaswag,
-        "hellaswag_data": hellaswag_data,
+        "evaluation": evaluation,
+        "evaluation_setup": evaluation_setup,
         "command": command,
     }
     write_model_card(out_dir, info)

@@ -91,6 +91,12 @@ class TrainConfig:
     val_batches: int = 20
     hellaswag_data: str | None = "data/hellaswag_sample.jsonl"  # or Rowan/hellaswag; null to skip
     hellaswag_limit: int | None = 200
+    # Benchmark tasks scored at every evaluation, as lm-eval scores them (gpt_scratch.tasks): names or groups, e.g.
+    # [arc_easy, piqa] or [small_model_suite]; hellaswag_data above adds HellaSwag to them.
+    eval_tasks: list[str] = field(default_factory=list)
+    eval_task_data: dict[str, str] = field(default_factory=dict)  # task -> local file or directory (default: Hub)
+    eval_task_limit: int | None = 200  # the first N items of each task (null: all)
+    eval_num_fewshot: int = 0
     sample_prompts: list[str] = field(default_factory=lambda: ["The meaning of life is", "def fibonacci(n):"])
     sample_tokens: int = 32
     sample_temperature: float = 1.0  # below 1: likelier tokens (samples of a small model stay on track longer)
@@ -119,6 +125,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name} ({value}) must be positive")
+        self._validate_eval_tasks()
         for name in ("warmup_steps", "weight_decay", "grad_clip", "data_workers", "window_shuffle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
@@ -163,6 +170,20 @@ class TrainConfig:
                 "null"
             )
         self.model_config()  # the model options are checked now, before anything runs
+
+    def _validate_eval_tasks(self) -> None:
+        from .tasks.definitions import TASKS, resolve_task_names  # the task table only: no model, no data
+
+        if self.eval_tasks:
+            resolve_task_names(self.eval_tasks)  # an unknown name lists the known ones
+        unknown = sorted(set(self.eval_task_data) - set(TASKS))
+        if unknown:
+            raise ValueError(f"eval_task_data names unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+        if self.eval_num_fewshot < 0:
+            raise ValueError(f"eval_num_fewshot ({self.eval_num_fewshot}) must not be negative")
+        for name in ("eval_task_limit", "hellaswag_limit"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be positive, or null for every item")
 
     @property
     def decay_steps(self) -> int:
@@ -237,6 +258,8 @@ class TrainConfig:
         for key, value in self.to_dict().items():
             if isinstance(value, list):
                 value = " | ".join(map(str, value))
+            elif isinstance(value, dict):
+                value = " | ".join(f"{k}={v}" for k, v in value.items())
             plain[key] = "null" if value is None else value
         return plain
 
@@ -251,6 +274,12 @@ def _check_type(name: str, value: Any, annotation: Any) -> Any:
     if value is None:  # `--run_dir ""` reads as null
         raise ValueError(f"{name} needs a value, got an empty one or null")
     origin = typing.get_origin(annotation)
+    if name == "eval_tasks" and isinstance(value, str):  # --eval_tasks arc_easy,piqa, as eval.py --tasks takes them
+        value = [task.strip() for task in value.split(",") if task.strip()]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError(f"{name} must map names to strings, e.g. {{arc_easy: data/arc_easy}}, got {value!r}")
+        return value
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{name} must be a list of strings, got {value!r}")

@@ -61,7 +61,7 @@ def test_a_wrong_hellaswag_path_fails_before_the_first_step(tmp_path):
     result = run_train(tmp_path / "run", "--data", str(tmp_path / "corpus.jsonl"), "--hellaswag_data",
                        str(tmp_path / "hellaswag.jsonl"), "--max_steps", "50", check=False)  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "error: HellaSwag file not found" in result.stderr and "step " not in result.stdout
+    assert "error: hellaswag: data file not found" in result.stderr and "step " not in result.stdout
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

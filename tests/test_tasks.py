@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from task_data import write_task_data
-from train_runs import free_port, run_command
+from train_runs import free_port, run_command, run_train, trainer_state
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
 from gpt_scratch.tasks import TASKS, evaluate_tasks, write_lm_eval_tasks
@@ -154,3 +155,39 @@ def test_bad_input_is_one_clear_line(tmp_path, model_dir, task_data, arguments, 
 def test_a_context_longer_than_the_model_is_cut_on_the_left_with_a_warning(model, task_data):
     with pytest.warns(UserWarning, match=r"requests are longer than the model's context \(48 tokens\)"):
         evaluate_tasks(model, gpt2_tokenizer(), ["sciq"], task_data, num_fewshot=3, limit=2)
+
+
+def test_a_training_run_scores_its_tasks_at_every_evaluation(tmp_path, corpus, task_data):
+    """Curves in the history, the log, TensorBoard and loss.png; the final scores in the model card's table: each the
+    scores of the exported model (tokenizer included) by evaluate_tasks."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, names = tmp_path / "run", ["arc_easy", "winogrande", "lambada_openai"]
+    data = json.dumps({name: task_data[name] for name in [*names, "hellaswag"]})
+    options = ["--max_steps", "4", "--eval_interval", "2", "--tokens_per_step", "128", "--checkpoint_interval", "1000",
+               "--eval_tasks", ",".join(names), "--eval_task_data", data, "--eval_task_limit", "5", "--hellaswag_limit",
+               "6", "--report_to", "tensorboard"]  # fmt: skip
+    result = run_train(run_dir, "--data", str(corpus), *options)
+    exported = AutoModelForCausalLM.from_pretrained(run_dir / "model", trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    limits = {"hellaswag": 6, **dict.fromkeys(names, 5)}
+    expected = evaluate_tasks(exported, tokenizer, ["hellaswag", *names], json.loads(data), limit=limits)
+
+    curves = trainer_state(run_dir)["history"]["tasks"]
+    assert list(curves) == ["hellaswag", *names]
+    for name, points in curves.items():
+        headline = "acc_norm" if "acc_norm" in expected[name] else "acc"
+        assert [step for step, _ in points] == [2, 4]
+        assert points[-1][1] == pytest.approx(expected[name][headline]), name
+        assert f"| {name} {headline} {expected[name][headline]:.4f}" in result.stdout
+    assert f"| centered acc {expected['aggregate']['centered_acc']:.4f}" in result.stdout
+
+    events = EventAccumulator(str(next(run_dir.rglob("events.out.tfevents.*")).parent)).Reload()
+    for name in names:
+        for metric in ("acc", "acc_stderr", "n"):
+            (*_, last) = events.Scalars(f"eval/{name}/{metric}")
+            assert (last.step, last.value) == (4, pytest.approx(expected[name][metric], rel=1e-6)), (name, metric)
+    card = (run_dir / "model" / "README.md").read_text()
+    assert f"| lambada_openai | perplexity | {expected['lambada_openai']['perplexity']:.4f} |" in card
+    assert f"| winogrande | acc | {expected['winogrande']['acc']:.4f} | " in card
+    assert (run_dir / "loss.png").stat().st_size > 0

@@ -116,7 +116,7 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert len(history["val_loss"]) == 2 and history["val_loss"][1][1] < history["val_loss"][0][1]
     assert (run_dir / "loss.png").stat().st_size > 10_000 and (run_dir / "samples.txt").read_text()
     card = (run_dir / "model" / "README.md").read_text()
-    assert "tokens seen: 10,240" in card and "HellaSwag" in card
+    assert "tokens seen: 10,240" in card and "| hellaswag | acc_norm |" in card
     assert json.loads((run_dir / "model" / "config.json").read_text())["padded_vocab_size"] == 512
 
     child = (

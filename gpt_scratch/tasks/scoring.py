@@ -51,13 +51,34 @@ def centered_accuracy(task_name: str, result: Mapping[str, Any]) -> float:
     return (result["acc"] - chance) / (1 - chance)
 
 
+def task_items(
+    names: Sequence[str],
+    data: Mapping[str, Any],
+    num_fewshot: int = 0,
+    limit: int | Mapping[str, int | None] | None = None,
+    seed: int = FEWSHOT_SEED,
+) -> dict[str, list[Item]]:
+    """Each task's items, prompts built (its rows read and checked, few-shot examples drawn): what scoring needs
+    before the model, so a training run can check its tasks' data before step 1."""
+    items: dict[str, list[Item]] = {}
+    for name in names:
+        task = TASKS[name]
+        task_limit = limit.get(name) if isinstance(limit, Mapping) else limit
+        rows = load_split(task, data.get(name), task.eval_split)[:task_limit]
+        if not rows:
+            raise ValueError(f"{name}: no items to score")
+        pool = load_split(task, data.get(name), task.fewshot_split) if num_fewshot else []
+        items[name] = build_items(task, rows, pool, num_fewshot, seed)
+    return items
+
+
 def evaluate_tasks(
     model,
     tokenizer,
     tasks: str | Sequence[str],
     data: Mapping[str, Any] | None = None,
     num_fewshot: int = 0,
-    limit: int | Mapping[str, int] | None = None,
+    limit: int | Mapping[str, int | None] | None = None,
     batch_size: int = 32,
     accelerator=None,
     progress: bool = False,
@@ -84,15 +105,7 @@ def evaluate_tasks(
         raise ValueError(f"data given for unknown task(s) {', '.join(unknown)}; known tasks: {', '.join(TASKS)}")
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
 
-    items: dict[str, list[Item]] = {}
-    for name in names:
-        task = TASKS[name]
-        task_limit = limit.get(name) if isinstance(limit, Mapping) else limit
-        rows = load_split(task, data.get(name), task.eval_split)[:task_limit]
-        if not rows:
-            raise ValueError(f"{name}: no items to score")
-        pool = load_split(task, data.get(name), task.fewshot_split) if num_fewshot else []
-        items[name] = build_items(task, rows, pool, num_fewshot, seed)
+    items = task_items(names, data, num_fewshot, limit, seed)
 
     # This process's share of every task's items, all scored in one batched pass.
     mine = [(name, i) for name in names for i in range(rank, len(items[name]), world)]
