@@ -16,7 +16,6 @@ and log-softmax. ``style="nanogpt"`` scores the way build-nanogpt's hellaswag.py
 per-token log-likelihood) so curves from that project can be compared.
 """
 
-import inspect
 import json
 import math
 import re
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from .loglikelihood import continuation_logliks, encode_pairs, model_max_length  # noqa: F401 (this module's API)
 
 HUB_DATASET = "Rowan/hellaswag"
 REQUIRED_FIELDS = ("activity_label", "ctx_a", "ctx_b", "endings", "label")
@@ -123,95 +123,6 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "validation") -
             "HellaSwag's schema instead"
         ) from error
     return [_validate_row(dict(row), f"{data} row {i}") for i, row in enumerate(dataset)]
-
-
-def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """lm-eval's split of (context, continuation) pairs into tokens (module docstring, step 2), batched."""
-    contexts, wholes = [], []
-    for context, continuation in pairs:
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-        contexts.append(context)
-        wholes.append(context + continuation)
-    unique_contexts = list(dict.fromkeys(contexts))  # the four endings of an example share their context
-    context_ids = dict(zip(unique_contexts, tokenizer(unique_contexts, add_special_tokens=False)["input_ids"]))
-    whole_ids = tokenizer(wholes, add_special_tokens=False)["input_ids"]
-    return [(context_ids[c], w[len(context_ids[c]) :]) for c, w in zip(contexts, whole_ids)]
-
-
-def model_max_length(model) -> int:
-    """The longest input the model takes, read from its config as lm-eval reads it (else 2048)."""
-    config = model.config
-    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if getattr(config, name, None):
-            return int(getattr(config, name))
-    return 2048
-
-
-@torch.no_grad()
-def continuation_logliks(
-    model,
-    requests: list[tuple[list[int], list[int]]],
-    batch_size: int,
-    progress: bool = False,
-    greedy: bool = False,
-) -> list[tuple[float, int, bool | None]]:
-    """(summed log-likelihood, token count, whether greedy decoding gives it) of each continuation given its
-    context, batched and length-sorted. The greedy check (an argmax over the vocabulary at every continuation
-    position, lm-eval's ``is_greedy``) runs only when asked: None otherwise."""
-    max_length = model_max_length(model)
-    device = next(model.parameters()).device
-    sequences = []
-    for context_ids, continuation_ids in requests:
-        if not continuation_ids:
-            raise ValueError("a continuation tokenized to zero tokens: every choice and target must be non-empty")
-        tokens = (context_ids + continuation_ids)[-(max_length + 1) :][:-1]  # the harness's left truncation
-        sequences.append((tokens, continuation_ids))
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
-    results: list[tuple[float, int, bool | None]] = [(0.0, 0, None)] * len(sequences)
-    # Only continuation positions need logits, and with a 50k vocabulary the LM head over every position would cost
-    # more than the rest of the model. So rows are padded on the left (with a mask and positions counted from each
-    # row's first real token, which changes no real token's logits), every continuation ends at the last position,
-    # and models that take `logits_to_keep` (transformers' own and ours) compute only the last few positions.
-    parameters = inspect.signature(model.forward).parameters
-    keeps_logits, takes_positions = "logits_to_keep" in parameters, "position_ids" in parameters
-    was_training = model.training
-    model.eval()
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc="hellaswag", disable=not progress, leave=False):
-        chunk = order[start : start + batch_size]
-        width = len(sequences[chunk[0]][0])
-        inputs = torch.zeros((len(chunk), width), dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, index in enumerate(chunk):
-            tokens = sequences[index][0]
-            inputs[row, width - len(tokens) :] = torch.tensor(tokens)
-            mask[row, width - len(tokens) :] = 1
-        kwargs = {"attention_mask": mask.to(device), "use_cache": False}
-        if takes_positions:
-            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
-        keep = max(len(sequences[i][1]) for i in chunk) if keeps_logits else width
-        if keeps_logits:
-            kwargs["logits_to_keep"] = keep
-        logits = model(input_ids=inputs.to(device), **kwargs).logits[:, -keep:]  # (B, keep, vocab)
-        # Row by row: one row's continuation logits stay in cache through log-softmax and gather (the whole batch's
-        # at once measured 1.5x slower on HellaSwag's 10-30-token endings).
-        sums, misses = [], []
-        for row, index in enumerate(chunk):
-            continuation = sequences[index][1]
-            span = logits[row, keep - len(continuation) :].float()  # (len(cont), vocab)
-            targets = torch.tensor(continuation, device=span.device)
-            sums.append(span.log_softmax(-1).gather(1, targets.unsqueeze(1)).sum())
-            if greedy:  # lm-eval's is_greedy: the argmax is the target at every position
-                misses.append((span.argmax(-1) != targets).sum())
-        # One device-to-host copy per batch: on a GPU, a copy per row would wait on the device B times.
-        sums = torch.stack(sums).tolist()
-        is_greedy = [miss == 0 for miss in torch.stack(misses).tolist()] if greedy else [None] * len(chunk)
-        for index, total, row_greedy in zip(chunk, sums, is_greedy):
-            results[index] = (total, len(sequences[index][1]), row_greedy)
-    model.train(was_training)
-    return results
 
 
 def _mean_and_stderr(values: list[float]) -> tuple[float, float]:

@@ -191,3 +191,23 @@ def test_a_training_run_scores_its_tasks_at_every_evaluation(tmp_path, corpus, t
     assert f"| lambada_openai | perplexity | {expected['lambada_openai']['perplexity']:.4f} |" in card
     assert f"| winogrande | acc | {expected['winogrande']['acc']:.4f} | " in card
     assert (run_dir / "loss.png").stat().st_size > 0
+
+
+def test_a_context_shared_by_its_choices_runs_once(model):
+    """Four choices of one item: the context's tokens go through the model once, and the scores are those of each
+    choice run as a whole sequence."""
+    from gpt_scratch.loglikelihood import _logliks_in_full, continuation_logliks, encode_pairs
+
+    context = "Question: which of these grows from a seed, given water, light and a warm place?\nAnswer:"
+    requests = encode_pairs(gpt2_tokenizer(), [(context, f" {choice}") for choice in ("a tree", "a stone", "iron")])
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs["input_ids"].numel()),
+                                           with_kwargs=True)  # fmt: skip
+    try:
+        shared = continuation_logliks(model, requests, batch_size=8)
+    finally:
+        hook.remove()
+    context_tokens = len(requests[0][0])
+    assert sum(seen) < context_tokens + sum(len(continuation) for _, continuation in requests) + 2 * len(requests)
+    whole = _logliks_in_full(model, requests, batch_size=8)
+    assert [loglik for loglik, _, _ in shared] == pytest.approx([loglik for loglik, _, _ in whole], abs=1e-5)

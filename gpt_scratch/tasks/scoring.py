@@ -1,10 +1,10 @@
 """Score any causal LM on the benchmark tasks, as lm-evaluation-harness scores them, faster.
 
-Every task's requests go through HellaSwag's batched scorer together (``continuation_logliks``: length-sorted
-batches, left padding, the LM head on continuation positions only), tokenized as lm-eval's HF backend tokenizes
-them (``encode_pairs``). The metrics are lm-eval's: acc (the highest summed log-likelihood), acc_norm (the highest per
-character of the choice), LAMBADA's acc (the target is the greedy continuation) and perplexity (exp of minus the
-mean log-likelihood), each mean with its standard error (sample standard deviation / sqrt(n)).
+Every task's requests go through one batched scorer together (``gpt_scratch.loglikelihood``: a context shared by
+an item's choices runs once, only continuation positions reach the LM head), tokenized as lm-eval's HF backend
+tokenizes them (``encode_pairs``). The metrics are lm-eval's: acc (the highest summed log-likelihood), acc_norm
+(the highest per character of the choice), LAMBADA's acc (the target is the greedy continuation) and perplexity
+(exp of minus the mean log-likelihood), each mean with its standard error (sample standard deviation / sqrt(n)).
 """
 
 import math
@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ..hellaswag import _mean_and_stderr, continuation_logliks, encode_pairs, model_max_length
+from ..hellaswag import _mean_and_stderr
+from ..loglikelihood import continuation_logliks, encode_pairs, model_max_length
 from .definitions import TASKS, resolve_task_names
 from .prompts import FEWSHOT_SEED, Item, build_items
 from .rows import load_split
