@@ -48,7 +48,6 @@ from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import check_export_target, save_with_model_card
 from gpt_scratch.storage import StorageError, check_writable
 from gpt_scratch.tasks import TASKS, evaluate_tasks, resolve_task_names, task_items
-from gpt_scratch.tasks.rows import SUFFIXES
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
@@ -138,12 +137,10 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     config = parse_args(argv)
     config.hellaswag_data = repo_relative(config.hellaswag_data)
     config.eval_task_data = {name: repo_relative(path) for name, path in config.eval_task_data.items()}
+    # Every task's items now (a Hub dataset downloads, or is found in the cache): a wrong path, a bad row, too few
+    # few-shot examples or no network fails before step 1, not after eval_interval steps.
     names, data, limits = evaluation_tasks(config)
-    local = [
-        name for name in names if data.get(name) and (Path(data[name]).suffix in SUFFIXES or Path(data[name]).is_dir())
-    ]
-    # A wrong path, a bad row or too few few-shot examples fails now, not after eval_interval steps.
-    task_items(local, data, config.eval_num_fewshot, limits)
+    task_items(names, data, config.eval_num_fewshot, limits)
     run_dir = Path(config.run_dir)
     accelerator = Accelerator(
         # On a machine without GPUs, cpu=True is what makes Accelerate join the processes torchrun started (gloo).

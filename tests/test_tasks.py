@@ -211,3 +211,12 @@ def test_a_context_shared_by_its_choices_runs_once(model):
     assert sum(seen) < context_tokens + sum(len(continuation) for _, continuation in requests) + 2 * len(requests)
     whole = _logliks_in_full(model, requests, batch_size=8)
     assert [loglik for loglik, _, _ in shared] == pytest.approx([loglik for loglik, _, _ in whole], abs=1e-5)
+
+
+def test_a_training_run_whose_task_data_cannot_be_read_stops_before_step_1(tmp_path, corpus):
+    result = run_train(
+        tmp_path / "run", "--data", str(corpus), "--eval_tasks", "piqa", "--max_steps", "50", check=False
+    )
+    assert result.returncode != 0 and "step " not in result.stdout
+    assert "piqa: could not reach the Hugging Face Hub for 'baber/piqa'" in result.stderr
+    assert "eval_task_data: {piqa: PATH}" in result.stderr and "Traceback" not in result.stderr

@@ -100,6 +100,6 @@ def _hub_split(task: Task, dataset_id: str | None, split: str) -> list[Row]:
     except ConnectionError as error:
         raise ConnectionError(
             f"{task.name}: could not reach the Hugging Face Hub for {path!r} ({error}); pass local files in its "
-            f"schema instead: --data {task.name}=FILE_OR_DIRECTORY"
+            f"schema instead (eval.py: --data {task.name}=PATH; train.py: eval_task_data: {{{task.name}: PATH}})"
         ) from error
     return [check_row(task, dict(row), f"{path} {split} row {i}") for i, row in enumerate(dataset)]
