@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
+from gpt_scratch.cli import USER_ERRORS
 from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import (
     PackedBatches,
@@ -46,7 +47,7 @@ from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import check_export_target, save_with_model_card
-from gpt_scratch.storage import StorageError, check_writable
+from gpt_scratch.storage import check_writable
 from gpt_scratch.tasks import TASKS, evaluate_tasks, resolve_task_names, task_items
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
@@ -601,7 +602,7 @@ def cli(argv: list[str]) -> None:
             f"CUDA out of memory ({error}). Lower --micro_batch_size (gradient accumulation keeps tokens_per_step), "
             "or --seq_len, or use bf16 (--mixed_precision bf16)"
         ) from None
-    except (ValueError, FileNotFoundError, ConnectionError, NonFiniteLossError, StorageError) as error:
+    except (*USER_ERRORS, NonFiniteLossError) as error:  # the same user errors as every other entry point
         if os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
         raise SystemExit(f"error: {error}") from None
