@@ -197,7 +197,10 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
 
     check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
-    accelerator.print(f"optimizer: {describe_optimizers(optimizers)} | schedule {schedule_summary(config)}")
+    default = (
+        " (matrix_lr not set: Muon's own scale)" if config.optimizer == "muon" and config.matrix_lr is None else ""
+    )
+    accelerator.print(f"optimizer: {describe_optimizers(optimizers)}{default} | schedule {schedule_summary(config)}")
     prepared, optimizers, schedulers = prepare_with_schedules(
         accelerator, model, optimizers, lambda step: lr_multiplier(step, config)
     )

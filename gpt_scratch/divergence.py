@@ -68,7 +68,9 @@ def unused_name(path: Path) -> Path:
 def lower_learning_rates(config) -> dict[str, float]:
     """Every learning rate the run sets, 10x lower, and at most a conservative 1e-3 for AdamW's ``lr``."""
     factor = min(0.1, 1e-3 / config.lr)
-    return {name: float(f"{getattr(config, name) * factor:.3g}") for name in LR_FIELDS if getattr(config, name)}
+    rates = {name: getattr(config, name) for name in LR_FIELDS}
+    rates["matrix_lr"] = rates["matrix_lr"] or (config.matrix_learning_rate if config.optimizer == "muon" else None)
+    return {name: float(f"{rate * factor:.3g}") for name, rate in rates.items() if rate}
 
 
 def command_with(arguments: list[str], overrides: dict[str, object], drop: tuple[str, ...] = ()) -> list[str]:

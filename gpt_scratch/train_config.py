@@ -73,7 +73,7 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW's (gains and biases; embeddings, head and matrices unless set below)
     embedding_lr: float | None = None  # AdamW on the token (and position) embeddings; null: lr
     head_lr: float | None = None  # AdamW on an untied head; null: lr
-    matrix_lr: float | None = None  # the blocks' 2-D matrices (Muon's lr with optimizer muon, e.g. 0.02); null: lr
+    matrix_lr: float | None = None  # the blocks' 2-D matrices; null: lr with adamw, MUON_LR (0.02) with muon
     muon_momentum: float = 0.95  # Muon's (Nesterov) momentum
     min_lr: float = 1e-4  # the schedule ends at min_lr / lr of every group's learning rate
     lr_schedule: str = "cosine"  # cosine, or wsd (warmup-stable-decay: constant, then linear over decay_fraction)
@@ -186,6 +186,14 @@ class TrainConfig:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be positive, or null for every item")
 
     @property
+    def matrix_learning_rate(self) -> float:
+        """The blocks' matrices' peak learning rate: ``matrix_lr``, else Muon's own scale under Muon (about 10x
+        AdamW's: orthogonalised updates have unit spectral norm), else ``lr``."""
+        if self.matrix_lr is not None:
+            return self.matrix_lr
+        return MUON_LR if self.optimizer == "muon" else self.lr
+
+    @property
     def decay_steps(self) -> int:
         """Steps of the wsd schedule's final linear decay."""
         return round(self.decay_fraction * self.max_steps)
@@ -262,6 +270,10 @@ class TrainConfig:
                 value = " | ".join(f"{k}={v}" for k, v in value.items())
             plain[key] = "null" if value is None else value
         return plain
+
+
+# Muon's learning rate when matrix_lr is not set: modded-nanogpt's and nanochat's scale for these matrices.
+MUON_LR = 0.02
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:

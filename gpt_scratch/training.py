@@ -40,8 +40,14 @@ def parameter_roles(model: torch.nn.Module) -> list[tuple[str, torch.nn.Paramete
 
 
 def role_learning_rates(config: TrainConfig) -> dict[str, float]:
-    """The peak learning rate of each parameter role (``lr`` where a role's own is not set)."""
-    lrs = {"embedding": config.embedding_lr, "head": config.head_lr, "matrix": config.matrix_lr, "gain": None}
+    """The peak learning rate of each parameter role (``lr`` where a role's own is not set; Muon's matrices at its
+    own scale, ``TrainConfig.matrix_learning_rate``)."""
+    lrs = {
+        "embedding": config.embedding_lr,
+        "head": config.head_lr,
+        "matrix": config.matrix_learning_rate,
+        "gain": None,
+    }
     return {role: lr if lr is not None else config.lr for role, lr in lrs.items()}
 
 

@@ -218,3 +218,20 @@ def test_resume_refuses_another_optimizer_or_architecture_and_applies_new_learni
                         "--resume", "auto")  # fmt: skip
     assert "matrix_lr: 0.02 -> 0.01" in resumed.stdout and "lr_schedule: 'wsd' -> 'cosine'" in resumed.stdout
     assert re.search(r"resumed from .*step-000004 at step 4", resumed.stdout)
+
+
+def test_muon_without_matrix_lr_runs_at_its_own_scale_says_so_and_recovers_at_a_tenth(tmp_path, corpus):
+    """Not AdamW's lr (a tenth of Muon's usual scale) without a word: modded-nanogpt's and nanochat's 0.02."""
+    from gpt_scratch.divergence import lower_learning_rates
+
+    config = TrainConfig(optimizer="muon", lr=3e-3)
+    model = GPTScratchForCausalLM(GPTScratchConfig(**TINY))
+    muon, adamw = build_optimizers(model, config, torch.device("cpu"))
+    assert isinstance(muon, Muon) and [group["lr"] for group in muon.param_groups] == [0.02]
+    assert {group["lr"] for group in adamw.param_groups} == {3e-3}
+    assert lower_learning_rates(config)["matrix_lr"] == pytest.approx(0.002)  # the recovery lowers Muon's too
+    assert role_learning_rates(TrainConfig(lr=3e-3))["matrix"] == 3e-3  # AdamW's matrices keep lr
+    args = ["--data", str(corpus), "--tokens_per_step", "128", "--hellaswag_data", "null", "--max_steps", "2",
+            "--optimizer", "muon"]  # fmt: skip
+    result = run_train(tmp_path / "run", *args)
+    assert "Muon (matrix lr 0.02) + AdamW" in result.stdout and "matrix_lr not set: Muon's own scale" in result.stdout
