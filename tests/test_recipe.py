@@ -3,6 +3,7 @@ learning rate per role, warmup-stable-decay, exact resume, 2 processes like 1, a
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +236,22 @@ def test_muon_without_matrix_lr_runs_at_its_own_scale_says_so_and_recovers_at_a_
             "--optimizer", "muon"]  # fmt: skip
     result = run_train(tmp_path / "run", *args)
     assert "Muon (matrix lr 0.02) + AdamW" in result.stdout and "matrix_lr not set: Muon's own scale" in result.stdout
+
+
+def test_muon_under_two_processes_splits_the_iterations_and_gives_one_process_weights(tmp_path):
+    """Each process runs the Newton-Schulz iteration for its share of the matrices (3 and 2 of 5, per step) and
+    broadcasts the results: the weights are bitwise those of one process running them all."""
+    import subprocess
+    import sys
+
+    from dist_muon_worker import muon_steps
+    from train_runs import free_port
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+               str(Path(__file__).parent / "dist_muon_worker.py"), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [json.loads((tmp_path / f"calls-{rank}.json").read_text()) for rank in (0, 1)] == [6, 4]
+    distributed = torch.load(tmp_path / "weights.pt")
+    for got, expected in zip(distributed, muon_steps(), strict=True):
+        assert torch.equal(got, expected)
