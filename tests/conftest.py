@@ -166,3 +166,29 @@ def mount(tmp_path):
     yield make
     for target in reversed(mounted):
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture(scope="session")
+def benchmark_task_data(tmp_path_factory) -> dict[str, str]:
+    """{task: directory of split files}: made-up items of every benchmark task (tests/task_data.py)."""
+    from task_data import write_task_data
+
+    from gpt_scratch.tasks import TASKS
+
+    return write_task_data(tmp_path_factory.mktemp("task_data"), TASKS)
+
+
+@pytest.fixture(scope="session")
+def lm_eval_tasks(tmp_path_factory, benchmark_task_data):
+    """lm-eval's TaskManager over local copies of lm-eval's own tasks: ``hellaswag_local`` on
+    data/hellaswag_sample.jsonl, and ``<task>_items`` on ``benchmark_task_data``. Indexing lm-eval's tasks costs
+    about 10 s, so it is done once per test process."""
+    from lm_eval.tasks import TaskManager
+
+    from gpt_scratch.hellaswag import write_lm_eval_task
+    from gpt_scratch.tasks import write_lm_eval_tasks
+
+    tasks = tmp_path_factory.mktemp("lm_eval_tasks")
+    write_lm_eval_tasks(benchmark_task_data, tasks, suffix="_items")
+    write_lm_eval_task(Path(__file__).resolve().parent.parent / "data" / "hellaswag_sample.jsonl", tasks)
+    return TaskManager(include_path=str(tasks))

@@ -68,17 +68,16 @@ def test_preprocess_equals_lm_eval(text):
     assert preprocess(text) == reference(text)
 
 
-def lm_eval_on_sample(model_dir: Path, tmp_path: Path, limit: int) -> dict:
-    """lm-evaluation-harness's HF backend on a saved directory, the sample as a local hellaswag task, samples logged."""
+def lm_eval_on_sample(model_dir: Path, task_manager, limit: int) -> dict:
+    """lm-evaluation-harness's HF backend on a saved directory, the sample as a local hellaswag task (the
+    ``lm_eval_tasks`` fixture's), samples logged."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
-    tasks = write_lm_eval_task(SAMPLE, tmp_path / "tasks")
     return lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
         tasks=["hellaswag_local"],
-        task_manager=TaskManager(include_path=str(tasks)),
+        task_manager=task_manager,
         log_samples=True,
         batch_size=16,
         device="cpu",
@@ -86,8 +85,8 @@ def lm_eval_on_sample(model_dir: Path, tmp_path: Path, limit: int) -> dict:
     )
 
 
-def test_logliks_and_accuracies_equal_lm_eval_harness(tmp_path, model_dir, model):
-    reference = lm_eval_on_sample(model_dir, tmp_path, LIMIT)
+def test_logliks_and_accuracies_equal_lm_eval_harness(lm_eval_tasks, model_dir, model):
+    reference = lm_eval_on_sample(model_dir, lm_eval_tasks, LIMIT)
     ours = evaluate_hellaswag(model, gpt2_tokenizer(), str(SAMPLE), batch_size=16, limit=LIMIT, return_details=True)
     samples = sorted(reference["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])
     assert len(samples) == len(ours["details"]) == LIMIT

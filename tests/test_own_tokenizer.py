@@ -259,7 +259,7 @@ def test_resume_with_a_tokenizer_retrained_in_place_is_refused(trained, corpus, 
     assert saved in result.stderr
 
 
-def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_path):
+def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_path, lm_eval_tasks):
     out, _ = trained
     ours = load_tokenizer(str(out))
     torch.manual_seed(3)
@@ -268,7 +268,7 @@ def test_hellaswag_with_the_models_own_tokenizer_equals_lm_eval(trained, tmp_pat
                                           pad_token_id=ours.eot_id)  # fmt: skip
     model = GPTScratchForCausalLM(config).eval()
     model_dir = save_model_dir(model, tmp_path / "model", ours.hf_tokenizer(48))
-    reference = lm_eval_on_sample(model_dir, tmp_path, 24)
+    reference = lm_eval_on_sample(model_dir, lm_eval_tasks, 24)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)  # what eval.py uses: the directory's
     scored = evaluate_hellaswag(model, tokenizer, str(SAMPLE), batch_size=16, limit=24, return_details=True)
     samples = sorted(reference["samples"]["hellaswag_local"], key=lambda s: s["doc_id"])

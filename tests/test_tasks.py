@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from task_data import write_task_data
 from train_runs import free_port, run_command, run_train, trainer_state
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
-from gpt_scratch.tasks import TASKS, evaluate_tasks, write_lm_eval_tasks
+from gpt_scratch.tasks import TASKS, evaluate_tasks
 from gpt_scratch.tokenizer import gpt2_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,19 +32,17 @@ def model(model_dir):
 
 
 @pytest.fixture(scope="module")
-def task_data(tmp_path_factory) -> dict[str, str]:
-    return write_task_data(tmp_path_factory.mktemp("task_data"), TASKS)
+def task_data(benchmark_task_data) -> dict[str, str]:
+    return benchmark_task_data
 
 
-def lm_eval_results(model_dir, data: dict[str, str], out_dir, num_fewshot: int) -> dict:
+def lm_eval_results(model_dir, task_manager, num_fewshot: int) -> dict:
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
-    names = write_lm_eval_tasks(data, out_dir)
     return lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32", tasks=names,
-        task_manager=TaskManager(include_path=str(out_dir)), num_fewshot=num_fewshot, log_samples=True,
-        batch_size=16, device="cpu",
+        model="hf", model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
+        tasks=[f"{name}_items" for name in TASKS], task_manager=task_manager, num_fewshot=num_fewshot,
+        log_samples=True, batch_size=16, device="cpu",
     )  # fmt: skip
 
 
@@ -54,19 +51,19 @@ def request_pairs(sample: dict) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("num_fewshot", [0, 3])
-def test_every_task_equals_lm_eval(tmp_path, model_dir, model, task_data, num_fewshot):
-    reference = lm_eval_results(model_dir, task_data, tmp_path / "tasks", num_fewshot)
+def test_every_task_equals_lm_eval(model_dir, model, lm_eval_tasks, task_data, num_fewshot):
+    reference = lm_eval_results(model_dir, lm_eval_tasks, num_fewshot)
     ours = evaluate_tasks(model, gpt2_tokenizer(), list(TASKS), task_data, num_fewshot, batch_size=16,
                           return_details=True)  # fmt: skip
     for name, task in TASKS.items():
-        samples = sorted(reference["samples"][f"{name}_local"], key=lambda sample: sample["doc_id"])
+        samples = sorted(reference["samples"][f"{name}_items"], key=lambda sample: sample["doc_id"])
         details = ours[name]["details"]
         assert len(samples) == len(details) == ours[name]["n"] == 10, name
         for sample, detail in zip(samples, details):
             assert list(detail["requests"]) == request_pairs(sample), (name, sample["doc_id"])
             expected = [loglik for loglik, _ in sample["filtered_resps"]]
             assert detail["logliks"] == pytest.approx(expected, abs=1e-4), (name, sample["doc_id"])
-        metrics = reference["results"][f"{name}_local"]
+        metrics = reference["results"][f"{name}_items"]
         for metric in task.metrics:
             if metric == "perplexity":
                 assert ours[name][metric] == pytest.approx(metrics[f"{metric},none"], rel=1e-4), name
