@@ -192,3 +192,9 @@ def lm_eval_tasks(tmp_path_factory, benchmark_task_data):
     write_lm_eval_tasks(benchmark_task_data, tasks, suffix="_items")
     write_lm_eval_task(Path(__file__).resolve().parent.parent / "data" / "hellaswag_sample.jsonl", tasks)
     return TaskManager(include_path=str(tasks))
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The longest test first: the docs test (about two minutes, alone on one worker) would otherwise be dealt out
+    with the last tests, and the run would end waiting for it while the other worker sits idle."""
+    items.sort(key=lambda item: item.get_closest_marker("docs") is None)  # stable: the rest keep their order
