@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .jsonl import json_lines
 from .loglikelihood import continuation_logliks, encode_pairs, model_max_length  # noqa: F401 (this module's API)
 
 HUB_DATASET = "Rowan/hellaswag"
@@ -93,17 +94,7 @@ def load_rows(data: str | Sequence[dict[str, Any]], split: str = "validation") -
     if path.suffix in (".jsonl", ".json"):
         if not path.is_file():
             raise FileNotFoundError(f"HellaSwag file not found: {path}")
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-                rows.append(_validate_row(row, f"{path}:{number}"))
-        return rows
+        return [_validate_row(row, f"{path}:{number}") for number, row in json_lines(path)]
     if path.suffix == ".parquet":
         if not path.is_file():
             raise FileNotFoundError(f"HellaSwag file not found: {path}")

@@ -4,7 +4,7 @@ Hub dataset and split it reads, its prompt (``doc_to_text``), choices (``doc_to_
 says which one it mirrors."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..hellaswag import preprocess as hellaswag_preprocess
@@ -114,13 +114,6 @@ TASKS: dict[str, Task] = {
             target=lambda row: row["choices"]["label"].index(row["answerKey"]),
             check=lambda row: _lettered_choices(row, row["answerKey"]),
         ),
-        Task(  # lm_eval/tasks/arc/arc_challenge.yaml
-            "arc_challenge", ("allenai/ai2_arc", "ARC-Challenge"), "test", "train",
-            {"question": str, "choices": dict, "answerKey": str},
-            prompt=lambda row: f"Question: {row['question']}\nAnswer:", choices=lambda row: row["choices"]["text"],
-            target=lambda row: row["choices"]["label"].index(row["answerKey"]),
-            check=lambda row: _lettered_choices(row, row["answerKey"]),
-        ),
         Task(  # lm_eval/tasks/piqa/piqa.yaml
             "piqa", ("baber/piqa", None), "validation", "train", {"goal": str, "sol1": str, "sol2": str, "label": int},
             prompt=lambda row: f"Question: {row['goal']}\nAnswer:", choices=lambda row: [row["sol1"], row["sol2"]],
@@ -173,6 +166,9 @@ TASKS: dict[str, Task] = {
         ),
     ]
 }  # fmt: skip
+# lm_eval/tasks/arc/arc_challenge.yaml: arc_easy.yaml with another name and Hub config.
+TASKS["arc_challenge"] = replace(TASKS["arc_easy"], name="arc_challenge", hub=("allenai/ai2_arc", "ARC-Challenge"))
+TASKS = {name: TASKS[name] for name in ("hellaswag", "arc_easy", "arc_challenge", *TASKS)}  # lm-eval's listing order
 
 # A uniform guess's accuracy per task (LAMBADA: any word of the vocabulary, so 0).
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5, "winogrande": 0.5,

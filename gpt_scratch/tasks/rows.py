@@ -3,11 +3,11 @@ local ``.jsonl`` / ``.json`` / ``.parquet`` file in the same schema (the split l
 such files named by split (``train.jsonl``, ``test.jsonl``, ...: what few-shot examples need). Every row is checked
 as it loads; a malformed one is an error naming the file, the line and the field."""
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import json_lines
 from .definitions import Row, Task
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -40,17 +40,7 @@ def _read_file(task: Task, path: Path) -> list[Row]:
         import pyarrow.parquet as pq
 
         return [check_row(task, row, f"{path} row {i}") for i, row in enumerate(pq.read_table(path).to_pylist())]
-    rows = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            rows.append(check_row(task, row, f"{path}:{number}"))
-    return rows
+    return [check_row(task, row, f"{path}:{number}") for number, row in json_lines(path)]
 
 
 def _split_file(task: Task, directory: Path, split: str) -> Path | None:
