@@ -552,6 +552,10 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     What ``AutoModelForCausalLM`` returns."""
 
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+    # Opt-in: a loss computed from the hidden states and the head's weight, never the full logits (train.py sets
+    # gpt_scratch.head_loss.chunked_head_cross_entropy). Called as f(hidden_states, head_weight, labels, vocab_size=,
+    # softcap=, shift_labels=, num_items_in_batch=).
+    head_loss_function = None
 
     def __init__(self, config: GPTScratchConfig) -> None:
         super().__init__(config)
@@ -602,6 +606,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: int | torch.Tensor | None = None,
+        skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """``labels`` are the input ids themselves (the shift happens in the loss); positions labelled -100 are
@@ -612,6 +617,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         ``logits_to_keep=n`` computes logits for the last n positions only (generation needs just the last one).
         ``num_items_in_batch`` (passed by ``Trainer`` under gradient accumulation) turns the mean into a sum over
         the whole accumulated batch, so every token weighs the same whatever micro-batch it lands in.
+        With ``head_loss_function`` set, a loss in training mode (or wherever ``skip_logits=True``, as transformers'
+        Trainer passes it) comes from that function and ``logits`` is None.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.transformer(
@@ -639,28 +646,25 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         else:
             hidden_states = hidden_states[:, logits_to_keep]
 
-        # (B, T, vocab): the padded rows of a padded vocabulary are sliced off, so their ids are never scored or
-        # generated; the slice is a view, and under torch.compile it fuses into the loss.
-        logits = self.lm_head(hidden_states)[..., : self.config.vocab_size]
-        if self.config.final_logit_softcapping is not None:  # cap * tanh(logits / cap): smooth, bounded logits
-            cap = self.config.final_logit_softcapping
-            logits = torch.tanh(logits / cap) * cap
-        loss = None
-        if wants_loss:
-            # transformers' causal-LM loss (shifts labels, not logits; sums over num_items_in_batch when given), or
-            # whatever loss a user or Trainer set as model.loss_function.
-            loss = self.loss_function(
-                logits,
+        skip_logits = self.training if skip_logits is None else skip_logits
+        if wants_loss and skip_logits and self.head_loss_function is not None:
+            loss = self.head_loss_function(
+                hidden_states,
+                self.lm_head.weight,
                 labels,
                 vocab_size=self.config.vocab_size,
-                shift_labels=shift_labels.contiguous() if shift_labels is not None else None,  # it views them flat
+                softcap=self.config.final_logit_softcapping,
+                shift_labels=shift_labels,
                 num_items_in_batch=num_items_in_batch,
             )
+            logits = None
+        else:
+            loss, logits = self._logits_and_loss(hidden_states, labels, shift_labels, num_items_in_batch)
 
         cache = getattr(outputs, CACHE_FIELD)
         if not return_dict:
             rest = tuple(v for v in (cache, outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss,) if loss is not None else ()) + (logits,) + rest
+            return tuple(v for v in (loss, logits) if v is not None) + rest
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -668,6 +672,27 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             attentions=outputs.attentions,
             **{CACHE_FIELD: cache},
         )
+
+    def _logits_and_loss(self, hidden_states, labels, shift_labels, num_items_in_batch) -> tuple:
+        """(loss or None, logits). The logits are (B, T, vocab): the padded rows of a padded vocabulary are sliced
+        off, so their ids are never scored or generated; the slice is a view, which torch.compile fuses into the
+        loss."""
+        logits = self.lm_head(hidden_states)[..., : self.config.vocab_size]
+        if self.config.final_logit_softcapping is not None:  # cap * tanh(logits / cap): smooth, bounded logits
+            cap = self.config.final_logit_softcapping
+            logits = torch.tanh(logits / cap) * cap
+        if labels is None and shift_labels is None:
+            return None, logits
+        # transformers' causal-LM loss (shifts labels, not logits; sums over num_items_in_batch when given), or
+        # whatever loss a user or Trainer set as model.loss_function.
+        loss = self.loss_function(
+            logits,
+            labels,
+            vocab_size=self.config.vocab_size,
+            shift_labels=shift_labels.contiguous() if shift_labels is not None else None,  # it views them flat
+            num_items_in_batch=num_items_in_batch,
+        )
+        return loss, logits
 
 
 __all__ = [

@@ -8,6 +8,7 @@ Writes (rank 0) OUT_DIR/continuous (a model directory), OUT_DIR/resumed (the sam
 import io
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from torch.distributed.fsdp import fully_shard
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
+from gpt_scratch.head_loss import chunked_head_cross_entropy
 from gpt_scratch.training import weights_are_finite
 
 STEPS, LR = 3, 1e-3
@@ -33,6 +35,9 @@ def batches() -> list[torch.Tensor]:
 def sharded_model_and_optimizer() -> tuple[GPTScratchForCausalLM, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = GPTScratchForCausalLM(config())
+    # train.py's loss: the head's weight is read inside the root's forward, where FSDP has gathered it. (The test's
+    # one-process reference runs transformers' loss on the full logits.)
+    model.head_loss_function = partial(chunked_head_cross_entropy, chunk_size=16)  # 2 chunks of each process's 32
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model)

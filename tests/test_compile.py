@@ -1,11 +1,14 @@
 """The model is compile-clean: every path traces as one graph, compiled results equal eager ones, and training
 attention reaches SDPA's fused causal kernels (no materialised mask)."""
 
+import functools
+
 import pytest
 import torch
 from transformers import DynamicCache, StaticCache
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+from gpt_scratch.head_loss import chunked_head_cross_entropy
 
 from conftest import MODERN, left_padded_batch, ours_from
 
@@ -34,9 +37,12 @@ def assert_one_graph(function, *args) -> None:
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)
 
 
-def test_training_forward_with_loss_traces_as_one_graph(debug_model):
-    inputs, targets = windows()
+@pytest.mark.parametrize("head_loss", ["plain", "chunked"])
+def test_training_forward_with_loss_traces_as_one_graph(debug_model, head_loss):
+    inputs, targets = windows(batch=4, seq_len=40)  # 160 positions: the chunked head + loss runs 3 chunks of 64
     debug_model.train()
+    if head_loss == "chunked":
+        debug_model.head_loss_function = functools.partial(chunked_head_cross_entropy, chunk_size=64)
     assert_one_graph(
         lambda x, y: debug_model(input_ids=x, labels=x, shift_labels=y, use_cache=False).loss, inputs, targets
     )
@@ -74,6 +80,8 @@ def test_static_cache_decode_step_traces_as_one_graph(debug_model):
 def test_fullgraph_compiled_training_step_equals_eager(debug_model):
     inputs, targets = windows(seed=1)
     debug_model.train()
+    if debug_model.config.final_logit_softcapping is not None:  # the modern recipe with train.py's chunked head + loss
+        debug_model.head_loss_function = functools.partial(chunked_head_cross_entropy, chunk_size=8)  # 4 chunks
     compiled = torch.compile(debug_model, fullgraph=True)
     results = []
     for forward in (debug_model, compiled):
