@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from gpt_scratch.cli import USER_ERRORS
-from gpt_scratch.cpu_loss import use_lean_cpu_loss
 from gpt_scratch.data import (
     PackedBatches,
     TextSource,
@@ -43,6 +42,7 @@ from gpt_scratch.data import (
 )
 from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
+from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.run_lock import RunLock
@@ -64,6 +64,7 @@ from gpt_scratch.training import (
     prepare_with_schedules,
     role_learning_rates,
     train_step,
+    use_training_loss,
     validation_metrics,
     weights_are_finite,
 )
@@ -152,6 +153,8 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         log_with=None if config.report_to == "none" else config.report_to,
         project_dir=str(run_dir),
     )
+    if config.fp8 and (problem := fp8_unavailable(accelerator.device)):
+        raise ValueError(f"{problem}; set fp8: false")
     if note := config.fit_micro_batch(accelerator.num_processes):
         accelerator.print(note)
     accumulation = config.gradient_accumulation_steps(accelerator.num_processes)
@@ -181,6 +184,9 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         f"processes {accelerator.num_processes} | micro-batch {config.micro_batch_size}x{config.seq_len} | "
         f"accumulation {accumulation} | {config.tokens_per_step:,} tokens/step | device {accelerator.device}"
     )
+    if config.fp8:  # before the optimizers and the wrapping: both then see the converted layers
+        converted = convert_to_fp8(model, include_head=config.fp8_head)
+        accelerator.print(f"FP8 (torchao float8 training): {len(converted)} linear layers")
     text_tokenizer = load_tokenizer(config.tokenizer)  # the model's vocab_size and <|endoftext|> id are its own
     if config.tokenizer != "gpt2":
         accelerator.print(f"tokenizer: {config.tokenizer} ({text_tokenizer.vocab_size:,} tokens)")
@@ -205,10 +211,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         accelerator, model, optimizers, lambda step: lr_multiplier(step, config)
     )
     raw_model = accelerator.unwrap_model(prepared)
-    if use_lean_cpu_loss(raw_model, accelerator.device, config.compile):
-        accelerator.print(
-            "CPU: lean cross-entropy (gpt_scratch.cpu_loss), same values and gradients as the standard loss"
-        )
+    accelerator.print(f"loss: {use_training_loss(raw_model, config, accelerator.device, config.compile)}")
     return Run(
         config=config,
         argv=argv,

@@ -2,9 +2,10 @@
 
 Both models start from the same weights and run the very same `train_step` (Accelerate, AdamW, clipping) on the
 same batches, alternating in one run, so the ratio holds on a noisy machine. Target on CPU: >= 1.2.
-Ours is configured as the recipes train it: the vocabulary padded to 50304 rows, and on a CPU without --compile the
-lean cross-entropy train.py uses there. On a GPU, `--preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile`
-measures the 124M recipe: tokens/s, MFU and peak memory of each model, both compiled.
+Ours is configured as the recipes train it: the vocabulary padded to 50304 rows, and the loss train.py trains with
+(the chunked head + loss; ``--plain-head``: transformers' loss on the full logits). On a GPU, `--preset gpt2
+--seq-len 1024 --micro-batch 64 --bf16 --compile` measures the 124M recipe: tokens/s, MFU and peak memory of each
+model, both compiled.
 
     python bench/train_speed.py                       # 4 layers, 256 wide, T=128, micro-batch 8 (CPU)
     python bench/train_speed.py --preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile
@@ -13,9 +14,14 @@ measures the 124M recipe: tokens/s, MFU and peak memory of each model, both comp
 architecture under AdamW, both ours: the cost per token of the modern recipe (target on the GPU: >= 0.9x).
 
     python bench/train_speed.py --modern --preset gpt2 --seq-len 1024 --micro-batch 64 --bf16 --compile
+
+``--fp8`` compares our model with its blocks' linear layers in FP8 (torchao, ``fp8: true``) against the same model in
+bf16 (a GPU with FP8 matmuls; with ``--modern``, the modern recipe's model).
 """
 
 import argparse
+import copy
+import dataclasses
 import statistics
 import sys
 import time
@@ -28,7 +34,7 @@ from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
-from gpt_scratch.cpu_loss import use_lean_cpu_loss  # noqa: E402
+from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import MODEL_OPTIONS, TrainConfig  # noqa: E402
 from gpt_scratch.training import (  # noqa: E402
@@ -37,12 +43,18 @@ from gpt_scratch.training import (  # noqa: E402
     peak_flops,
     prepare_with_schedules,
     train_step,
+    use_training_loss,
 )
 
 # --modern: configs/speedrun-124m.yaml's model options and optimizer, read from the file so they cannot drift.
 SPEEDRUN = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "speedrun-124m.yaml").read_text())
 MODERN_MODEL = {k: SPEEDRUN[k] for k in MODEL_OPTIONS if k in SPEEDRUN and k not in ("n_layer", "n_head", "n_embd")}
 MODERN_OPTIMIZER = {k: SPEEDRUN[k] for k in ("optimizer", "matrix_lr", "embedding_lr", "head_lr", "lr")}
+
+
+# (measured, reference) of each comparison, by the first option that selects it.
+PAIRS = {("fp8", "bf16"): lambda args: args.fp8, ("modern", "gpt2"): lambda args: args.modern,
+         ("ours", "hf"): lambda args: True}  # fmt: skip
 
 
 class FixedBatches:
@@ -67,8 +79,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--only", choices=["ours", "hf", "modern", "gpt2"], default=None)
+    parser.add_argument("--only", choices=["ours", "hf", "modern", "gpt2", "bf16", "fp8"], default=None)
     parser.add_argument("--modern", action="store_true", help="the modern recipe against our GPT-2 architecture")
+    parser.add_argument("--fp8", action="store_true", help="ours in FP8 against ours in bf16")
+    parser.add_argument("--plain-head", action="store_true", help="transformers' loss on the full logits for ours")
     parser.add_argument("--padded-vocab", type=int, default=50304, help="our padded_vocab_size (0: none)")
     args = parser.parse_args()
 
@@ -85,19 +99,28 @@ def main() -> None:
     )
     torch.manual_seed(0)
     ours = GPTScratchForCausalLM(config)
-    if args.modern:
-        modern = GPTScratchForCausalLM(GPTScratchConfig(**{**config.to_dict(), **MODERN_MODEL}))
-        contenders = {"gpt2": (ours, TrainConfig()), "modern": (modern, TrainConfig(**MODERN_OPTIMIZER))}
+    modern = GPTScratchForCausalLM(GPTScratchConfig(**{**config.to_dict(), **MODERN_MODEL})) if args.modern else None
+    gpt2_recipe = TrainConfig(chunked_head_loss=not args.plain_head)
+    modern_recipe = TrainConfig(**MODERN_OPTIMIZER, chunked_head_loss=not args.plain_head)
+    if args.fp8:
+        if problem := fp8_unavailable(accelerator.device):
+            parser.error(problem)
+        base, recipe = (modern, modern_recipe) if args.modern else (ours, gpt2_recipe)
+        converted = copy.deepcopy(base)
+        convert_to_fp8(converted)
+        contenders = {"bf16": (base, recipe), "fp8": (converted, dataclasses.replace(recipe, fp8=True))}
+    elif args.modern:
+        contenders = {"gpt2": (ours, gpt2_recipe), "modern": (modern, modern_recipe)}
     else:
         reference_config = config.to_gpt2_config()
         reference_config._attn_implementation = "sdpa"
         reference = GPT2LMHeadModel(reference_config)
         reference.load_state_dict(state_dict_to_gpt2(ours.state_dict(), config.vocab_size), strict=False)
         reference.tie_weights()
-        contenders = {"hf": (reference, TrainConfig()), "ours": (ours, TrainConfig())}
-    for name, (model, _) in contenders.items():
+        contenders = {"hf": (reference, TrainConfig()), "ours": (ours, gpt2_recipe)}
+    for name, (model, recipe) in contenders.items():
         if name != "hf":
-            use_lean_cpu_loss(model, accelerator.device, args.compile)  # as train.py does
+            use_training_loss(model, recipe, accelerator.device, args.compile)  # as train.py does
 
     generator = torch.Generator().manual_seed(1)
     windows = [torch.randint(0, 50257, (args.micro_batch, args.seq_len + 1), generator=generator) for _ in range(8)]
@@ -145,10 +168,13 @@ def main() -> None:
         flops = flops_per_token(accelerator.unwrap_model(runners[name][1]), args.seq_len)
         mfu = f" | MFU {100 * flops * rate / peak:.1f}%" if peak else ""
         memory = f" | peak memory {peak_memory[name] / 2**30:.1f} GiB" if name in peak_memory else ""
-        label = {"hf": "HF GPT-2", "gpt2": "ours, GPT-2 arch + AdamW", "modern": "ours, modern + Muon"}.get(name, name)
+        label = {"hf": "HF GPT-2", "gpt2": "ours, GPT-2 arch + AdamW", "modern": "ours, modern + Muon",
+                 "bf16": "ours, bf16", "fp8": "ours, FP8 blocks"}.get(name, name)  # fmt: skip
         print(f"{label:26s} {rate:12,.0f} tokens/s{mfu}{memory}")
     if len(runners) == 2:
-        measured, reference_name = ("modern", "gpt2") if args.modern else ("ours", "hf")
+        measured, reference_name = (
+            ("fp8", "bf16") if args.fp8 else ("modern", "gpt2") if args.modern else ("ours", "hf")
+        )
         ratio = statistics.median(rates[measured]) / statistics.median(rates[reference_name])
         print(f"ratio {measured}/{reference_name} {ratio:.3f}x")
 

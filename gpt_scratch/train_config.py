@@ -85,6 +85,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "no"  # no, bf16, fp16
     compile: bool = False
+    # The LM head and its loss a chunk of positions at a time (gpt_scratch.head_loss): same loss and gradients,
+    # without the (tokens x vocabulary) logits, a step's largest tensors, ever existing whole.
+    chunked_head_loss: bool = True
+    fp8: bool = False  # the blocks' linear layers in FP8 (torchao; GPUs with compute capability 8.9+: H100, H200, L4)
+    fp8_head: bool = False  # the head too (it then runs whole: chunked_head_loss does not apply)
     # --- evaluation and logging ---
     log_interval: int = 10
     eval_interval: int = 100
@@ -163,6 +168,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")
+        if self.fp8_head and not self.fp8:
+            raise ValueError("fp8_head (true) puts the head in FP8 beside the blocks; set fp8: true as well")
         if self.tokenizer_vocab_size is not None and self.tokenizer == "gpt2":
             raise ValueError(
                 f"tokenizer_vocab_size ({self.tokenizer_vocab_size}) trains the tokenizer directory `tokenizer` "

@@ -10,7 +10,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from .cpu_loss import use_lean_cpu_loss
 from .document_mask import document_position_ids
+from .head_loss import chunked_head_cross_entropy
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .muon import Muon
 from .train_config import TrainConfig
@@ -73,6 +75,17 @@ def build_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.
     fused = device.type == "cuda"  # one kernel for the whole update
     optimizers.append(torch.optim.AdamW(list(groups.values()), betas=(config.beta1, config.beta2), fused=fused))
     return optimizers
+
+
+def use_training_loss(model: GPTScratchForCausalLM, config: TrainConfig, device: torch.device, compiled: bool) -> str:
+    """Give ``model`` the loss train.py trains with and name it: the chunked head + loss (``chunked_head_loss``,
+    unless an FP8 head must run as its layer), else on an eager CPU the lean cross-entropy, else transformers'."""
+    if config.chunked_head_loss and not config.fp8_head:
+        model.head_loss_function = chunked_head_cross_entropy
+        return "chunked head + loss"
+    if use_lean_cpu_loss(model, device, compiled):
+        return "lean CPU cross-entropy"
+    return "transformers' cross-entropy"
 
 
 def check_muon_parameters(matrices: list[tuple[str, torch.nn.Parameter]]) -> None:
