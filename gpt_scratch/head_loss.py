@@ -37,19 +37,21 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             states = hidden[start : start + chunk_size].to(dtype)
             chunk_targets = targets[start : start + chunk_size]
             logits = (states @ head.T).float()
-            if softcap is not None:
-                logits = logits.div_(softcap).tanh_().mul_(softcap)  # cap * tanh(logits / cap)
+            if softcap is not None:  # cap * tanh(logits / cap), and its derivative 1 - tanh^2 for the backward
+                capped = logits.div_(softcap).tanh_()
+                softcap_slope = capped.square().neg_().add_(1)
+                logits = capped.mul_(softcap)
             valid = (chunk_targets != -100).unsqueeze(1)
             safe_targets = chunk_targets.masked_fill(~valid.squeeze(1), 0).unsqueeze(1)
             row_max = logits.amax(dim=-1, keepdim=True)
             target_logits = logits.gather(1, safe_targets)
-            grad = (logits - row_max).exp_()  # softmax numerators
+            grad = logits.sub_(row_max).exp_()  # softmax numerators, in the logits' own memory
             row_sum = grad.sum(dim=-1, keepdim=True)
             total = total + ((row_sum.log() + row_max - target_logits) * valid).sum()
             # d(loss)/d(logits) = softmax - onehot on the scored rows, zero on the ignored ones.
             grad = grad.mul_(valid / row_sum).scatter_add_(1, safe_targets, -valid.float())
-            if softcap is not None:  # d(cap * tanh(x / cap))/dx = 1 - tanh^2, from the capped logits themselves
-                grad = grad.mul_(logits.div_(softcap).square_().neg_().add_(1))
+            if softcap is not None:
+                grad = grad.mul_(softcap_slope)
             grad = grad.to(dtype)
             grad_hidden.append(grad @ head)
             update = grad.T @ states
