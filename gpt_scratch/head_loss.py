@@ -12,8 +12,6 @@ cross-entropy does the same; transformers' Trainer asks for it with ``skip_logit
     model.head_loss_function = chunked_head_cross_entropy   # what train.py does (chunked_head_loss: true)
 """
 
-import math
-
 import torch
 
 CHUNK_SIZE = 1024  # positions per chunk: 1024 x 50304 fp32 logits are 206 MB
@@ -31,6 +29,9 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         head = weight[:vocab_size].to(dtype)  # a padded vocabulary's extra rows are never scored
         total = hidden.new_zeros((), dtype=torch.float32)
         grad_weight, grad_hidden = None, []
+        # Only the gradients autograd will ask for: none under no_grad (evaluation with skip_logits), none for a
+        # frozen head (LoRA).
+        wants_hidden, wants_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         # Each chunk's (chunk x vocabulary) tensors are updated in place: this runs without autograd, and on an
         # eager CPU every extra pass over them costs as much as a small model's layer.
         for start in range(0, hidden.shape[0], chunk_size):
@@ -48,26 +49,34 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
             grad = logits.sub_(row_max).exp_()  # softmax numerators, in the logits' own memory
             row_sum = grad.sum(dim=-1, keepdim=True)
             total = total + ((row_sum.log() + row_max - target_logits) * valid).sum()
+            if not (wants_hidden or wants_weight):
+                continue
             # d(loss)/d(logits) = softmax - onehot on the scored rows, zero on the ignored ones.
             grad = grad.mul_(valid / row_sum).scatter_add_(1, safe_targets, -valid.float())
             if softcap is not None:
                 grad = grad.mul_(softcap_slope)
             grad = grad.to(dtype)
-            grad_hidden.append(grad @ head)
-            update = grad.T @ states
-            grad_weight = update.float() if grad_weight is None else grad_weight.add_(update)
+            if wants_hidden:
+                grad_hidden.append(grad @ head)
+            if wants_weight:
+                update = grad.T @ states
+                grad_weight = update.float() if grad_weight is None else grad_weight.add_(update)
         ctx.weight_rows = weight.shape[0]
         ctx.weight_dtype = weight.dtype
-        ctx.save_for_backward(torch.cat(grad_hidden).to(hidden.dtype), grad_weight)
+        ctx.save_for_backward(torch.cat(grad_hidden).to(hidden.dtype) if wants_hidden else None, grad_weight)
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
         grad_hidden, grad_weight = ctx.saved_tensors
-        grad_weight = torch.nn.functional.pad(grad_weight, (0, 0, 0, ctx.weight_rows - grad_weight.shape[0]))
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_total.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = torch.nn.functional.pad(grad_weight, (0, 0, 0, ctx.weight_rows - grad_weight.shape[0]))
+            grad_weight = (grad_weight * grad_total).to(ctx.weight_dtype)
         return (
-            grad_hidden * grad_total.to(grad_hidden.dtype),
-            (grad_weight * grad_total).to(ctx.weight_dtype),
+            grad_hidden,
+            grad_weight,
             None,
             None,
             None,
@@ -101,8 +110,3 @@ def chunked_head_cross_entropy(
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
-
-
-def chunk_count(tokens: int, chunk_size: int = CHUNK_SIZE) -> int:
-    """How many chunks a micro-batch of ``tokens`` positions runs as."""
-    return math.ceil(tokens / chunk_size)

@@ -35,7 +35,8 @@ def loss_and_gradients(model, head_loss, **inputs) -> tuple[torch.Tensor, dict[s
     outputs = model(**inputs, use_cache=False)
     outputs.loss.backward()
     assert (outputs.logits is None) == (head_loss is not None)  # the chunked path never builds the logits
-    return outputs.loss.detach(), {name: param.grad.clone() for name, param in model.named_parameters()}
+    grads = {name: None if param.grad is None else param.grad.clone() for name, param in model.named_parameters()}
+    return outputs.loss.detach(), grads
 
 
 def assert_gradients_close(actual: dict, expected: dict, rtol: float) -> None:
@@ -97,3 +98,19 @@ def test_logits_are_skipped_only_in_training_or_when_asked():
     torch.testing.assert_close(asked.loss, trained.loss, rtol=1e-5, atol=0)
     assert model(input_ids=inputs, shift_labels=targets, return_dict=False)[1].shape == evaluated.logits.shape
     assert model(input_ids=inputs).loss is None  # no labels: logits, whatever the switch says
+
+
+def test_only_the_gradients_autograd_asks_for_are_computed():
+    model = tiny_model("modern")
+    inputs, targets = batch(seed=3)
+    model.lm_head.weight.requires_grad_(False)  # a frozen head, as under LoRA
+    plain_loss, plain_grads = loss_and_gradients(model, None, input_ids=inputs, shift_labels=targets)
+    chunked_loss, chunked_grads = loss_and_gradients(
+        model, chunked_head_cross_entropy, input_ids=inputs, shift_labels=targets
+    )
+    assert chunked_grads.pop("lm_head.weight") is None and plain_grads.pop("lm_head.weight") is None
+    torch.testing.assert_close(chunked_loss, plain_loss, rtol=1e-5, atol=0)
+    assert_gradients_close(chunked_grads, plain_grads, rtol=1e-5)
+    with torch.no_grad():  # evaluation that asks for the loss alone (Trainer's skip_logits): no gradient work
+        evaluated = model(input_ids=inputs, shift_labels=targets, skip_logits=True)
+    torch.testing.assert_close(evaluated.loss, plain_loss, rtol=1e-5, atol=0)
