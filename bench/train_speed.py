@@ -52,11 +52,6 @@ MODERN_MODEL = {k: SPEEDRUN[k] for k in MODEL_OPTIONS if k in SPEEDRUN and k not
 MODERN_OPTIMIZER = {k: SPEEDRUN[k] for k in ("optimizer", "matrix_lr", "embedding_lr", "head_lr", "lr")}
 
 
-# (measured, reference) of each comparison, by the first option that selects it.
-PAIRS = {("fp8", "bf16"): lambda args: args.fp8, ("modern", "gpt2"): lambda args: args.modern,
-         ("ours", "hf"): lambda args: True}  # fmt: skip
-
-
 class FixedBatches:
     """The same pre-drawn batches, in order, for every model."""
 
@@ -172,9 +167,7 @@ def main() -> None:
                  "bf16": "ours, bf16", "fp8": "ours, FP8 blocks"}.get(name, name)  # fmt: skip
         print(f"{label:26s} {rate:12,.0f} tokens/s{mfu}{memory}")
     if len(runners) == 2:
-        measured, reference_name = (
-            ("fp8", "bf16") if args.fp8 else ("modern", "gpt2") if args.modern else ("ours", "hf")
-        )
+        reference_name, measured = contenders  # each comparison lists its reference first
         ratio = statistics.median(rates[measured]) / statistics.median(rates[reference_name])
         print(f"ratio {measured}/{reference_name} {ratio:.3f}x")
 

@@ -6,26 +6,23 @@ and weights, e5m2 for gradients) and runs on the GPU's FP8 tensor cores. Checkpo
 model see ordinary weights under the same names. nanochat reports +17% tokens/s on its 8-GPU node from FP8;
 modded-nanogpt runs its head in FP8.
 
-    convert_to_fp8(model, device)                # what train.py does with fp8: true
-    convert_to_fp8(model, device, emulate=True)  # on any device: the same casts in plain arithmetic (for tests)
+    convert_to_fp8(model)                # what train.py does with fp8: true (after fp8_unavailable(device) is None)
+    convert_to_fp8(model, emulate=True)  # on any device: the same casts in plain arithmetic (for tests)
 """
 
 import torch
 
 FP8_CAPABILITY = (8, 9)  # Ada and Hopper (L4, RTX 4090, H100, H200) and later have FP8 matmuls
+NEEDS_FP8_GPU = "fp8: true needs a GPU with FP8 matmuls (compute capability 8.9+: H100, H200, L4)"
 
 
 def fp8_unavailable(device: torch.device) -> str | None:
     """Why ``device`` cannot train in FP8 (None where it can): its hardware, or torchao missing."""
     if device.type != "cuda":
-        return f"fp8: true needs a GPU with FP8 matmuls (compute capability 8.9+: H100, H200, L4), not {device.type}"
+        return f"{NEEDS_FP8_GPU}, not {device.type}"
     capability = torch.cuda.get_device_capability(device)
     if capability < FP8_CAPABILITY:
-        name = torch.cuda.get_device_name(device)
-        return (
-            f"fp8: true needs a GPU with FP8 matmuls (compute capability 8.9+: H100, H200, L4); {name} has "
-            f"{capability[0]}.{capability[1]}"
-        )
+        return f"{NEEDS_FP8_GPU}; {torch.cuda.get_device_name(device)} has {capability[0]}.{capability[1]}"
     return torchao_missing()
 
 
