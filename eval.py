@@ -17,6 +17,7 @@ Results are printed and, with --output, saved by `evaluate.save` (which records 
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -65,6 +66,31 @@ def task_data(pairs: list[str]) -> dict[str, str]:
     return data
 
 
+def loadable_tasks(names: list[str], data: dict[str, str], args) -> tuple[list[str], list[str]]:
+    """The tasks whose items can be built, and why each other one cannot: a suite scores what it can (offline, the
+    tasks given local data), then names every task it could not load, in one line."""
+    from gpt_scratch.tasks import TASKS, task_items
+
+    loaded, failures = [], []
+    for name in names:
+        try:
+            task_items([name], data, args.num_fewshot, args.limit)
+            loaded.append(name)
+        except ConnectionError:
+            failures.append(f"{name}: the Hub's {TASKS[name].hub[0]} could not be reached")
+        except cli.USER_ERRORS as error:
+            failures.append(str(error) if str(error).startswith(f"{name}:") else f"{name}: {error}")
+    return loaded, failures
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count that must be at least 1 (``--limit -1`` must not mean "all but the last")."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (leave the option out for every item)")
+    return value
+
+
 def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) -> None:
     """Score, print a table (task, metric, value, stderr, n), and write the JSON results atomically."""
     from gpt_scratch.atomic import write_json
@@ -83,8 +109,10 @@ def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) 
     if "aggregate" in results:
         print(f"{'aggregate':<16} {'centered_acc':<12} {results['aggregate']['centered_acc']:9.4f}")
     if args.output:
-        write_json(args.output, results)
-        print(f"wrote {args.output}")
+        output = Path(args.output)
+        output = output / "results.json" if output.is_dir() else output  # "file or folder", as --help says
+        write_json(output, results)
+        print(f"wrote {output}")
 
 
 def write_lm_eval_copies(data: list[str], out: str) -> None:
@@ -104,12 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    from gpt_scratch.tasks.definitions import TASKS  # the task table only: no model, no data
 
     hellaswag = commands.add_parser("hellaswag", help="HellaSwag acc / acc_norm, identical to lm-eval's")
     hellaswag.add_argument("--model", required=True, help="a model directory or Hub id")
     hellaswag.add_argument("--data", default="data/hellaswag_sample.jsonl", help=".jsonl/.parquet file or Hub id")
-    hellaswag.add_argument("--limit", type=int, default=None)
-    hellaswag.add_argument("--batch-size", type=int, default=32)
+    hellaswag.add_argument("--limit", type=positive_int, default=None, help="the first N items (default: all)")
+    hellaswag.add_argument("--batch-size", type=positive_int, default=32)
     hellaswag.add_argument("--style", default="lm-eval", choices=["lm-eval", "nanogpt"])
 
     perplexity = commands.add_parser("perplexity", help="validation loss and perplexity on a text source")
@@ -118,19 +147,20 @@ def main(argv: list[str] | None = None) -> None:
     perplexity.add_argument("--name", default=None, help="Hub dataset config")
     perplexity.add_argument("--split", default="train")
     perplexity.add_argument("--text-column", default="text")
-    perplexity.add_argument("--max-tokens", type=int, default=100_000)
+    perplexity.add_argument("--max-tokens", type=positive_int, default=100_000)
     perplexity.add_argument("--seq-len", type=int, default=None, help="window length (default: the model's)")
     perplexity.add_argument("--stride", type=int, default=None, help="window step (default: the window length)")
 
     suite = commands.add_parser("tasks", help="benchmark tasks (ARC, PIQA, ...), each identical to lm-eval's")
     suite.add_argument("--model", required=True, help="a model directory or Hub id")
-    suite.add_argument("--tasks", default="small_model_suite", help="comma-separated task names or groups")
+    suite.add_argument("--tasks", default="small_model_suite", help="comma-separated task names or groups: "
+                       f"{', '.join(TASKS)}; small_model_suite (all ten)")  # fmt: skip
     suite.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
                        help="a task's local data: a file (the scored split) or a directory of split files; "
                        "repeat per task (default: the Hub dataset lm-eval reads)")  # fmt: skip
     suite.add_argument("--num_fewshot", "--num-fewshot", type=int, default=0)
-    suite.add_argument("--limit", type=int, default=None, help="the first N items of each task")
-    suite.add_argument("--batch-size", type=int, default=32)
+    suite.add_argument("--limit", type=positive_int, default=None, help="the first N items of each task (default: all)")
+    suite.add_argument("--batch-size", type=positive_int, default=32)
 
     task = commands.add_parser("lm-eval-task", help="write lm-eval tasks that read local files")
     task.add_argument("--data", required=True, action="append", metavar="FILE | TASK=PATH",
@@ -138,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     task.add_argument("--out", required=True)
 
     for sub in (hellaswag, perplexity, suite):
-        sub.add_argument("--device", default=default_device, help=f"cpu, cuda, cuda:1... (default: {default_device})")
+        sub.add_argument("--device", default=default_device, help="cpu, cuda, cuda:1... (default: cuda when there is "
+                         f"one, else cpu: {default_device} here)")  # fmt: skip
         sub.add_argument(
             "--dtype",
             "--torch_dtype",
@@ -156,8 +187,17 @@ def main(argv: list[str] | None = None) -> None:
         from gpt_scratch.tasks import resolve_task_names
 
         names, data = resolve_task_names(args.tasks), task_data(args.data)  # bad names fail before the model loads
-        model, tokenizer = load_model(args.model, args.device, args.dtype)
-        score_tasks(model, tokenizer, names, data, args)
+        cli.check_local_model(args.model)  # and a model that is not there before the tasks' data loads
+        loaded, failures = loadable_tasks(names, data, args)
+        if loaded:
+            model, tokenizer = load_model(args.model, args.device, args.dtype)
+            score_tasks(model, tokenizer, loaded, data, args)
+        if failures:
+            raise ValueError(
+                f"scored {len(loaded)} of {len(names)} tasks; could not load {len(failures)}: {' | '.join(failures)}. "
+                "Give each its data with --data TASK=PATH (a file in its schema, or a directory of split files: "
+                "docs/evaluation.md)"
+            )
         return
 
     model, tokenizer = load_model(args.model, args.device, args.dtype)

@@ -30,7 +30,13 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM
-from gpt_scratch.checkpoint import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
+from gpt_scratch.checkpoint import (
+    another_run_problem,
+    check_resumable,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
 from gpt_scratch.cli import USER_ERRORS
 from gpt_scratch.data import (
     PackedBatches,
@@ -110,6 +116,11 @@ class Run:
     start_step: int = 0
     token_bytes: torch.Tensor | None = None  # each id's length in bytes: validation's bits per byte
     last_checkpoint: Path | None = None  # the newest checkpoint written or resumed from, verified finite
+    # Every command that trained this run, with the step it started from (a resumed run's card lists them all), and
+    # the seconds spent by the processes before this one.
+    commands: list[dict] = field(default_factory=list)
+    earlier_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
     health: CheckpointHealth = field(default_factory=CheckpointHealth)  # which checkpoint a healthy step followed
 
     @property
@@ -130,6 +141,16 @@ class Run:
 
     def command(self) -> str:
         return shlex.join(self.arguments())
+
+    def seconds(self) -> float:
+        """Wall-clock seconds this run has trained, over every process that continued it."""
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+    def how_it_was_made(self) -> str:
+        """The commands that trained this run, one per line with the steps each covered: what reproduces it."""
+        ends = [entry["from_step"] for entry in self.commands[1:]] + [self.config.max_steps]
+        return "\n".join(f"{entry['command']}  # steps {entry['from_step']}-{end}"
+                         for entry, end in zip(self.commands, ends))  # fmt: skip
 
 
 def setup(argv: list[str], cleanup: ExitStack) -> Run:
@@ -167,6 +188,9 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         check_writable(run_dir / "checkpoints")  # now, not at the first checkpoint after hours of training
         lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
         cleanup.callback(lock.release)  # on any exit but kill -9, whose lock the kernel drops with the process
+        # A new run must not replace a finished one, nor take over its checkpoints.
+        if config.resume is None and (problem := another_run_problem(run_dir)):
+            raise ValueError(problem)
         if lock.note:
             print(lock.note)
     if config.report_to != "none":
@@ -314,7 +338,7 @@ def training_data(
 
 def resume(run: Run) -> None:
     """Continue from the checkpoint ``--resume`` names: refused if it would be another run, else restored exactly."""
-    checkpoint = resolve_resume(run.config.resume, run.run_dir)
+    checkpoint = resolve_resume(run.config.resume, run.run_dir, run.say)
     if checkpoint is None:
         return
     # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
@@ -333,6 +357,7 @@ def resume(run: Run) -> None:
     for optimizer, scheduler in zip(run.optimizers, run.schedulers):
         apply_schedule(scheduler, optimizer, trainer_state["step"], role_learning_rates(run.config))
     run.start_step, run.history, run.last_checkpoint = trainer_state["step"], trainer_state["history"], checkpoint
+    run.commands, run.earlier_seconds = trainer_state.get("commands", []), trainer_state.get("seconds", 0.0)
     run.history.setdefault("val_bpb", [])  # a checkpoint from before bits per byte
     run.health.checkpointed(checkpoint, [loss for _, loss in run.history["train_loss"]])
     run.say(f"resumed from {checkpoint} at step {run.start_step}")
@@ -439,7 +464,8 @@ def save(run: Run, step: int) -> None:
     if not weights_are_finite(run.raw_model, run.accelerator):
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step,
-             "tokenizer_identity": run.text_tokenizer.identity()}  # fmt: skip
+             "tokenizer_identity": run.text_tokenizer.identity(), "commands": run.commands,
+             "seconds": run.seconds()}  # fmt: skip
     if run.config.token_shards:  # so that a resume recognises the same shards at another path
         state["token_shards_identity"] = shards_identity(run.config.token_shards)
     model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
@@ -533,14 +559,14 @@ def fit(run: Run) -> dict:
             if stop:
                 run.say(
                     f"stopped by signal {stop} after step {done}; checkpoint {run.last_checkpoint}. Continue with: "
-                    f"{run.command()} --resume auto"
+                    f"{shlex.join(command_with(run.arguments(), {'resume': 'auto'}))}"
                 )
                 accelerator.end_training()
                 raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop)
     return results
 
 
-def export(run: Run, results: dict, started: float) -> None:
+def export(run: Run, results: dict) -> None:
     """The trained model as a complete Hugging Face directory with its model card; pushed when asked."""
     config = run.config
     if not results:  # resumed after the last step: evaluate what we have
@@ -555,7 +581,7 @@ def export(run: Run, results: dict, started: float) -> None:
             Path(config.export_dir or run.run_dir / "model"),
             run.tokenizer,
             data=config.data,
-            command=run.command(),
+            command=run.how_it_was_made(),
             steps=config.max_steps,
             tokens_per_step=config.tokens_per_step,
             val_loss=results.get("val_loss"),
@@ -565,8 +591,10 @@ def export(run: Run, results: dict, started: float) -> None:
             evaluation_setup=evaluation_setup(config),
             repo_id=config.push_to_hub,
         )
-        minutes = (time.perf_counter() - started) / 60
-        run.say(f"exported {export_dir} after {minutes:.1f} min; loss curve {run.run_dir / 'loss.png'}")
+        run.say(
+            f"exported {export_dir} after {run.seconds() / 60:.1f} min of training; loss curve "
+            f"{run.run_dir / 'loss.png'}"
+        )
         if config.push_to_hub:
             push(export_dir, config.push_to_hub, run.say)
 
@@ -577,9 +605,11 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     with ExitStack() as cleanup:
         run = setup(argv, cleanup)
+        run.started = started
         resume(run)
+        run.commands.append({"from_step": run.start_step, "command": run.command()})
         results = fit(run)
-        export(run, results, started)
+        export(run, results)
         run.accelerator.end_training()
 
 

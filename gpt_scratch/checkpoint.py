@@ -9,9 +9,10 @@ and says which newer ones it skipped and why.
 """
 
 import json
+import logging
 import re
 import shutil
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,18 @@ from safetensors import SafetensorError
 from .atomic import fsync_tree, replace_durably
 from .checksum import buffer_digest, file_digest
 from .storage import StorageError, directory_bytes, free_bytes, gigabytes, write_failure
+
+
+class _LeftOutTiedHead(logging.Filter):
+    """Accelerate notes, at every save of a model whose head is tied to its embedding, that it left the head (the
+    embedding's own tensor) out of the file: as it should, and the model ties it back when it loads. Nothing a user
+    can act on, so it is not printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor {'lm_head.weight'} while saving" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_LeftOutTiedHead())
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -80,8 +93,9 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
-def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:
-    """The checkpoint to resume from: None, the newest intact one (``"auto"``), or a given directory."""
+def resolve_resume(resume: str | None, run_dir: str | Path, say: Callable[[str], None] = print) -> Path | None:
+    """The checkpoint to resume from: None, the newest intact one (``"auto"``), or a given directory. What it chose
+    instead of the obvious (a damaged newer checkpoint skipped, no checkpoint at all) goes to ``say``, as a log line."""
     if resume is None:
         return None
     if resume == "auto":
@@ -90,19 +104,51 @@ def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:
             problem = checkpoint_problem(path)
             if problem is None:
                 if skipped:
-                    skips = "; ".join(skipped)
-                    warnings.warn(f"resuming from {path}, skipping damaged newer checkpoints: {skips}", stacklevel=2)
+                    say(f"resuming from {path}, skipping damaged newer checkpoints: {'; '.join(skipped)}")
                 return path
             skipped.append(f"{path.name} ({problem})")
         if skipped:
             raise ValueError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}; start a new run_dir")
+        # A typo in run_dir must not train from scratch without a word.
+        say(f"no checkpoint in {run_dir}: starting a new run")
         return None
     path = Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"{no_such_checkpoint(path, run_dir)}; or use --resume auto")
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}); use --resume auto")
     if problem := checkpoint_problem(path):
         raise ValueError(f"checkpoint {path} is damaged: {problem}; resume from another one (or --resume auto)")
     return path
+
+
+def no_such_checkpoint(path: Path, run_dir: str | Path | None = None) -> str:
+    """That checkpoint ``path`` does not exist, with the checkpoints its run (``run_dir``, or the run ``path`` names
+    by its ``checkpoints/`` parent) does have."""
+    if run_dir is None:
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    found = checkpoint_dirs(run_dir)
+    listed = f"{run_dir}'s checkpoints: {', '.join(str(p) for p in found)}" if found else f"{run_dir} holds none"
+    return f"checkpoint {path} does not exist ({listed})"
+
+
+def another_run_problem(run_dir: str | Path) -> str | None:
+    """Why a new run (no ``--resume``) must not start in ``run_dir``: it holds another run's checkpoints or its
+    exported model, which the new run would replace (and a later ``--resume auto`` would take the old checkpoints for
+    the new run's). None when the directory holds no run."""
+    run_dir = Path(run_dir)
+    held = [f"checkpoints/{p.name}" for p in checkpoint_dirs(run_dir)][-2:]
+    model_dir = run_dir / "model"
+    if model_dir.is_dir() and any(model_dir.iterdir()):
+        held.append(f"the exported model {model_dir}")
+    if not held:
+        return None
+    other = next(run_dir.with_name(f"{run_dir.name}-{n}") for n in range(2, 10_000)
+                 if not run_dir.with_name(f"{run_dir.name}-{n}").exists())  # fmt: skip
+    return (
+        f"{run_dir} holds another run ({', '.join(held)}), which a new run there would replace. Continue that run "
+        f"with --resume auto, or start this one in another directory, e.g. --run_dir {other}"
+    )
 
 
 def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -15,6 +15,8 @@ SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu"
 POSITION_EMBEDDING_TYPES = ("absolute", "rope")
 # Rotary scaling for contexts beyond the trained one, computed by transformers' own rope functions (as its models do).
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+# What a scaling needs beside its factor (transformers' rope functions read these keys).
+ROPE_TYPE_KEYS = {"llama3": ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
 NORM_TYPES = ("layernorm", "rmsnorm")
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu")
 
@@ -48,7 +50,8 @@ class GPTScratchConfig(PretrainedConfig):
 
     Field names and defaults are GPT-2's (124M); ``attribute_map`` exposes them under the names the rest of
     transformers reads (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, ``max_position_embeddings``).
-    Use ``GPTScratchConfig.from_preset("gpt2-medium", ...)`` for the other published sizes or the tiny ``debug`` one.
+    Use ``GPTScratchConfig.from_preset("gpt2-medium", ...)`` for the other published sizes, or ``tiny`` (2 layers x 64:
+    what the tests train) and ``mini`` (4 layers x 128: the quickstart's).
 
     ``padded_vocab_size`` (as litgpt's field; nanoGPT pads to 50304, Megatron has ``make_vocab_size_divisible_by``)
     gives the embedding and the LM head that many rows instead of ``vocab_size``. Matmuls over a vocabulary that is a
@@ -147,6 +150,25 @@ class GPTScratchConfig(PretrainedConfig):
             **kwargs,
         )
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        """Keep ``rope_theta`` and ``rope_parameters`` one setting, and rotary models with ``rope_parameters``, when a
+        config is changed after it was built (as transformers' tests and users do): either spelling, either way."""
+        super().__setattr__(key, value)
+        built = "norm_type" in self.__dict__  # the rotary attributes are consistent once __init__ set them
+        if not built or key not in ("rope_theta", "rope_parameters", "position_embedding_type"):
+            return
+        parameters = self.__dict__.get("rope_parameters")
+        if key == "rope_theta" and parameters is not None and parameters.get("rope_theta") != value:
+            super().__setattr__("rope_parameters", {**parameters, "rope_theta": float(value)})
+        elif key == "rope_parameters" and isinstance(value, dict) and "rope_theta" in value:
+            super().__setattr__("rope_theta", float(value["rope_theta"]))
+        elif key == "rope_parameters" and isinstance(value, dict):
+            super().__setattr__("rope_parameters", {**value, "rope_theta": self.rope_theta})
+        elif key == "position_embedding_type" and value == "rope" and parameters is None:
+            super().__setattr__("rope_parameters", {"rope_type": "default", "rope_theta": self.rope_theta})
+        elif key == "position_embedding_type" and value != "rope" and (parameters or {}).get("rope_type") == "default":
+            del self.rope_parameters  # only rotary models have rope_parameters (see __init__)
+
     def _validate(self) -> None:
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
@@ -199,10 +221,17 @@ class GPTScratchConfig(PretrainedConfig):
                     f"{self.position_embedding_type!r}; set position_embedding_type: rope, or drop the scaling"
                 )
             factor = self.rope_parameters.get("factor")
-            if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor >= 1):
+            if not (isinstance(factor, (int, float)) and not isinstance(factor, bool) and 1 <= factor < float("inf")):
                 raise ValueError(
                     f"rope_parameters {rope_type!r} needs a factor >= 1 (the context it extends to, over the trained "
                     f"one), got {factor!r}; e.g. {{'rope_type': '{rope_type}', 'factor': 4.0}}"
+                )
+            missing = [key for key in ROPE_TYPE_KEYS.get(rope_type, ()) if key not in self.rope_parameters]
+            if missing:
+                raise ValueError(
+                    f"rope_parameters {rope_type!r} needs {', '.join(missing)} as well; e.g. Llama 3.1's "
+                    "{'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0, "
+                    "'original_max_position_embeddings': 8192} (the last: the context it was trained with)"
                 )
         if self.final_logit_softcapping is not None and not self.final_logit_softcapping > 0:
             raise ValueError(

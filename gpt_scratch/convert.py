@@ -11,6 +11,7 @@ the Hub with it; this module adds the directories around it and the nanoGPT form
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 from . import cli
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import save_tokenizer, save_with_model_card
+from .saving import check_export_target, move_into_place, save_tokenizer, save_with_model_card, staging_dir
 from .tokenizer import gpt2_tokenizer
 from .tokenizer.text_tokenizer import saved_tokenizer
 
@@ -44,16 +45,22 @@ def to_gpt2(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     The model directory's tokenizer comes along; GPT-2's is written both as ``tokenizer.json`` and as GPT-2's classic
     ``vocab.json`` + ``merges.txt``, which converters such as llama.cpp's and CTranslate2's read.
     """
+    out_dir = Path(out_dir)
+    check_export_target(out_dir)  # a directory of the user's files is refused, never written into
     GPTScratchConfig.from_pretrained(model_dir).to_gpt2_config()  # a model GPT-2 cannot represent fails before loading
     model = GPTScratchForCausalLM.from_pretrained(model_dir)
     gpt2 = model.to_gpt2()
-    out_dir = Path(out_dir)
-    gpt2.save_pretrained(out_dir)
-    # llama.cpp's converter (and other GPT-2 readers) still read the original GPT-2 config name for the context.
-    config = json.loads((out_dir / "config.json").read_text())
-    config["n_ctx"] = model.config.n_positions
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_tokenizer(saved_tokenizer(model_dir, model.config.n_positions), out_dir)
+    staging = staging_dir(out_dir)
+    try:
+        gpt2.save_pretrained(staging)
+        # llama.cpp's converter (and other GPT-2 readers) still read the original GPT-2 config name for the context.
+        config = json.loads((staging / "config.json").read_text())
+        config["n_ctx"] = model.config.n_positions
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_tokenizer(saved_tokenizer(model_dir, model.config.n_positions), staging)
+        move_into_place(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

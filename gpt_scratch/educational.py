@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--sample-tokens", type=int, default=300)
     args = parser.parse_args(argv)
+    if not Path(args.text).is_file():
+        raise FileNotFoundError(f"no such file: {args.text} (--text takes any text file, e.g. README.md)")
     text = Path(args.text).read_text(encoding="utf-8", errors="replace")
     tokenizer = CharTokenizer(text) if args.tokenizer == "char" else BPETokenizer()
     data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
@@ -301,4 +303,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from . import cli  # the command line only: the model above reads without the rest of the package
+
+    cli.run(main)

@@ -1,6 +1,6 @@
 """Export a training checkpoint as a complete Hugging Face model directory.
 
-python -m gpt_scratch.export runs/quickstart/checkpoints/step-000200 my-gpt [--push-to-hub you/my-gpt]
+python -m gpt_scratch.export runs/quickstart/checkpoints/step-001100 my-gpt [--push-to-hub you/my-gpt]
 """
 
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from . import cli
-from .checkpoint import checkpoint_problem
+from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import check_export_target, save_with_model_card
 from .tokenizer import load_tokenizer
@@ -21,6 +21,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
     checkpoint = Path(checkpoint)
     check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
+    if not checkpoint.exists():
+        raise FileNotFoundError(no_such_checkpoint(checkpoint))
     state_file, weights_file = checkpoint / "trainer_state.json", checkpoint / "model.safetensors"
     if not state_file.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
@@ -50,7 +52,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         out_dir,
         tokenizer.hf_tokenizer(model.config.n_positions),
         data=config.data,
-        command=f"python -m gpt_scratch.export {checkpoint} {out_dir}",
+        command="\n".join(
+            [
+                *(f"{entry['command']}  # from step {entry['from_step']}" for entry in state.get("commands", [])),
+                f"python -m gpt_scratch.export {checkpoint} {out_dir}",
+            ]
+        ),
         steps=state["step"],
         tokens_per_step=config.tokens_per_step,
         val_loss=history["val_loss"][-1][1] if history.get("val_loss") else None,

@@ -50,19 +50,45 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     return out_dir
 
 
-# The files a model directory holds (ours, GPT-2's, a Hub clone's): an export replaces a directory of only these.
-MODEL_DIR_FILE = re.compile(
+# The files an export writes (save_model_dir: transformers' model and tokenizer files, our two code files, the card;
+# to_gpt2: GPT-2's). A directory is recognisably an earlier export only if it holds nothing else, besides a config
+# with a model_type and weights: only then may an export replace it whole.
+EXPORT_FILE = re.compile(
     r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json|merges\.txt"
     r"|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md"
-    r"|\.gitattributes|\w+\.py"
+    r"|(configuration|modeling)_gpt_scratch\.py"
 )
 
 
+def earlier_export_problem(directory: Path) -> str | None:
+    """Why ``directory`` (which exists and holds something) is not recognisably an earlier export, or None."""
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir()
+                    if p.is_dir() or not EXPORT_FILE.fullmatch(p.name))  # fmt: skip
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        kind = "a run directory" if "checkpoints/" in others else "not a model directory"
+        return f"{directory} is {kind} (it holds {shown})"
+    try:
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    weights = any((directory / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+    if not model_type or not weights:
+        held = ", ".join(sorted(p.name for p in directory.iterdir()))
+        return (
+            f"{directory} is not an earlier export (it holds {held}, but no config.json with a model_type and weights)"
+        )
+    card = directory / "README.md"
+    if card.is_file() and not card.read_text(errors="replace").startswith("---\n"):  # a card opens with its metadata
+        return f"{directory} is not an earlier export (its README.md is not a model card)"
+    return None
+
+
 def export_target_problem(out_dir: str | os.PathLike) -> str | None:
-    """Why ``out_dir`` must not be replaced by an exported model, or None: it is new, empty, or a model directory.
+    """Why ``out_dir`` must not be replaced by an exported model, or None: it is new, empty, or an earlier export.
 
     An export replaces its target whole (so that no file of an older model survives beside the new one), so a run
-    directory, a directory of other files, or the working directory given as the target would be deleted.
+    directory, a directory of the user's files, or the working directory given as the target would be deleted.
     """
     out_dir = Path(out_dir)
     if holds_working_directory(out_dir):
@@ -71,13 +97,9 @@ def export_target_problem(out_dir: str | os.PathLike) -> str | None:
         return None
     if not out_dir.is_dir():
         return f"{out_dir} is a file"
-    others = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()
-                    if p.is_dir() or not MODEL_DIR_FILE.fullmatch(p.name))  # fmt: skip
-    if others:
-        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
-        kind = "a run directory" if "checkpoints/" in others else "not a model directory"
-        return f"{out_dir} is {kind} (it holds {shown})"
-    return None
+    if not any(out_dir.iterdir()):
+        return None
+    return earlier_export_problem(out_dir)
 
 
 def check_export_target(out_dir: str | os.PathLike) -> None:
@@ -100,8 +122,7 @@ def save_model_dir(
     """
     out_dir = Path(out_dir)
     check_export_target(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging = staging_dir(out_dir)
     try:
         model.generation_config = default_generation_config(model)
         try:
@@ -111,16 +132,27 @@ def save_model_dir(
             needed = sum(p.numel() * p.element_size() for p in model.parameters())
             fix = "Free space there, or export elsewhere (export_dir); the run's checkpoints are intact"
             raise write_failure(error, out_dir.parent, needed, f"the model {out_dir.name}", fix) from None
-        if out_dir.exists():
-            retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            out_dir.rename(retired)
-            staging.rename(out_dir)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out_dir)
+        move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """Where a directory is written before it is renamed to ``out_dir``: beside it, on the same filesystem."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def move_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename the complete ``staging`` to ``out_dir``, replacing an earlier export there (checked before any work)."""
+    if out_dir.exists():
+        retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(out_dir)
 
 
 def architecture(config: dict) -> str:
@@ -221,7 +253,8 @@ def save_with_model_card(
     """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion)."""
     out_dir = save_model_dir(model, out_dir, tokenizer)
     info = {
-        "name": out_dir.name,
+        # A run's export is run_dir/model: the run names the model, not "model".
+        "name": out_dir.resolve().parent.name if out_dir.name == "model" else out_dir.name,
         "repo_id": repo_id or str(out_dir),
         "config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),

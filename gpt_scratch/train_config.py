@@ -8,7 +8,9 @@ against the field's type; unknown keys and bad values are errors that say what t
 
 import dataclasses
 import difflib
+import inspect
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -332,8 +334,47 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**checked)
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def options_help() -> str:
+    """train.py's ``--help``: every TrainConfig field in the order and sections of its definition, with its type, its
+    default and the comment written beside (or above) it, so that the options are documented in one place."""
+    lines = [
+        "usage: python train.py [CONFIG.yaml] [--key value | --key=value ...]",
+        "",
+        "Train a GPT and export a Hugging Face model directory. Every option below can be set in a YAML preset",
+        "(configs/*.yaml) and overridden on the command line, which wins; values are read as YAML (3e-4, true, null,",
+        "[a, b]). Launch on several processes with torchrun or accelerate launch.",
+    ]
+    defaults = {option.name: option for option in dataclasses.fields(TrainConfig)}
+    above: list[str] = []
+    for line in inspect.getsource(TrainConfig).splitlines()[1:]:
+        text = line.strip()
+        if text.startswith(("def ", "@")):
+            break
+        if text.startswith("# ---"):
+            lines += ["", text.strip("# -") + ":"]
+            above = []
+        elif text.startswith("#"):
+            above.append(text.lstrip("# "))
+        elif (match := re.match(r"(\w+): ([^=]+?) = ", text)) and match.group(1) in defaults:
+            option = defaults[match.group(1)]
+            default = option.default_factory() if callable(option.default_factory) else option.default
+            beside = text.split("  # ", 1)[1] if "  # " in text else ""
+            shown = yaml.safe_dump(default, default_flow_style=True, width=1000).removesuffix("...\n").strip()
+            lines.append(f"  --{option.name} ({match.group(2)}, default {shown})")
+            lines += [f"      {comment}" for comment in [*above, beside] if comment]
+            above = []
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str]) -> TrainConfig:
-    """``[CONFIG.yaml] [--key value | --key=value ...]`` to a TrainConfig (command line wins over the file)."""
+    """``[CONFIG.yaml] [--key value | --key=value ...]`` to a TrainConfig (command line wins over the file);
+    ``-h`` / ``--help`` print the options and exit."""
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(options_help())
+        raise SystemExit(0)
     values: dict[str, Any] = {}
     if argv and not argv[0].startswith("--"):
         path = Path(argv[0])

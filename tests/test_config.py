@@ -61,6 +61,14 @@ def test_round_trips_through_auto_config(tmp_path):
         ({"embd_pdrop": 1.5}, r"embd_pdrop \(1.5\) must be in \[0, 1\)"),
         ({"activation_function": "swish2"}, r"activation_function \('swish2'\) is not supported; use one of gelu_new"),
         ({"layer_norm_epsilon": 0.0}, r"layer_norm_epsilon \(0.0\) must be positive"),
+        (
+            {"position_embedding_type": "rope", "rope_parameters": {"rope_type": "linear", "factor": float("inf")}},
+            r"rope_parameters 'linear' needs a factor >= 1 .*, got inf",
+        ),
+        (
+            {"position_embedding_type": "rope", "rope_parameters": {"rope_type": "llama3", "factor": 8.0}},
+            r"rope_parameters .llama3. needs low_freq_factor, high_freq_factor, original_max_position_embeddings",
+        ),
     ],
 )
 def test_invalid_values_name_field_value_and_fix(kwargs, message):
@@ -82,3 +90,31 @@ def test_importing_gpt_scratch_registers_config_and_both_models_with_the_auto_cl
     assert type(AutoConfig.for_model("gpt_scratch")) is GPTScratchConfig
     assert type(AutoModel.from_config(config)) is GPTScratchModel
     assert type(AutoModelForCausalLM.from_config(config)) is GPTScratchForCausalLM
+
+
+def test_rotary_options_set_after_construction_build_the_model_they_would_if_passed_to_the_constructor():
+    import torch
+
+    from gpt_scratch import GPTScratchForCausalLM
+
+    changed = GPTScratchConfig.from_preset("tiny", vocab_size=100)
+    changed.position_embedding_type, changed.rope_theta = "rope", 500.0  # as transformers' own tests change configs
+    built = GPTScratchConfig.from_preset("tiny", vocab_size=100, position_embedding_type="rope", rope_theta=500.0)
+    assert changed.rope_parameters == built.rope_parameters == {"rope_type": "default", "rope_theta": 500.0}
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(changed).eval()
+    inputs = torch.randint(0, 100, (2, 40))
+    for config, same in (
+        (built, True),
+        (GPTScratchConfig.from_preset("tiny", vocab_size=100, position_embedding_type="rope"), False),
+    ):
+        other = GPTScratchForCausalLM(config).eval()
+        other.load_state_dict(model.state_dict())
+        assert torch.equal(model(inputs).logits, other(inputs).logits) is same
+    # The other spelling, the other way: rope_parameters carries the base into rope_theta.
+    changed.rope_parameters = {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000.0}
+    assert changed.rope_theta == 1000.0 and GPTScratchConfig.from_dict(changed.to_dict()).rope_theta == 1000.0
+    changed.rope_parameters = {"rope_type": "default"}
+    assert changed.rope_parameters == {"rope_type": "default", "rope_theta": 1000.0}
+    changed.position_embedding_type = "absolute"  # only rotary models have rope_parameters (transformers reads so)
+    assert not hasattr(changed, "rope_parameters")

@@ -42,12 +42,27 @@ def test_an_export_never_replaces_a_run_a_directory_of_other_files_or_the_workin
     user_dir = tmp_path / "papers"
     user_dir.mkdir()
     (user_dir / "draft.tex").write_text("\\section{}")
+    # Files whose names an export also writes are still the user's: a project with notes, code and a config of its
+    # own; a code directory; a directory of notes alone.
+    project, code, notes = tmp_path / "myproj", tmp_path / "scripts", tmp_path / "notes"
+    for directory, files in ((project, {"README.md": "# my notes", "analysis.py": "print(1)", "config.json": "{}"}),
+                             (code, {"make_notebook.py": "x = 1", "make_sample.py": "y = 2"}),
+                             (notes, {"README.md": "# my notes"})):  # fmt: skip
+        directory.mkdir()
+        for name, text in files.items():
+            (directory / name).write_text(text)
     before = snapshot(tmp_path)
     for target, problem in (
         (run_dir, f"{run_dir} is a run directory (it holds checkpoints/, loss.png, model/"),
-        (tmp_path, f"{tmp_path} is not a model directory (it holds papers/, run/)"),
+        (tmp_path, f"{tmp_path} is not a model directory (it holds myproj/, notes/, papers/, run/ and 1 more)"),
         (user_dir, f"{user_dir} is not a model directory (it holds draft.tex)"),
         (run_dir / "checkpoints", f"{run_dir / 'checkpoints'} is not a model directory (it holds step-000002/)"),
+        (project, f"{project} is not a model directory (it holds analysis.py)"),
+        (code, f"{code} is not a model directory (it holds make_notebook.py, make_sample.py)"),
+        (
+            notes,
+            f"{notes} is not an earlier export (it holds README.md, but no config.json with a model_type and weights)",
+        ),
     ):
         result = run_command("-m gpt_scratch.export", str(checkpoint), str(target), check=False)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -56,10 +71,26 @@ def test_an_export_never_replaces_a_run_a_directory_of_other_files_or_the_workin
     for target in (".", ".."):
         result = run_command("-m gpt_scratch.export", str(checkpoint), target, check=False, cwd=user_dir)
         assert f"{target} is the working directory or holds it" in result.stderr, result.stderr
-    # train.py with --export_dir at the run directory itself: refused before step 1.
-    result = run_train(run_dir, *args, "--max_steps", "4", "--resume", "auto", "--export_dir", str(run_dir),
-                       check=False)  # fmt: skip
-    assert result.returncode == 1 and "cannot export into" in result.stderr and "step " not in result.stdout
+    # A user's files beside a model's: refused too (the README is the user's, not a card).
+    (notes / "config.json").write_text('{"model_type": "gpt2"}')
+    (notes / "model.safetensors").write_bytes((run_dir / "model" / "model.safetensors").read_bytes())
+    result = run_command("-m gpt_scratch.export", str(checkpoint), str(notes), check=False)
+    assert f"error: cannot export into {notes}: {notes} is not an earlier export (its README.md is not a model card)" \
+        in result.stderr, result.stderr  # fmt: skip
+    result = run_command("-m gpt_scratch.convert", "to-gpt2", str(run_dir / "model"), str(project), check=False)
+    assert f"error: cannot export into {project}: {project} is not a model directory" in result.stderr, result.stderr
+    before = snapshot(tmp_path)
+    # train.py with --export_dir at the run directory itself, or at a directory of code: refused before step 1.
+    for target in (run_dir, code):
+        result = run_train(run_dir, *args, "--max_steps", "4", "--resume", "auto", "--export_dir", str(target),
+                           check=False)  # fmt: skip
+        assert result.returncode == 1 and "cannot export into" in result.stderr and "step " not in result.stdout
+    # A new run (no --resume) in the finished run's directory: refused before step 1, with both ways out.
+    result = run_train(run_dir, *args, "--max_steps", "4", check=False)
+    assert result.returncode == 1 and "step " not in result.stdout, result.stdout + result.stderr
+    assert f"error: {run_dir} holds another run (checkpoints/step-000002, the exported model {run_dir / 'model'})" \
+        in result.stderr and f"--resume auto, or start this one in another directory, e.g. --run_dir {run_dir}-2" \
+        in result.stderr, result.stderr  # fmt: skip
     assert snapshot(tmp_path) == before
     # A model directory (the run's own export) is replaced; a new directory is made.
     for target in (run_dir / "model", tmp_path / "new" / "model"):

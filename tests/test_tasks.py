@@ -124,12 +124,30 @@ def test_cli_writes_the_json_and_table_of_the_library_and_the_centered_aggregate
         assert any(line.split()[:2] == [name, "acc"] for line in result.stdout.splitlines()), name
 
 
+def test_the_suite_scores_the_tasks_it_can_load_and_names_each_other_in_one_line(tmp_path, model_dir, task_data):
+    # Offline, piqa has local data and an output directory; arc_easy and copa would read the Hub.
+    piqa = f"piqa={task_data['piqa']}"
+    result = run_command("eval.py", "tasks", "--model", str(model_dir), "--tasks", "arc_easy,piqa,copa", "--data", piqa,
+                         "--limit", "4", "--output", str(tmp_path), check=False)  # fmt: skip
+    model = GPTScratchForCausalLM.from_pretrained(model_dir).eval()
+    library = evaluate_tasks(model, gpt2_tokenizer(), ["piqa"], task_data, limit=4)
+    assert json.loads((tmp_path / "results.json").read_text())["piqa"] == pytest.approx(library["piqa"])
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no stray temporary file beside it
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (  # after the progress bars
+        "error: scored 1 of 3 tasks; could not load 2: arc_easy: the Hub's allenai/ai2_arc could not be reached | "
+        "copa: the Hub's aps/super_glue could not be reached. Give each its data with --data TASK=PATH (a file in its "
+        "schema, or a directory of split files: docs/evaluation.md)"
+    ), result.stderr
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--tasks", "arc_easy,mmlu"], "unknown task 'mmlu'; known tasks and groups: hellaswag, arc_easy"),
         (["--tasks", "arc_easy", "--data", "arc_easy"], "--data 'arc_easy' must be TASK=PATH"),
-        (["--tasks", "arc_easy"], "arc_easy: could not reach the Hugging Face Hub for 'allenai/ai2_arc'"),
+        (["--tasks", "arc_easy"], "error: scored 0 of 1 tasks; could not load 1: arc_easy: the Hub's allenai/ai2_arc "
+         "could not be reached. Give each its data with --data TASK=PATH"),
+        (["--tasks", "arc_easy", "--limit", "-1"], "argument --limit: -1 is not a positive number"),
         (["--tasks", "copa", "--num_fewshot", "6", "--data", "copa={copa}"], "copa: --num_fewshot 6 needs 7 examples "
          "from its train split (lm-eval draws 7), which holds 6"),
         (["--tasks", "piqa", "--num_fewshot", "1", "--data", "piqa={piqa}/validation.jsonl"], "piqa: "

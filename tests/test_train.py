@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -273,13 +274,20 @@ def test_a_checkpoint_being_written_is_never_resumed_from(tmp_path, corpus):
     assert resolve_resume("auto", run_dir) == complete
     result = run_train(run_dir, *args, "--max_steps", "10", "--resume", "auto")
     assert f"resumed from {complete}" in result.stdout + result.stderr
+    # The card is the run's, titled by its name, and holds every command that made it, each with its steps.
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "\n# run\n" in card, card
+    made = card.split("## How it was made\n```bash\n")[1].split("```")[0].splitlines()
+    assert len(made) == 2 and made[0].endswith(shlex.join(args) + "  # steps 0-8"), made
+    assert made[1].endswith(shlex.join([*args, "--max_steps", "10", "--resume", "auto"]) + "  # steps 8-10"), made
 
 
 def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus):
     run_dir = tmp_path / "run"
     args = ["--data", str(corpus), "--max_steps", "2000", "--tokens_per_step", "128", "--checkpoint_interval", "5",
             "--hellaswag_data", "null"]  # fmt: skip
-    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]
+    # --resume auto from the start, as a scheduler's requeued command is: nothing to resume yet, and it says so.
+    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args, "--resume", "auto"]
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.time() + 240
@@ -289,7 +297,9 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, output[-2000:]  # "preempted": the scheduler requeues
-    assert "stopped by signal 15" in output and "--resume auto" in output
+    assert f"no checkpoint in {run_dir}: starting a new run" in output, output[-2000:]
+    hint = next(line for line in output.splitlines() if "stopped by signal 15" in line)
+    assert hint.count("--resume auto") == 1, hint
     last = checkpoint_dirs(run_dir)[-1]
     step = json.loads((last / "trainer_state.json").read_text())["step"]
     assert 5 <= step < 2000 and not (run_dir / "model").exists()

@@ -75,7 +75,6 @@ def prepare_shards(
     encoding = tokenizer.encoding
     check_fits_uint16(encoding.n_vocab)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest_file = out_dir / MANIFEST
     if manifest_file.exists():
         manifest = json.loads(manifest_file.read_text())
@@ -88,11 +87,14 @@ def prepare_shards(
             raise ValueError(f"{problem}. Prepare into another directory")
     elif any(out_dir.glob("shard_*.npy")):
         raise ValueError(f"{out_dir} has shards but no {MANIFEST} (an older or foreign format); prepare into a new one")
+    elif out_dir.is_dir() and (held := sorted(p.name for p in out_dir.iterdir())):  # the user's files: never mixed in
+        raise ValueError(f"{out_dir} holds other files ({', '.join(held[:4])}); prepare into a new or empty directory")
     else:
         manifest = new_manifest(source, tokenizer)
     if manifest["complete"]:
         return [out_dir / shard["file"] for shard in manifest["shards"]]
-    dataset = open_documents(source)
+    dataset = open_documents(source)  # a source that is not there fails before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     resume = manifest["resume"]
     rows = dataset.skip(resume["doc"]) if resume["doc"] else dataset
     buffer = np.empty(shard_tokens, dtype=np.uint16)

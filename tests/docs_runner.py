@@ -1,0 +1,217 @@
+"""Every shell command and Python block of README.md and of every page in docs/ runs as written, in this copy of the
+repository, with this copy's code: the README first, then the pages in DOC_PAGES order, so that a page may use what
+an earlier one made (the quickstart's model and tokenizer, runs/quickstart-gpt2/model).
+
+    python tests/docs_runner.py        # in a copy made by tests/test_readme.py; exits 1 naming the page and line
+
+A command or block is skipped only when the page itself marks it: ``[needs: ...]`` in its comment, in the comment
+lines just above it, or in a comment that opens its block (then for the whole block): a GPU, the network, hours. In a
+Python block a line so marked is left out (a push to the Hub), the rest runs as pasted. Long runs are shortened by
+appending an override (``--max_steps``), the only change made to a command; a command that already ran word for
+word (the README's and a page's copy of one) is not run again. ``python train.py``, ``python eval.py``, ``python -m
+gpt_scratch.…`` and ``lm_eval`` commands run in this process through their command-line entry points (the same
+arguments: a command then costs its work, not a fresh torch import); the rest through bash. Each Python block runs
+as a user pastes it: in a fresh interpreter, with nothing imported and stdin closed (a prompt fails, as it would
+stop a script).
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# This copy's code, not an installed one: its package and train.py before any other (the editable install of the
+# checkout this copy came from is found only after sys.path).
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+
+from train_runs import PROGRAMS, in_process, run_command, train_in_process  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# Pages in the order their commands run: a page's commands may use what an earlier page's made.
+DOC_PAGES = ["README.md", "docs/training.md", "docs/tokenizer.md", "docs/data.md", "docs/model.md", "docs/learn.md",
+             "docs/reliability.md", "docs/evaluation.md", "docs/ecosystem.md", "docs/benchmarks.md",
+             "docs/testing.md"]  # fmt: skip
+SHELL_FENCE = re.compile(r"^(\s*)```(bash|sh|shell)\s*$")
+PYTHON_FENCE = re.compile(r"^(\s*)```python\s*$")
+NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
+
+# Appended to shorten long runs (the last value of a flag wins in each of these programs), for the commands holding all
+# of the words: the fewest steps and items that still run every stage (warmup, the schedule's decay, evaluation,
+# samples, checkpoint and export; scoring and its output).
+SHORTER = [
+    (("train.py",), ["--max_steps", "4", "--warmup_steps", "1", "--tokens_per_step", "512", "--hellaswag_limit", "8",
+                     "--val_batches", "2", "--sample_tokens", "8"]),
+    (("gpt_scratch.educational",), ["--steps", "10"]),
+    (("gpt_scratch.tokenizer", "train"), ["--max_bytes", "2000000"]),
+    (("lm_eval",), ["--limit", "8"]),
+    (("eval.py", "hellaswag"), ["--limit", "20"]),
+    (("eval.py", "perplexity"), ["--max-tokens", "2000"]),
+]  # fmt: skip
+
+
+@dataclass
+class Command:
+    line: int  # 1-based line in README.md where the command starts
+    text: str  # the command, continuation lines joined, comment removed
+    needs: str | None  # why it is skipped, from its [needs: ...] marker
+    python: bool = False  # a Python block (text: its code), not a shell command
+
+
+def split_comment(line: str) -> tuple[str, str]:
+    """(code, comment) of one shell line: the comment starts at a ``#`` outside quotes, after a space."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip(), line[i + 1 :].strip()
+    return line.rstrip(), ""
+
+
+def readme_commands(text: str) -> list[Command]:
+    """Every command of every shell block, in order."""
+    commands: list[Command] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        fence = SHELL_FENCE.match(lines[index])
+        index += 1
+        if not fence:
+            continue
+        indent, comments, pending, start = len(fence.group(1)), [], "", 0
+        opening = (
+            NEEDS.search(split_comment(lines[index][indent:])[1]) if lines[index].lstrip().startswith("#") else None
+        )
+        while not lines[index].strip().startswith("```"):
+            code, comment = split_comment(lines[index][indent:])
+            if not code and not pending:  # a comment line (or a blank one, which ends a comment run)
+                comments = comments + [comment] if comment else []
+            else:
+                start = start or index + 1
+                pending += code.removesuffix("\\").strip() + " "
+                comments.append(comment)
+                if not code.endswith("\\"):
+                    needs = NEEDS.search(" ".join(comments)) or opening
+                    commands.append(Command(start, pending.strip(), needs.group(1) if needs else None))
+                    comments, pending, start = [], "", 0
+            index += 1
+        index += 1
+    return commands
+
+
+def shortened(command: str) -> str:
+    words = shlex.split(command)
+    for program, override in SHORTER:
+        if set(program) <= set(words):
+            assert "&&" not in words and "|" not in words, f"cannot shorten a compound command: {command}"
+            return command + " " + shlex.join(override)
+    return command
+
+
+def run_here_or_in_bash(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python train.py|eval.py|-m MODULE ARGS`` of the project's programs through their entry points in this
+    process; anything else (launchers, pipes, other tools) through bash."""
+    words = shlex.split(command)
+    simple = not set(words) & {"&&", "||", "|", ";", ">", "<"}
+    if words[0] == "python" and len(words) > 2 and simple:
+        program, args = (f"-m {words[2]}", words[3:]) if words[1] == "-m" else (words[1], words[2:])
+        if program == "train.py":
+            return train_in_process(args, env, cwd)
+        if program in PROGRAMS:
+            return run_command(program, *args, check=False, cwd=cwd, env=env)
+    if words[0] == "lm_eval" and simple:  # its console script's entry point (tests/test_hellaswag.py runs the script)
+        return in_process(lm_eval_entry, words[1:], env, cwd)
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def lm_eval_entry(argv: list[str]) -> None:
+    """What the ``lm_eval`` console script does: ``cli_evaluate()`` on ``sys.argv``."""
+    from lm_eval.__main__ import cli_evaluate
+
+    saved, sys.argv = sys.argv, ["lm_eval", *argv]
+    try:
+        cli_evaluate()
+    finally:
+        sys.argv = saved
+
+
+def python_blocks(text: str) -> list[Command]:
+    """Every Python block, as the code a user pastes: its lines marked ``[needs: ...]`` left out; a block whose first
+    line is a comment with such a marker is skipped whole."""
+    blocks: list[Command] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        fence = PYTHON_FENCE.match(lines[index])
+        index += 1
+        if not fence:
+            continue
+        start, code = index + 1, []
+        while not lines[index].strip().startswith("```"):
+            code.append(lines[index][len(fence.group(1)) :])
+            index += 1
+        opening = NEEDS.search(code[0]) if code and code[0].lstrip().startswith("#") else None
+        kept = [line for line in code if not NEEDS.search(split_comment(line)[1])]
+        blocks.append(Command(start, "\n".join(kept) + "\n", opening.group(1) if opening else None, python=True))
+        index += 1
+    return blocks
+
+
+def page_steps(text: str) -> list[Command]:
+    """The page's shell commands and Python blocks, in the order they appear."""
+    return sorted(readme_commands(text) + python_blocks(text), key=lambda step: step.line)
+
+
+def run_python(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A Python block as pasted into a fresh interpreter: nothing imported before it, no terminal to answer a prompt."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def run_pages(clone: Path) -> int:
+    """Run every page's steps in ``clone``; print what ran, what was skipped and why, and the first failure."""
+    import gpt_scratch
+
+    assert Path(gpt_scratch.__file__).is_relative_to(clone), f"{gpt_scratch.__file__} is not this copy's package"
+    pages = {page: page_steps((clone / page).read_text()) for page in DOC_PAGES}
+    assert len(pages["README.md"]) > 5, "README.md's shell blocks were not found"
+    bin_dir = str(Path(sys.executable).parent)  # python, pip, accelerate, torchrun, lm_eval of this environment
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": "1"}  # fmt: skip
+    ran, skipped, already = {}, [], []
+    for page, steps in pages.items():
+        for step in steps:
+            where = f"{page}:{step.line}"
+            shown = f"the Python block at {where}" if step.python else step.text
+            if step.needs:
+                skipped.append(f"{where} [{step.needs}] {shown}")
+                continue
+            if step.text in ran:
+                already.append(f"{where} (as {ran[step.text]})")
+                continue
+            run = step.text if step.python else shortened(step.text)
+            started = time.perf_counter()
+            result = run_python(run, clone, env) if step.python else run_here_or_in_bash(run, clone, env)
+            if result.returncode != 0:
+                output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
+                what = f"the Python block at {where}:\n{run}" if step.python else f"{where}: `{run}`"
+                print(f"FAILED {what} exited {result.returncode}:\n{output}")
+                return 1
+            ran[step.text] = f"{where} ({time.perf_counter() - started:.0f} s)"
+    print(f"ran {len(ran)} commands and Python blocks:", *ran.values(), "already ran:", *already,
+          "skipped, as marked:", *skipped, sep="\n  ")  # fmt: skip
+    python_ran = sum(1 for where in ran if "\n" in where)
+    if len(ran) < 15 or python_ran < 5:
+        print(f"FAILED: only {len(ran)} steps ran, {python_ran} of them Python blocks")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_pages(Path.cwd()))

@@ -1,0 +1,71 @@
+"""Every program a user starts, as the process they start: ``--help`` lists its options (rc 0), and a mistake is one
+``error:`` line on stderr (rc 1) with nothing else there: no traceback, no warning printed at import or at exit.
+
+The mistakes run as real processes (their ``__main__`` lines, what libraries print on import, what happens at
+interpreter exit are the subject), all at once; ``--help`` runs through the same entry points in this process.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from train_runs import ROOT, run_command, train_in_process
+
+# (program, arguments of a mistake, the start of its one line)
+MISTAKES = [
+    ("train.py", ["--max_steps", "0"], "error: max_steps (0) must be positive"),
+    ("eval.py", ["tasks", "--model", "./no-such-model", "--tasks", "hellaswag", "--data",
+                 "hellaswag=data/hellaswag_sample.jsonl"], "error: model directory not found: ./no-such-model"),
+    ("-m gpt_scratch.export", ["runs/no-such-run/checkpoints/step-000100", "out"],
+     "error: checkpoint runs/no-such-run/checkpoints/step-000100 does not exist (runs/no-such-run holds none)"),
+    ("-m gpt_scratch.convert", ["to-gpt2", "./no-such-model", "out"], "error: model directory not found"),
+    ("-m gpt_scratch.data", ["prepare", "/no/such/corpus.jsonl", "out"], "error: no such file or directory"),
+    ("-m gpt_scratch.tokenizer", ["train", "--data", "/no/such/corpus.jsonl", "--out", "out", "--vocab_size", "512"],
+     "error: no such file or directory"),
+    ("-m gpt_scratch.educational", ["--text", "/no/such/text.txt"], "error: no such file: /no/such/text.txt"),
+]  # fmt: skip
+
+
+def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothing_else(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "GPT_SCRATCH_TRACEBACK": ""}  # fmt: skip
+    started = []
+    for program, arguments, _ in MISTAKES:
+        command = [sys.executable, *program.split(), *arguments]
+        if program.endswith(".py"):
+            command[1] = str(ROOT / program)
+        started.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+    for process, (program, _, message) in zip(started, MISTAKES):
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 1, (program, stdout[-2000:], stderr[-2000:])
+        assert stderr.splitlines() and len(stderr.splitlines()) == 1, (program, stderr)
+        assert stderr.startswith(message), (program, stderr)
+    assert not any(tmp_path.iterdir())  # no mistake wrote anything
+
+
+@pytest.mark.parametrize(
+    ("program", "arguments", "shown"),
+    [
+        ("train.py", ["--help"], ["usage: python train.py [CONFIG.yaml]", "  --lr (float, default 0.001)",
+                                  "  --resume (str | None, default null)", "\"auto\" (newest complete checkpoint"]),
+        ("train.py", ["-h"], ["usage: python train.py"]),
+        ("eval.py", ["--help"], ["{hellaswag,perplexity,tasks,lm-eval-task}"]),
+        ("eval.py", ["tasks", "--help"], ["arc_easy, arc_challenge, piqa", "default: cuda when there is one"]),
+        ("-m gpt_scratch.export", ["--help"], ["checkpoint", "out_dir", "--push-to-hub"]),
+        ("-m gpt_scratch.convert", ["--help"], ["from-gpt2", "to-gpt2", "from-nanogpt"]),
+        ("-m gpt_scratch.data", ["--help"], ["prepare"]),
+        ("-m gpt_scratch.tokenizer", ["--help"], ["train"]),
+        ("-m gpt_scratch.educational", ["--help"], ["--text", "--steps"]),
+    ],
+)  # fmt: skip
+def test_every_program_answers_help_with_its_options(program, arguments, shown):
+    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
+    if program == "train.py":
+        result = train_in_process(arguments, env)
+    else:
+        result = run_command(program, *arguments, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in shown:
+        assert text in result.stdout, (text, result.stdout[-3000:])
