@@ -83,14 +83,6 @@ def loadable_tasks(names: list[str], data: dict[str, str], args) -> tuple[list[s
     return loaded, failures
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a count that must be at least 1 (``--limit -1`` must not mean "all but the last")."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number (leave the option out for every item)")
-    return value
-
-
 def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) -> None:
     """Score, print a table (task, metric, value, stderr, n), and write the JSON results atomically."""
     from gpt_scratch.atomic import write_json
@@ -137,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     hellaswag = commands.add_parser("hellaswag", help="HellaSwag acc / acc_norm, identical to lm-eval's")
     hellaswag.add_argument("--model", required=True, help="a model directory or Hub id")
     hellaswag.add_argument("--data", default="data/hellaswag_sample.jsonl", help=".jsonl/.parquet file or Hub id")
-    hellaswag.add_argument("--limit", type=positive_int, default=None, help="the first N items (default: all)")
-    hellaswag.add_argument("--batch-size", type=positive_int, default=32)
+    hellaswag.add_argument("--limit", type=cli.positive_int, default=None, help="the first N items (default: all)")
+    hellaswag.add_argument("--batch-size", type=cli.positive_int, default=32)
     hellaswag.add_argument("--style", default="lm-eval", choices=["lm-eval", "nanogpt"])
 
     perplexity = commands.add_parser("perplexity", help="validation loss and perplexity on a text source")
@@ -147,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     perplexity.add_argument("--name", default=None, help="Hub dataset config")
     perplexity.add_argument("--split", default="train")
     perplexity.add_argument("--text-column", default="text")
-    perplexity.add_argument("--max-tokens", type=positive_int, default=100_000)
+    perplexity.add_argument("--max-tokens", type=cli.positive_int, default=100_000)
     perplexity.add_argument("--seq-len", type=int, default=None, help="window length (default: the model's)")
     perplexity.add_argument("--stride", type=int, default=None, help="window step (default: the window length)")
 
@@ -159,8 +151,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="a task's local data: a file (the scored split) or a directory of split files; "
                        "repeat per task (default: the Hub dataset lm-eval reads)")  # fmt: skip
     suite.add_argument("--num_fewshot", "--num-fewshot", type=int, default=0)
-    suite.add_argument("--limit", type=positive_int, default=None, help="the first N items of each task (default: all)")
-    suite.add_argument("--batch-size", type=positive_int, default=32)
+    suite.add_argument(
+        "--limit", type=cli.positive_int, default=None, help="the first N items of each task (default: all)"
+    )
+    suite.add_argument("--batch-size", type=cli.positive_int, default=32)
 
     task = commands.add_parser("lm-eval-task", help="write lm-eval tasks that read local files")
     task.add_argument("--data", required=True, action="append", metavar="FILE | TASK=PATH",

@@ -4,6 +4,7 @@
 (a bug) keeps its traceback.
 """
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -26,8 +27,20 @@ def run(main: Callable[[], object], extra_errors: tuple[type[BaseException], ...
 
 
 def check_local_model(name_or_path: str) -> None:
-    """A path that cannot be a Hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``) must be an existing directory: say so,
-    instead of the Hub client's complaint about repo id characters."""
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    """A path that cannot be a Hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``), or whose first part is a local directory
+    (``runs/x``, beside ``runs/``), must be an existing directory: say so, instead of the Hub client's complaint about
+    repo id characters or about reaching the Hub."""
+    first = name_or_path.split("/", 1)[0]
+    looks_local = (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+                   or ("/" in name_or_path and os.path.isdir(first)))  # fmt: skip
     if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
         raise FileNotFoundError(f"model directory not found: {name_or_path} (a Hub model is named like 'user/model')")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count that must be at least 1 (``--limit -1`` must not mean "all but the last", nor
+    ``--max_bytes 0`` train on nothing)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (leave the option out for no limit)")
+    return value

@@ -531,12 +531,25 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             return
         if highest is None or isinstance(highest, torch.Tensor):
             highest = int(position_ids.max()) if position_ids.numel() else 0
-        if highest >= self.config.n_positions and self.rotary_emb is not None:
-            # Rotary positions have no table to run off: past the trained length the model runs, and may be worse.
+        if self.rotary_emb is not None:
+            # Rotary positions have no table to run off: past the trained length the model runs, and may be worse;
+            # a rotary scaling covers factor x the length it was trained for.
+            rope = getattr(self.config, "rope_parameters", None) or {}
+            covered = self.config.n_positions
+            if rope.get("rope_type", "default") != "default":
+                trained = rope.get("original_max_position_embeddings") or self.config.n_positions
+                covered = max(covered, int(trained * rope["factor"]))
+            if highest < covered:
+                return
+            length = (
+                f"n_positions ({covered})"
+                if covered == self.config.n_positions
+                else f"{covered}, what its scaling covers"
+            )
             logger.warning_once(
-                f"positions past n_positions ({self.config.n_positions}), the length this rotary model was built for: "
-                "outputs may degrade there. rope_parameters with a rope_type (linear, dynamic, yarn, llama3) scales "
-                "the positions for longer contexts"
+                f"positions past {length}, the length this rotary model was built for: outputs may degrade there. "
+                "rope_parameters with a rope_type (linear, dynamic, yarn, llama3) and a factor scales the positions "
+                "for longer contexts"
             )
         elif highest >= self.config.n_positions:
             raise ValueError(

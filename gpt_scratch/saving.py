@@ -32,7 +32,12 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     tokenizer.json as it is (transformers 5's ``GPT2Tokenizer`` would impose GPT-2's split on it).
     """
     out_dir = Path(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    try:
+        tokenizer.save_pretrained(out_dir)
+    except Exception as error:  # the tokenizers library reports an OS error as a plain Exception: "... (os error 28)"
+        if (code := re.search(r"\(os error (\d+)\)", str(error))) is None:
+            raise
+        raise OSError(int(code.group(1)), str(error)) from None
     tokenizer_config = json.loads((out_dir / "tokenizer_config.json").read_text())
     gpt2_split = uses_gpt2_split(tokenizer)
     tokenizer_config["tokenizer_class"] = "GPT2Tokenizer" if gpt2_split else "PreTrainedTokenizerFast"

@@ -125,6 +125,10 @@ class TrainConfig:
                 raise ValueError(f"{option.name} ({value}) must be a finite number")
         if not self.run_dir.strip():  # "" would train (and export) into the working directory
             raise ValueError("run_dir is empty; name a directory for the run, e.g. runs/my-run")
+        if not self.tokenizer.strip():
+            raise ValueError(
+                "tokenizer is empty; use tokenizer: gpt2, or a tokenizer directory (e.g. runs/tokenizer-8k)"
+            )
         positive = ("seq_len", "micro_batch_size", "tokens_per_step", "max_steps", "log_interval", "eval_interval",
                     "val_batches", "sample_tokens", "sample_temperature", "checkpoint_interval", "keep_checkpoints",
                     "shuffle_buffer", "val_docs")  # fmt: skip

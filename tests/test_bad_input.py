@@ -1,10 +1,12 @@
 """Bad input, as users make it: one clear line naming the problem and the fix, no traceback, nothing lost."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from data_fixtures import make_documents, write_jsonl
-from train_runs import ROOT, run_command, run_train
+from train_runs import ROOT, run_command, run_train, train_in_process
 
 from gpt_scratch.data import PackedBatches, TextSource, prepare_shards, validation_documents
 from gpt_scratch.hellaswag import load_rows
@@ -80,3 +82,45 @@ def test_command_line_tools_print_one_clear_line(command, message):
     result = run_command(*command, check=False, cwd=ROOT)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert message in result.stderr
+
+
+def test_empty_sources_missing_paths_and_damaged_tokenizers_are_named_with_a_fix_that_works(tmp_path, tiny_tokenizer):
+    """What an offline user meets with an empty corpus, a limit of 0, an empty tokenizer name, a model or checkpoint
+    path that is not there, an empty task file, and a tokenizer directory missing a file: one line each, naming the
+    thing, with a fix that itself works."""
+    (tmp_path / "runs").mkdir()
+    empty_text, empty_items = tmp_path / "empty.txt", tmp_path / "piqa.jsonl"
+    empty_text.touch()
+    empty_items.touch()
+    (tmp_path / "empty-tokenizer.yaml").write_text('tokenizer: ""\n')
+    damaged = tmp_path / "tok"
+    damaged.mkdir()
+    (damaged / "tokenizer.json").write_text((tiny_tokenizer / "tokenizer.json").read_text())
+    cases = [
+        ("-m gpt_scratch.tokenizer", ["train", "--data", str(empty_text), "--vocab_size", "512", "--out", "t"],
+         f"error: {empty_text} holds no text (only empty files or documents)"),
+        ("-m gpt_scratch.tokenizer", ["train", "--data", "python-stdlib", "--vocab_size", "512", "--out", "t",
+                                      "--max_bytes", "0"], "argument --max_bytes: 0 is not a positive number"),
+        ("eval.py", ["perplexity", "--model", "runs/no-such-model"], "error: model directory not found: runs/no-such"),
+        ("eval.py", ["tasks", "--model", str(tmp_path), "--tasks", "piqa", "--data", f"piqa={empty_items}"],
+         f"could not load 1: piqa: no items to score in {empty_items}"),
+        ("train.py", [str(tmp_path / "empty-tokenizer.yaml")], "error: tokenizer is empty; use tokenizer: gpt2, or"),
+        ("train.py", ["--data", str(empty_text), "--hellaswag_data", "null", "--run_dir", "runs/a"],
+         f"error: {empty_text} holds no text"),
+        ("train.py", ["--resume", "runs/a/checkpoints/step-000300", "--run_dir", "runs/a"],
+         "error: checkpoint runs/a/checkpoints/step-000300 does not exist (runs/a holds none); or use --resume auto"),
+        ("train.py", ["--tokenizer", str(damaged), "--run_dir", "runs/b"], f"error: tokenizer directory {damaged} "
+         f"lacks tokenizer_config.json (a transformers fast-tokenizer directory has both); restore it from where the "
+         f"directory came from, or train a new one into another directory: `python -m gpt_scratch.tokenizer train "
+         f"--data python-stdlib --vocab_size 4096 --out {damaged}-new`, then use tokenizer: {damaged}-new"),
+    ]  # fmt: skip
+    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
+    for program, arguments, message in cases:
+        if program == "train.py":
+            result = train_in_process(arguments, env, cwd=tmp_path)
+        else:
+            result = run_command(program, *arguments, check=False, cwd=tmp_path)
+        assert result.returncode in (1, 2) and "Traceback" not in result.stderr, (arguments, result.stderr[-2000:])
+        assert message in result.stderr.strip().splitlines()[-1], (arguments, result.stderr[-2000:])
+    assert not (tmp_path / "t").exists() and not Path(f"{damaged}-new").exists()  # the advised --out is free
+    assert not (tmp_path / "runs" / "b").exists()  # a bad tokenizer stops the run before its directory is made

@@ -235,6 +235,31 @@ def test_a_tokenizer_not_numbered_in_merge_order_or_not_byte_level_is_refused_at
         load_tokenizer(str(edited))
 
 
+def test_every_swap_of_two_merged_tokens_ids_is_refused_at_load(tiny_tokenizer, tmp_path):
+    """Swapping two merged tokens' ids can change what tiktoken (the data) encodes while the probe text does not show
+    it; each such edit is refused, the ones whose encodings differ (by both libraries, on 30 texts) among them."""
+    original = json.loads((tiny_tokenizer / "tokenizer.json").read_text())
+    merged = [token for token, rank in original["model"]["vocab"].items() if rank >= 256 and rank < 383]
+    chars, texts = byte_of_char(), make_documents(30, seed=3)
+    pattern = original["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"]
+    rng, differing = np.random.default_rng(0), 0
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_tokenizer, edited)
+    for _ in range(40):
+        first, second = rng.choice(merged, size=2, replace=False)
+        definition = json.loads(json.dumps(original))
+        vocab = definition["model"]["vocab"]
+        vocab[first], vocab[second] = vocab[second], vocab[first]
+        (edited / "tokenizer.json").write_text(json.dumps(definition))
+        ranks = {bytes(chars[c] for c in t): r for t, r in vocab.items()}
+        tiktoken_view = tiktoken.Encoding("edited", pat_str=pattern, special_tokens={}, mergeable_ranks=ranks)
+        tokenizers_view = Tokenizer.from_file(str(edited / "tokenizer.json"))
+        differing += any(tiktoken_view.encode_ordinary(t) != tokenizers_view.encode(t).ids for t in texts)
+        with pytest.raises(ValueError, match="edited/tokenizer.json is not numbered in merge order"):
+            load_tokenizer(str(edited))
+    assert differing >= 1, differing  # swaps that would have trained on other ids than the export gives
+
+
 def test_a_tokenizer_trained_on_random_bytes_warns_that_the_corpus_is_not_text(tmp_path, corpus):
     binary = tmp_path / "random.txt"  # a binary file under a text name: decoded with U+FFFD replacements
     binary.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())

@@ -77,3 +77,16 @@ def test_prepare_on_a_full_disk_says_so_and_leaves_no_temporary_file(mount):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard_000000.npy"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert not manifest["complete"] and len(manifest["shards"]) == 1
+
+
+def test_an_export_whose_tokenizer_does_not_fit_is_one_line_and_leaves_nothing(mount):
+    """1 MB holds the weights of a 4-wide model of GPT-2's vocabulary (0.8 MB), not its 2 MB tokenizer.json, which the
+    tokenizers library fails to write with a plain Exception ("No space left on device (os error 28)")."""
+    from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, gpt2_tokenizer
+    from gpt_scratch.saving import save_with_model_card
+
+    model = GPTScratchForCausalLM(GPTScratchConfig(n_layer=1, n_head=1, n_embd=4, n_positions=32))
+    disk = mount("export", 1)
+    with pytest.raises(StorageError, match=r"could not write the model model in .*: the disk is full .* Free space"):
+        save_with_model_card(model, disk / "model", gpt2_tokenizer(32), data="d", command="c")
+    assert not list(disk.iterdir())  # the half-written directory beside the target is gone

@@ -35,13 +35,20 @@ class GPTScratchModelTester:
         self.num_attention_heads = 4
         self.max_position_embeddings = 64
 
+    set_after_construction = False  # the architecture's options set as attributes of a built config instead
+
     def get_config(self) -> GPTScratchConfig:
-        return GPTScratchConfig(
+        passed = {} if self.set_after_construction else self.architecture
+        config = GPTScratchConfig(
             vocab_size=self.vocab_size, n_positions=self.max_position_embeddings, n_embd=self.hidden_size,
             n_layer=self.num_hidden_layers, n_head=self.num_attention_heads, embd_pdrop=0.0, resid_pdrop=0.0,
             attn_pdrop=0.0, bos_token_id=self.vocab_size - 1, eos_token_id=self.vocab_size - 1,
-            pad_token_id=self.vocab_size - 1, **self.architecture,
+            pad_token_id=self.vocab_size - 1, **passed,
         )  # fmt: skip
+        if self.set_after_construction:
+            for name, value in self.architecture.items():
+                setattr(config, name, value)
+        return config
 
     def prepare_config_and_inputs_for_common(self):
         input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
@@ -56,8 +63,11 @@ class GPTScratchModelTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (GPTScratchModel, GPTScratchForCausalLM)
     architecture: dict = {}
 
+    set_after_construction = False
+
     def setUp(self) -> None:
         self.model_tester = GPTScratchModelTester(self, self.architecture)
+        self.model_tester.set_after_construction = self.set_after_construction
 
     def test_generation_tester_mixin_inheritance(self) -> None:
         # It checks that a generative model's tester also runs GenerationTesterMixin, whose module the sdist lacks
@@ -76,3 +86,9 @@ class GPTScratchModernModelTest(GPTScratchModelTest):
     """The modern recipe: rotary positions (with transformers' rope-scaling tests), RMSNorm, QK-norm, ReLU²."""
 
     architecture = MODERN
+
+
+class GPTScratchModernSetAfterConstructionModelTest(GPTScratchModernModelTest):
+    """The modern recipe's options set on a built GPT-2 config, as transformers' tests and users change configs."""
+
+    set_after_construction = True

@@ -158,10 +158,10 @@ def validation_documents(source: TextSource, num_docs: int) -> list[str]:
     """
     docs = checked_texts([row["text"] for row in open_documents(source).take(num_docs)], source)
     if len(docs) < num_docs:
-        raise ValueError(
-            f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for validation; "
-            "lower val_docs"
-        )
+        if not any(doc.strip() for doc in docs):  # an empty file is one empty document, not a corpus
+            raise ValueError(f"{source.path} holds no text (only empty files or documents); point data at text")
+        counted = f"only {len(docs)} document" + ("s" if len(docs) != 1 else "")
+        raise ValueError(f"{source.path} has {counted}, fewer than the {num_docs} asked for validation; lower val_docs")
     return docs
 
 

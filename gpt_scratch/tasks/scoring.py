@@ -67,7 +67,8 @@ def task_items(
         task_limit = limit.get(name) if isinstance(limit, Mapping) else limit
         rows = load_split(task, data.get(name), task.eval_split)[:task_limit]
         if not rows:
-            raise ValueError(f"{name}: no items to score")
+            source = data.get(name) if isinstance(data.get(name), str) else "the rows given"
+            raise ValueError(f"{name}: no items to score in {source or task.hub[0]}; give it a file with its items")
         pool = load_split(task, data.get(name), task.fewshot_split) if num_fewshot else []
         items[name] = build_items(task, rows, pool, num_fewshot, seed)
     return items

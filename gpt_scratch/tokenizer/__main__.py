@@ -15,14 +15,18 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--data_name", default=None, help="Hub dataset config, e.g. sample-10BT")
     train.add_argument("--data_split", default="train")
     train.add_argument("--text_column", default="text")
-    train.add_argument("--vocab_size", type=int, required=True, help="rounded up to a multiple of 128, e.g. 4096")
+    train.add_argument(
+        "--vocab_size", type=cli.positive_int, required=True, help="rounded up to a multiple of 128, e.g. 4096"
+    )
     train.add_argument("--out", required=True, help="the tokenizer directory to write (must not hold one)")
     train.add_argument("--pattern", default="gpt2-no-lookahead", choices=list(PATTERNS), help="the regex split")
     train.add_argument(
         "--val_docs", type=int, default=VAL_DOCS, help="first documents held out, as train.py's val_docs"
     )
-    train.add_argument("--max_docs", type=int, default=None, help="train on at most this many documents")
-    train.add_argument("--max_bytes", type=int, default=None, help="train on about this many bytes of text")
+    train.add_argument("--max_docs", type=cli.positive_int, default=None, help="train on at most this many documents")
+    train.add_argument(
+        "--max_bytes", type=cli.positive_int, default=None, help="train on about this many bytes of text"
+    )
     train.add_argument("--model_max_length", type=int, default=1024)
     args = parser.parse_args(argv)
     source = TextSource(args.data, args.data_name, args.data_split, args.text_column)

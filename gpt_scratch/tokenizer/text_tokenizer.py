@@ -112,6 +112,13 @@ class TextTokenizer:
         return fast_tokenizer(self.definition, model_max_length)
 
 
+def retrain_advice(spec: str) -> str:
+    """How to get a usable tokenizer when ``spec`` names a damaged one: a new directory (the trainer never writes over
+    one that holds a tokenizer, and models trained with the old one need it unchanged)."""
+    fresh = f"{spec.rstrip('/')}-new"
+    return f"train a new one into another directory: `{TRAIN_HINT.replace('DIR', fresh)}`, then use tokenizer: {fresh}"
+
+
 def tokenizer_exists(spec: str) -> bool:
     """Whether ``spec`` is GPT-2's or names a directory with anything in it (which is never trained over)."""
     directory = Path(spec).expanduser()
@@ -133,7 +140,7 @@ def load_tokenizer(spec: str) -> TextTokenizer:
     if missing:
         raise FileNotFoundError(
             f"tokenizer directory {spec} lacks {' and '.join(missing)} (a transformers fast-tokenizer directory has "
-            f"both); train it again with `{TRAIN_HINT.replace('DIR', spec)}`"
+            f"both); restore it from where the directory came from, or {retrain_advice(spec)}"
         )
     text = (directory / "tokenizer.json").read_text(encoding="utf-8")
     return _from_definition(spec, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
@@ -150,7 +157,7 @@ def _from_definition(name: str, text: str, sha256: str) -> TextTokenizer:
     try:
         definition = json.loads(text)
     except ValueError as error:
-        raise ValueError(f"{name}/tokenizer.json is not valid JSON ({error}); train the tokenizer again") from None
+        raise ValueError(f"{name}/tokenizer.json is not valid JSON ({error}); {retrain_advice(name)}") from None
     model, pre = definition.get("model") or {}, definition.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     patterns = [s["pattern"].get("Regex") for s in steps if s.get("type") == "Split"]
@@ -169,6 +176,7 @@ def _from_definition(name: str, text: str, sha256: str) -> TextTokenizer:
                 f"{name}/tokenizer.json: token {token!r} (id {rank}) holds {foreign!r}, which is not a byte-level "
                 "character: not a byte-level BPE (train one with `python -m gpt_scratch.tokenizer train`)"
             )
+    check_merge_order(name, model)
     ranks = {bytes(chars[c] for c in token): rank for token, rank in model["vocab"].items()}
     missing = 256 - sum(len(token) == 1 for token in ranks)
     if missing:
@@ -186,6 +194,24 @@ PROBE_TEXT = (
     "The quick brown fox, 1,234.56 km/h! naïve café — Zürich, 東京, Москва 🤖👍🏽\n\tdef f(x):\n        return x ** 2"
     "  # comment\r\n<div class='a'>&amp;</div> don't we'll I've THE END   \n\n\n"
 )
+
+
+def check_merge_order(name: str, model: dict) -> None:
+    """tiktoken merges the pair whose token has the lowest id first, ``tokenizers`` the merge listed first: the same
+    BPE only when each merge makes a token with a higher id than every earlier merge's (and than its two parts), as
+    trainers and GPT-2 number them. Any edit of the ids breaks that order, though a probe text may not show it."""
+    vocab, highest = model["vocab"], -1
+    for index, merge in enumerate(model.get("merges", [])):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        made = vocab.get(left + right)
+        if made is None or made <= highest or made <= max(vocab.get(left, made), vocab.get(right, made)):
+            after = f"after id {highest} of the merge before it" if made is not None else "but it has no id"
+            raise ValueError(
+                f"{name}/tokenizer.json is not numbered in merge order (its ids were edited, or another trainer made "
+                f"it): merge {index} ({left!r} + {right!r}) makes id {made}, {after}; the data would be encoded with "
+                "other ids than the exported tokenizer gives. Train one with `python -m gpt_scratch.tokenizer train`"
+            )
+        highest = made
 
 
 def check_same_ids(name: str, text: str, encoding: tiktoken.Encoding, ranks: dict[bytes, int]) -> None:

@@ -161,6 +161,8 @@ def train_tokenizer(
     started = time.perf_counter()
     corpus = Corpus(source, len(held_out), max_docs, max_bytes)
     tokenizer.train_from_iterator(corpus, trainer)
+    if corpus.documents == 0 and not any(text.strip() for text in held_out):
+        raise ValueError(f"{source.path} holds no text (only empty files or documents); point --data at text")
     if corpus.documents == 0:
         raise ValueError(
             f"no documents to train on: {source.path} has {len(held_out)} document(s), all held out by --val_docs "
