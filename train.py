@@ -51,12 +51,16 @@ from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learnin
 from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
+
+# A run stopped by SIGTERM (preemption) or SIGINT exits with 128 + the signal number (143, 130) after a complete
+# checkpoint, as a process killed by that signal would: schedulers read it as "preempted, requeue", not "done".
+from gpt_scratch.requeue import STOPPED_BY_SIGNAL_EXIT, record_stop, under_wrapper
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import check_export_target, save_with_model_card
 from gpt_scratch.storage import check_writable
 from gpt_scratch.tasks import TASKS, evaluate_tasks, resolve_task_names, task_items
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
-from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer
+from gpt_scratch.tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer, training_lock
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
@@ -75,9 +79,6 @@ from gpt_scratch.training import (
     weights_are_finite,
 )
 
-# A run stopped by SIGTERM (preemption) or SIGINT exits with 128 + the signal number (143, 130) after a complete
-# checkpoint, as a process killed by that signal would: schedulers read it as "preempted, requeue", not "done".
-STOPPED_BY_SIGNAL_EXIT = 128
 # How a collective reports that another process of the run is gone (killed, out of memory, its machine lost).
 PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
 
@@ -263,9 +264,10 @@ def prepare_tokenizer(config: TrainConfig, accelerator: Accelerator) -> None:
     yet: the main process trains it (as ``python -m gpt_scratch.tokenizer train`` would) while the others wait."""
     if config.tokenizer_vocab_size is None:
         return
-    with accelerator.main_process_first():  # the same barrier on every process, whether or not one trains
+    with accelerator.main_process_first(), ExitStack() as held:  # the same barrier on every process
         if not accelerator.is_main_process:
             return
+        held.enter_context(training_lock(config.tokenizer, accelerator.print))  # another run may be training it
         if tokenizer_exists(config.tokenizer):
             size = load_tokenizer(config.tokenizer).vocab_size
             if size != rounded_vocab_size(config.tokenizer_vocab_size):
@@ -519,7 +521,7 @@ def fit(run: Run) -> dict:
     interval_start, interval_tokens = time.perf_counter(), 0
     results = {}
     # The bar closes before an error reaches the user, so that the error is the last line they see.
-    with stop_requests() as stop_requested, bar:
+    with stop_requests() as stop_requested, bar, another_process_said_at_once(bar):
         for step in range(run.start_step, config.max_steps):
             loss_sum, grad_norm = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
                                              accelerator, run.accumulation, config.grad_clip,
@@ -562,7 +564,11 @@ def fit(run: Run) -> dict:
                     f"{shlex.join(command_with(run.arguments(), {'resume': 'auto'}))}"
                 )
                 accelerator.end_training()
-                raise SystemExit(STOPPED_BY_SIGNAL_EXIT + stop)
+                # Under gpt_scratch.requeue the agreed stop exits 0, so that the launcher ends cleanly, and the
+                # wrapper exits 128 + the signal it reads from the main process's record.
+                if accelerator.is_main_process:
+                    record_stop(stop)
+                raise SystemExit(0 if under_wrapper() else STOPPED_BY_SIGNAL_EXIT + stop)
     return results
 
 
@@ -628,6 +634,38 @@ def push(export_dir: Path, repo_id: str, say) -> None:
         )
 
 
+class PeerLostError(RuntimeError):
+    """Another process of the run is gone; the message was printed when it was found (``reported``)."""
+
+    reported = True
+
+
+def another_process_stopped(error: RuntimeError) -> str | None:
+    """The one line for a collective that failed because another process of the run is gone, or None."""
+    if not any(words in str(error) for words in PEER_LOST):
+        return None
+    reason = str(error).strip().splitlines()[0][:300]
+    return (
+        f"error: another process of this run stopped ({reason}), and this one cannot go on alone. The checkpoints "
+        "written so far are intact (each is complete or absent): rerun the same launch command with --resume auto"
+    )
+
+
+@contextmanager
+def another_process_said_at_once(bar) -> Iterator[None]:
+    """Say that another process is gone as soon as a collective reports it, while stop_requests still holds SIGTERM:
+    the launcher (torchrun) terminates the surviving processes right after one dies, and one that waited to reach
+    cli() was often killed before its line was printed."""
+    try:
+        yield
+    except RuntimeError as error:
+        if (line := another_process_stopped(error)) is None or os.environ.get("GPT_SCRATCH_TRACEBACK"):
+            raise
+        bar.close()
+        print(line, file=sys.stderr, flush=True)
+        raise PeerLostError(line) from None
+
+
 def cli(argv: list[str]) -> None:
     """``main`` as the command line runs it: a user's mistake is one line (``error: ...``, exit 1), not a traceback;
     ``GPT_SCRATCH_TRACEBACK=1`` shows the traceback."""
@@ -642,14 +680,12 @@ def cli(argv: list[str]) -> None:
         if os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
         raise SystemExit(f"error: {error}") from None
+    except PeerLostError:
+        raise SystemExit(1) from None  # its line is printed already
     except RuntimeError as error:
-        if not any(words in str(error) for words in PEER_LOST) or os.environ.get("GPT_SCRATCH_TRACEBACK"):
+        if (line := another_process_stopped(error)) is None or os.environ.get("GPT_SCRATCH_TRACEBACK"):
             raise
-        reason = str(error).strip().splitlines()[0][:300]
-        raise SystemExit(
-            f"error: another process of this run stopped ({reason}), and this one cannot go on alone. The checkpoints "
-            "written so far are intact (each is complete or absent): rerun the same launch command with --resume auto"
-        ) from None
+        raise SystemExit(line) from None
 
 
 if __name__ == "__main__":

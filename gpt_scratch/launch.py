@@ -9,7 +9,10 @@ the log. It does leave traces: it sets ``MASTER_ADDR``/``MASTER_PORT`` when aske
 
 import os
 import re
+import shlex
 from pathlib import Path
+
+from .requeue import COMMAND_ENV
 
 CPU_MULTI_PROCESS = "accelerate launch --multi_gpu --num_processes N train.py ... (or torchrun --nproc_per_node N)"
 
@@ -31,6 +34,8 @@ def launcher_command(environ: dict[str, str] | None = None, parent: list[str] | 
     train.py and its arguments), or None when train.py runs alone. A resume must use it: the process count is part of
     the run, so a bare ``python train.py`` would be refused."""
     environ = dict(os.environ) if environ is None else environ
+    if wrapper := environ.get(COMMAND_ENV):  # python -m gpt_scratch.requeue LAUNCHER ...: the whole command
+        return shlex.split(wrapper)
     if "TORCHELASTIC_RUN_ID" not in environ and int(environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     parent = _parent_arguments() if parent is None else parent

@@ -343,13 +343,13 @@ def test_launch_check_reads_world_size_and_accelerate_num_processes():
 
 
 @SHARED_REFERENCE
-def fault_in_save(run_dir: Path, corpus: Path, fault: str) -> str:
+def fault_in_save(run_dir: Path, corpus: Path, fault: str, rank: int = 1, at: str = "save") -> str:
     """A 2-process run whose rank 1 gets ``fault`` as it starts step 2's checkpoint (tests/signal_in_save_worker.py);
     its combined output."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
                str(ROOT / "tests" / "signal_in_save_worker.py"), "--run_dir", str(run_dir), *TINY, "--data",
                str(corpus), "--hellaswag_data", "null", "--max_steps", "6", "--checkpoint_interval", "2"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAULT": fault}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAULT": fault, "FAULT_RANK": str(rank), "FAULT_AT": at}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     return result.stdout + result.stderr
 
@@ -364,38 +364,47 @@ def test_a_signal_reaching_one_process_during_a_save_stops_both_after_the_next_s
     assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == ["step-000002", "step-000003"]
 
 
-def test_a_process_killed_mid_run_leaves_the_other_one_line_and_the_checkpoints_intact(tmp_path, corpus):
-    output = fault_in_save(tmp_path / "run", corpus, "sigkill")
+# Rank 1 as it starts a checkpoint; rank 0 in its third step, after which torchrun terminates the survivor at once.
+@pytest.mark.parametrize(("rank", "at"), [(1, "save"), (0, "step")])
+def test_a_process_killed_mid_run_leaves_the_other_one_line_and_the_checkpoints_intact(tmp_path, corpus, rank, at):
+    output = fault_in_save(tmp_path / "run", corpus, "sigkill", rank, at)
     assert "error: another process of this run stopped" in output and "--resume auto" in output, output[-3000:]
     assert 'train.py", line' not in output, output[-3000:]
-    assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == []  # step 2's never completed: none half-made
+    # At a save, step 2's never completed: none half-made; in step 3, step 2's is there, intact.
+    assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == ([] if at == "save" else ["step-000002"])
 
 
-def test_sigterm_under_torchrun_checkpoints_and_its_continue_command_resumes(tmp_path, corpus, reference_run):
-    """Preemption of a 2-process run: the workers stop after the same step with a checkpoint and exit 143; the
-    printed command is torchrun's own (a bare `python train.py` would be refused: 2 processes in the checkpoint), and
-    running it as printed reaches the weights of an uninterrupted run."""
+def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_continue_command_resumes(
+    tmp_path, corpus, reference_run
+):
+    """Preemption of a 2-process run as a scheduler sees it (``python -m gpt_scratch.requeue torchrun ...``): the
+    workers stop after the same step with a checkpoint, torchrun ends without a traceback, the job exits 143 (requeue);
+    the printed command is the whole launch command (a bare `python train.py` would be refused: 2 processes in the
+    checkpoint), and running it as printed reaches the weights of an uninterrupted run."""
     straight_dir = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # the kill -9 test's, shared
     args = ["--data", str(corpus), *INTERRUPTED]
     run_dir = tmp_path / "preempted"
     port = free_port()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-               str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args]  # fmt: skip
+    command = [sys.executable, "-m", "gpt_scratch.requeue", sys.executable, "-m", "torch.distributed.run",
+               "--nproc_per_node", "2", "--master_port", port, str(ROOT / "train.py"), "--run_dir", str(run_dir),
+               *TINY, *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while not (run_dir / "checkpoints" / "step-000008").exists():
         assert process.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)  # to torchrun, which forwards it to its workers
+    process.send_signal(signal.SIGTERM)  # to the job: the wrapper passes it to the workers
     output, _ = process.communicate(timeout=120)
-    assert "stopped by signal 15" in output, output[-3000:]
-    assert 'train.py", line' not in output, output[-3000:]  # no traceback of ours (torchrun prints its own)
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]  # "preempted": the scheduler requeues
+    assert "stopped by signal 15" in output and "Traceback" not in output, output[-3000:]
     step = json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"]
     assert 8 <= step < 24 and not (run_dir / "model").exists()
     resume = re.search(r"Continue with: (.+)", output).group(1)
-    assert resume.startswith("python -m torch.distributed.run --nproc_per_node 2 "), resume
-    result = subprocess.run(resume, shell=True, env=env, capture_output=True, text=True, timeout=300)
+    assert resume.startswith(f"python -m gpt_scratch.requeue {sys.executable} -m torch.distributed.run "), resume
+    assert resume.endswith(" --resume auto") and resume.count("--resume") == 1, resume
+    result = subprocess.run(resume.replace("python -m", f"{sys.executable} -m", 1), shell=True, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0 and "resumed from" in result.stdout + result.stderr, result.stderr[-3000:]
     straight, resumed = final_weights(straight_dir), final_weights(run_dir)
     for name in straight:

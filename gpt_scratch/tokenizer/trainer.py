@@ -17,12 +17,14 @@ The directory it writes (tokenizer.json + tokenizer_config.json) is what ``AutoT
 what ``tokenizer: DIR`` in train.py's config names; it is written beside its destination and renamed into place.
 """
 
+import fcntl
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,3 +193,20 @@ def train_tokenizer(
     gpt2 = sum(map(len, gpt2_encoding().encode_ordinary_batch(held_out)))
     return TrainingSummary(corpus.documents, corpus.bytes, seconds, trained.vocab_size, held_bytes / max(ours, 1),
                            held_bytes / max(gpt2, 1), corpus.not_text / max(corpus.bytes, 1))  # fmt: skip
+
+
+@contextmanager
+def training_lock(out_dir: str | Path, say: Callable[[str], None] = print) -> Iterator[None]:
+    """One trainer at a time for a tokenizer directory: two runs that need the same missing tokenizer (the README's
+    quickstarts started side by side) would both train it, and the second rename would fail. The second waits for
+    the first, then finds the tokenizer there. An OS lock on a hidden file beside the directory, released by the
+    kernel however the holder ends."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.with_name(f".{out_dir.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"tokenizer: another run is training {out_dir}; waiting for it, to use the same one")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
