@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from gpt_scratch import GPTScratchForCausalLM
@@ -49,6 +50,7 @@ from gpt_scratch.data import (
 from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
 from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable
+from gpt_scratch.init_from import Start, start_from
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 
@@ -101,6 +103,7 @@ class Run:
 
     config: TrainConfig
     argv: list[str]
+    start: Start | None  # the pretrained model the run started from (init_from), or None: random weights
     accelerator: Accelerator
     model: torch.nn.Module  # as prepared by Accelerate (DDP/FSDP wrapper): the one to train
     raw_model: GPTScratchForCausalLM  # the plain model: evaluation, sampling, export
@@ -202,10 +205,14 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         if mismatch:
             accelerator.print(f"WARNING: {mismatch}")
 
-    prepare_tokenizer(config, accelerator)
-    model = GPTScratchForCausalLM(config.model_config())
+    # A pretrained start decides the architecture and the tokenizer (gpt_scratch.init_from); else the preset does.
+    start = start_from(config) if config.init_from else None
+    if start is None:
+        prepare_tokenizer(config, accelerator)
+    model = start.model if start else GPTScratchForCausalLM(config.model_config())
     accelerator.print(
-        f"model: {config.model} {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | "
+        f"model: {start.description if start else config.model} "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | "
         f"processes {accelerator.num_processes} | micro-batch {config.micro_batch_size}x{config.seq_len} | "
         f"accumulation {accumulation} | {config.tokens_per_step:,} tokens/step | device {accelerator.device}"
     )
@@ -240,6 +247,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     return Run(
         config=config,
         argv=argv,
+        start=start,
         accelerator=accelerator,
         model=prepared,
         raw_model=raw_model,
@@ -414,7 +422,29 @@ def evaluate(run: Run, step: int) -> dict:
         (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
         plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
     accelerator.log(tracker_scalars(results), step=step)
+    if config.export_best:
+        keep_if_best(run, step, results["val_loss"])
     return results
+
+
+BEST_WEIGHTS = "best/model.safetensors"
+
+
+def keep_if_best(run: Run, step: int, val_loss: float) -> None:
+    """export_best: the weights of the evaluation with the lowest validation loss so far, in run_dir/best (written
+    beside and renamed into place), and which step that was in the history (so a resumed run knows it)."""
+    best = run.history.get("best")
+    if best is not None and val_loss >= best[1]:
+        return
+    weights = run.accelerator.get_state_dict(run.model)  # on every process: FSDP gathers the shards
+    if run.accelerator.is_main_process:
+        path = run.run_dir / BEST_WEIGHTS
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.tmp")
+        # Copies: a tied head shares the embedding's storage, which safetensors refuses to write twice.
+        save_file({name: tensor.detach().cpu().clone().contiguous() for name, tensor in weights.items()}, staging)
+        os.replace(staging, path)
+    run.history["best"] = [step, val_loss]
 
 
 def tracker_scalars(results: dict) -> dict[str, float]:
@@ -467,7 +497,7 @@ def save(run: Run, step: int) -> None:
         raise non_finite(run, f"the weights became non-finite by step {step}; nothing was saved")
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step,
              "tokenizer_identity": run.text_tokenizer.identity(), "commands": run.commands,
-             "seconds": run.seconds()}  # fmt: skip
+             "seconds": run.seconds(), "model_config": run.raw_model.config.to_dict()}  # fmt: skip
     if run.config.token_shards:  # so that a resume recognises the same shards at another path
         state["token_shards_identity"] = shards_identity(run.config.token_shards)
     model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
@@ -516,10 +546,12 @@ def fit(run: Run) -> dict:
     run.model.train()
     device_peak = peak_flops(accelerator.device)
     flops_token = flops_per_token(run.raw_model, config.seq_len)
+    results = {}
+    if run.start_step == 0:  # where training starts: the first point of every curve (a fine-tune's "before")
+        results = evaluate(run, 0)
     bar = tqdm(total=config.max_steps, initial=run.start_step, disable=not accelerator.is_local_main_process,
                desc="training", dynamic_ncols=True)  # fmt: skip
     interval_start, interval_tokens = time.perf_counter(), 0
-    results = {}
     # The bar closes before an error reaches the user, so that the error is the last line they see.
     with stop_requests() as stop_requested, bar, another_process_said_at_once(bar):
         for step in range(run.start_step, config.max_steps):
@@ -579,9 +611,18 @@ def export(run: Run, results: dict) -> None:
         results = evaluate(run, config.max_steps)
     # The full weights, gathered from every process (FSDP shards them), into a plain model on the main process.
     weights = run.accelerator.get_state_dict(run.model)
+    history, exported = run.history, None
+    if config.export_best and history.get("best") and history["best"][0] != config.max_steps:
+        step, loss = history["best"]
+        weights = load_file(run.run_dir / BEST_WEIGHTS)
+        exported = (f"those of step {step}, the lowest validation loss ({loss:.4f}; the last step's: "
+                    f"{results['val_loss']:.4f}), as export_best asks")  # fmt: skip
+    start = next(((loss, bpb) for (step, loss), (_, bpb) in zip(history["val_loss"], history["val_bpb"]) if step == 0),
+                 None)  # fmt: skip
     if run.accelerator.is_main_process:
         model = GPTScratchForCausalLM(run.raw_model.config)
-        model.load_state_dict(weights)
+        model.load_state_dict(weights, strict=not config.export_best)  # the best weights: a tied head once
+        model.tie_weights()
         export_dir = save_with_model_card(
             model,
             Path(config.export_dir or run.run_dir / "model"),
@@ -596,7 +637,13 @@ def export(run: Run, results: dict) -> None:
             evaluation=results.get("tasks"),
             evaluation_setup=evaluation_setup(config),
             repo_id=config.push_to_hub,
+            base_model=run.start.base_model if run.start else None,
+            started_from=run.start.description if run.start else None,
+            val_start=start,
+            weights=exported,
         )
+        if exported:
+            run.say(f"exported weights: {exported}")
         run.say(
             f"exported {export_dir} after {run.seconds() / 60:.1f} min of training; loss curve "
             f"{run.run_dir / 'loss.png'}"

@@ -45,7 +45,7 @@ STATE_CHECKSUM = "state_blake2b"  # trainer_state.json's own checksum, of the re
 # and its decay_fraction, intervals, evaluation, logging, export) may change on resume; the schedule follows the new
 # values (extending a warmup-stable-decay run's stable phase, then decaying, is what wsd is for).
 RUN_DEFINING_SETTINGS = (
-    "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
+    "init_from", "model", "n_layer", "n_head", "n_embd", "padded_vocab_size", "dropout",
     "position_embedding_type", "rope_theta", "norm_type", "qk_norm", "activation_function", "final_logit_softcapping",
     "tie_word_embeddings", "bias", "zero_init_residual",
     "tokenizer", "data", "data_name", "data_split", "text_column", "token_shards", "val_docs", "shuffle_buffer",

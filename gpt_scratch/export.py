@@ -11,16 +11,17 @@ from safetensors.torch import load_file
 
 from . import cli
 from .checkpoint import checkpoint_problem, no_such_checkpoint
+from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import check_export_target, save_with_model_card
 from .tokenizer import load_tokenizer
+from .tokenizer.text_tokenizer import TextTokenizer
 from .train_config import build_config
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
+def checkpoint_model(checkpoint: str | Path) -> tuple[GPTScratchForCausalLM, TextTokenizer, dict]:
+    """The model a checkpoint was training, with its weights, its tokenizer and the checkpoint's trainer state."""
     checkpoint = Path(checkpoint)
-    check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
     if not checkpoint.exists():
         raise FileNotFoundError(no_such_checkpoint(checkpoint))
     state_file, weights_file = checkpoint / "trainer_state.json", checkpoint / "model.safetensors"
@@ -38,7 +39,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     tokenizer = load_tokenizer(config.tokenizer)
     if problem := tokenizer.mismatch(str(checkpoint), state.get("tokenizer_identity", tokenizer.identity())):
         raise ValueError(f"{problem}; restore the tokenizer the run trained with")
-    model = GPTScratchForCausalLM(config.model_config())
+    # A run started from a pretrained model records its architecture; a run from scratch is its config's.
+    architecture = state.get("model_config")
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_dict(architecture) if architecture else config.model_config())
     weights = load_file(weights_file)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or set(missing) - {"lm_head.weight"}:  # Accelerate drops the tied lm_head copy when saving
@@ -46,6 +49,15 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     model.tie_weights()
     if not all(tensor.isfinite().all() for tensor in model.state_dict().values()):
         raise ValueError(f"{weights_file} holds non-finite weights; export an earlier checkpoint")
+    return model, tokenizer, state
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
+    checkpoint = Path(checkpoint)
+    check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
+    model, tokenizer, state = checkpoint_model(checkpoint)
+    config = build_config(state["config"])
     history = state.get("history", {})
     out_dir = save_with_model_card(
         model,

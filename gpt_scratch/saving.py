@@ -199,11 +199,14 @@ def evaluation_table(results: dict, setup: str) -> list[str]:
 def write_model_card(out_dir: str | Path, info: dict) -> Path:
     """A README.md for the Hub: what the model is, what it was trained on, how well it does, how it was made."""
     config = info["config"]
+    # The Hub's convention for a derived model: its parent in the metadata (a Hub id; a local start is in the text).
+    parent = [f"base_model: {info['base_model']}", "base_model_relation: finetune"] if info.get("base_model") else []
     lines = [
         "---",
         "library_name: transformers",
         "pipeline_tag: text-generation",
         "tags: [gpt2, gpt-scratch, custom_code]",
+        *parent,
         "---",
         f"# {info.get('name', Path(out_dir).name)}",
         "",
@@ -222,15 +225,22 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         f"- {info['parameters']:,} parameters; {architecture(config)}",
         "",
         "## Training",
+        *([f"- started from: {info['started_from']}"] if info.get("started_from") else []),
         f"- data: {info['data']}",
     ]
     if info.get("steps"):
         lines.append(
             f"- tokens seen: {info['tokens_seen']:,} ({info['steps']} steps of {info['tokens_per_step']:,} tokens)"
         )
+    if info.get("val_start") is not None:
+        loss, bpb = info["val_start"]
+        bpb = f", {bpb:.4f} bits per byte" if bpb is not None else ""
+        lines.append(f"- validation loss at the start (step 0): {loss:.4f} nats per token{bpb}")
     if info.get("val_loss") is not None:
         bpb = f", {info['val_bpb']:.4f} bits per byte" if info.get("val_bpb") is not None else ""
         lines.append(f"- final validation loss: {info['val_loss']:.4f} nats per token{bpb}")
+    if info.get("weights"):
+        lines.append(f"- weights: {info['weights']}")
     if info.get("evaluation"):
         lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_setup", ""))]
     lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
@@ -254,8 +264,16 @@ def save_with_model_card(
     evaluation: dict | None = None,
     evaluation_setup: str = "",
     repo_id: str | None = None,
+    base_model: str | None = None,
+    started_from: str | None = None,
+    val_start: tuple[float, float | None] | None = None,
+    weights: str | None = None,
 ) -> Path:
-    """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion)."""
+    """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion).
+
+    A fine-tune's card names what it ``started_from`` (and its Hub ``base_model``), the validation figures at the
+    start (``val_start``: loss, bits per byte) beside the final ones, and which ``weights`` it holds when not the
+    last step's."""
     out_dir = save_model_dir(model, out_dir, tokenizer)
     info = {
         # A run's export is run_dir/model: the run names the model, not "model".
@@ -273,6 +291,10 @@ def save_with_model_card(
         "evaluation": evaluation,
         "evaluation_setup": evaluation_setup,
         "command": command,
+        "base_model": base_model,
+        "started_from": started_from,
+        "val_start": val_start,
+        "weights": weights,
     }
     write_model_card(out_dir, info)
     return out_dir

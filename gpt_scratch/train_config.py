@@ -30,7 +30,11 @@ class TrainConfig:
     # --- run ---
     run_dir: str = "runs/quickstart"  # checkpoints, logs, loss curve and the exported model go here
     seed: int = 1337
-    # --- model: a GPTScratchConfig preset, with optional overrides ---
+    # --- model: a GPTScratchConfig preset, with optional overrides; or a pretrained model to start from ---
+    # A pretrained model's weights to start from (gpt_scratch.init_from): gpt2 ... gpt2-xl or a Hub id, a model
+    # directory (GPT-2's format or an export), a nanoGPT .pt, or a checkpoint of this project. Its architecture and
+    # tokenizer are the run's (the preset and model options below must not contradict them); null: random weights.
+    init_from: str | None = None
     model: str = "tiny"  # gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny (2 layers x 64), mini (4 layers x 128)
     n_layer: int | None = None
     n_head: int | None = None
@@ -114,6 +118,9 @@ class TrainConfig:
     resume: str | None = None  # "auto" (newest complete checkpoint in run_dir), or a checkpoint directory
     export_dir: str | None = None  # default: run_dir/model
     push_to_hub: str | None = None  # a Hub repo id to publish the exported model to
+    # Export the weights of the evaluation with the lowest validation loss instead of the last step's (a small
+    # fine-tuning corpus overfits): kept in run_dir/best whenever an evaluation improves on it.
+    export_best: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -182,7 +189,10 @@ class TrainConfig:
                 "names, but tokenizer is gpt2; set tokenizer: DIR (e.g. runs/tokenizer-8k), or tokenizer_vocab_size: "
                 "null"
             )
-        self.model_config()  # the model options are checked now, before anything runs
+        if self.init_from is not None and not self.init_from.strip():
+            raise ValueError("init_from is empty; name a pretrained model (gpt2, a directory, a checkpoint) or null")
+        if self.init_from is None:  # a pretrained start's architecture is checked against its source (init_from)
+            self.model_config()  # the model options are checked now, before anything runs
 
     def _validate_eval_tasks(self) -> None:
         from .tasks.definitions import TASKS, resolve_task_names  # the task table only: no model, no data

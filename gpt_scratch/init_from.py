@@ -1,0 +1,161 @@
+"""Where a run's first weights come from: ``init_from``, a pretrained model to fine-tune or continue.
+
+    python train.py configs/finetune-gpt2.yaml --data "my-texts/*.txt"        # init_from: gpt2 (the Hub, cached)
+    python train.py configs/quickstart.yaml --init_from runs/quickstart/model --data "docs/*.md" --run_dir runs/ft
+
+It takes:
+
+- ``gpt2`` ... ``gpt2-xl`` or any Hub id of a GPT-2 or gpt-scratch model (downloaded once into the Hugging Face
+  cache, as ``from_pretrained`` does; offline, the cache serves it or the error names the id);
+- a local model directory: GPT-2's format (``GPT2LMHeadModel.save_pretrained``) or an export of this project, of
+  either architecture;
+- a nanoGPT / build-nanogpt ``.pt`` checkpoint;
+- one of this project's checkpoints (``run_dir/checkpoints/step-N``).
+
+The architecture and the tokenizer come from the source: a model option set in the config that contradicts it, or a
+``tokenizer:`` that encodes otherwise, is refused before step 1, naming both values. Only the weights are taken: the
+optimizer, schedule, step and data start fresh (``--resume`` continues a run); dropout and every training setting
+are the run's.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .configuration_gpt_scratch import GPTScratchConfig
+from .modeling_gpt_scratch import GPTScratchForCausalLM
+from .tokenizer import load_tokenizer
+from .tokenizer.text_tokenizer import GPT2, TextTokenizer
+from .train_config import MODEL_OPTIONS, TrainConfig
+
+# What a Hub download of a model takes: weights, config, tokenizer, code; not the other frameworks' copies.
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.py", "*.jinja", "README.md"]
+
+
+@dataclass
+class Start:
+    """A source's model and what the run needs to know of it."""
+
+    model: GPTScratchForCausalLM
+    tokenizer: str  # the tokenizer train.py loads: "gpt2", or a directory holding the source's own
+    description: str  # what the log line and the card say the run started from
+    base_model: str | None = None  # the Hub id (the card's base_model metadata); None for a local source
+
+
+def same_encoding(one: TextTokenizer, other: TextTokenizer) -> bool:
+    """Whether two tokenizers turn every text into the same ids (the same split and the same ranked vocabulary)."""
+    return (
+        one.encoding._pat_str == other.encoding._pat_str
+        and one.encoding._mergeable_ranks == other.encoding._mergeable_ranks
+        and one.eot_id == other.eot_id
+    )
+
+
+def _tokenizer_of(directory: Path, config: GPTScratchConfig, source: str) -> str:
+    """The tokenizer a model directory was trained with: GPT-2's when its files encode as GPT-2 (or it has none, as a
+    GPT-2 directory written by ``save_pretrained`` alone), else the directory's own."""
+    gpt2 = load_tokenizer(GPT2)
+    if not (directory / "tokenizer.json").is_file():
+        if config.vocab_size != gpt2.vocab_size:
+            raise ValueError(
+                f"init_from {source} has no tokenizer files and a vocabulary of {config.vocab_size} tokens, not "
+                f"GPT-2's {gpt2.vocab_size}; save the model with its tokenizer"
+            )
+        return GPT2
+    own = load_tokenizer(str(directory))
+    return GPT2 if same_encoding(own, gpt2) else str(directory)
+
+
+def _model_directory(directory: Path, source: str) -> tuple[GPTScratchForCausalLM, str]:
+    """A GPT-2-format or gpt-scratch model directory's model (fp32: the run's master weights) and tokenizer."""
+    import json
+
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"init_from {source}: {directory} has no config.json (not a model directory)")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type == "gpt2":
+        model = GPTScratchForCausalLM.from_gpt2(str(directory), dtype=torch.float32)
+    elif model_type == GPTScratchConfig.model_type:
+        model = GPTScratchForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+    else:
+        raise ValueError(
+            f"init_from {source} is a {model_type!r} model; a run starts from GPT-2 or gpt-scratch models (GPT-2's "
+            "format, an export of this project, a nanoGPT checkpoint, or a checkpoint of this project)"
+        )
+    return model, _tokenizer_of(directory, model.config, source)
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """The Hub model's files in the local cache, downloaded the first time."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as error:  # offline, no such repo, no access: huggingface_hub's errors differ by cause
+        reason = str(error).strip().splitlines()[0][:200]
+        raise OSError(
+            f"init_from {repo_id}: could not get it from the Hugging Face Hub or its cache ({type(error).__name__}: "
+            f"{reason}); run once with the network to cache it, or give a local model directory"
+        ) from None
+
+
+def pretrained_model(source: str) -> Start:
+    """The model ``source`` names, with its tokenizer: a checkpoint of this project, a nanoGPT ``.pt``, a local
+    model directory, or a Hub id."""
+    from .cli import check_local_model
+
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "trainer_state.json").is_file():
+        from .export import checkpoint_model
+
+        model, tokenizer, state = checkpoint_model(path)
+        return Start(model, tokenizer.name, f"checkpoint {path} (step {state['step']})")
+    if path.is_file():
+        from .convert import from_nanogpt
+
+        return Start(from_nanogpt(path).float(), GPT2, f"nanoGPT checkpoint {path}")
+    if path.is_dir():
+        model, tokenizer = _model_directory(path, source)
+        return Start(model, tokenizer, f"model directory {path}")
+    check_local_model(source)  # ./x, /x, a/b/c, runs/x: a path that is not there, not a Hub id
+    model, tokenizer = _model_directory(_hub_snapshot(source), source)
+    return Start(model, tokenizer, f"{source} (the Hugging Face Hub)", base_model=source)
+
+
+def start_from(config: TrainConfig) -> Start:
+    """The run's first model, ``config.init_from``'s weights with the run's dropout, after refusing what contradicts
+    the source (a model option, the tokenizer, a window longer than its context); sets ``config.tokenizer`` to the
+    source's tokenizer where the config names none of its own."""
+    start = pretrained_model(config.init_from)
+    source = start.model.config
+    set_here = {name: getattr(config, name) for name in MODEL_OPTIONS if getattr(config, name) is not None}
+    contradictions = [f"{name}: {value!r} here, {getattr(source, name)!r} in the source"
+                      for name, value in set_here.items() if value != getattr(source, name)]  # fmt: skip
+    if contradictions:
+        raise ValueError(
+            f"init_from {config.init_from} sets the model's architecture, and the config contradicts it ("
+            f"{'; '.join(contradictions)}); remove those keys (the source decides them) or start from scratch"
+        )
+    if config.seq_len > source.n_positions:
+        raise ValueError(
+            f"seq_len ({config.seq_len}) exceeds init_from {config.init_from}'s context (n_positions "
+            f"{source.n_positions}); lower seq_len"
+        )
+    theirs = load_tokenizer(start.tokenizer)
+    if config.tokenizer != GPT2 or start.tokenizer == GPT2:
+        ours = load_tokenizer(config.tokenizer)
+        if not same_encoding(ours, theirs):
+            raise ValueError(
+                f"tokenizer {config.tokenizer} encodes text differently from init_from {config.init_from}'s "
+                f"({theirs.description}): the model's embeddings are for the source's ids. Remove tokenizer: to use "
+                "the source's"
+            )
+    else:  # the default tokenizer (gpt2) was not chosen: the source's is the run's
+        config.tokenizer = start.tokenizer
+    dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_dict({**source.to_dict(), **dropout}))
+    model.load_state_dict(start.model.state_dict())
+    start.model = model
+    return start
