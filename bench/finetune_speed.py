@@ -2,7 +2,8 @@
 
 Both start from the same GPT-2-format directory (``GPT2LMHeadModel.save_pretrained``, GPT-2 124M's shape, seeded
 random weights: no download), train on the same text (python-stdlib's first files) with the same batch, sequence
-length, learning rate (5e-5, decaying linearly to 0, no warmup: run_clm's defaults) and number of steps:
+length, learning rate (5e-5, decaying linearly to 0, no warmup: run_clm's defaults), AdamW (Trainer's betas, no
+weight decay) and number of steps:
 
 - ours: ``python train.py configs/finetune-gpt2.yaml --init_from DIR ...``, in this process; tokens/s from its log
   line of each step;
@@ -14,7 +15,7 @@ The first steps of each are left out (allocation, first-call costs); the ratio i
 run. Then both final models are scored on the same held-out text (the same windows, the same code): the validation
 losses must agree within noise. Target on CPU: >= 1.2x.
 
-    python bench/finetune_speed.py                     # 124M shape, T=256, micro-batch 4, 8 steps each (CPU)
+    python bench/finetune_speed.py                     # 124M shape, T=256, micro-batch 4, 16 steps each (CPU)
     python bench/finetune_speed.py --steps 20 --seq-len 1024 --micro-batch 8   # on a GPU
 """
 
@@ -46,7 +47,7 @@ def write_corpus(directory: Path, files: int) -> Path:
     """The first ``files`` standard-library sources as .txt documents: the same text for both."""
     directory.mkdir(parents=True)
     for index, source in enumerate(_stdlib_files()[:files]):
-        (directory / f"{index:04d}.txt").write_text(source.read_text(encoding="utf-8", errors="replace"))
+        (directory / f"{index:04d}.txt").write_text(Path(source).read_text(encoding="utf-8", errors="replace"))
     return directory
 
 
@@ -59,7 +60,8 @@ def ours(model_dir: Path, corpus: Path, run_dir: Path, args) -> tuple[float, Pat
             "--tokens_per_step", str(args.seq_len * args.micro_batch), "--max_steps", str(args.steps), "--lr",
             str(LEARNING_RATE), "--log_interval", "1", "--eval_interval", "100000", "--checkpoint_interval",
             "100000", "--val_docs", str(args.val_docs), "--val_batches", "1", "--sample_tokens", "1",
-            "--mixed_precision", "bf16" if args.bf16 else "no", "--compile", str(args.compile).lower()]  # fmt: skip
+            "--mixed_precision", "bf16" if args.bf16 else "no", "--compile", str(args.compile).lower(),
+            "--beta2", "0.999", "--weight_decay", "0.0"]  # Trainer's AdamW, so the losses compare  # fmt: skip
     log = io.StringIO()
     os.chdir(ROOT)
     with redirect_stdout(log):
@@ -126,7 +128,7 @@ def held_out_loss(model, windows: list[torch.Tensor]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--files", type=int, default=60, help="standard-library files in the corpus")

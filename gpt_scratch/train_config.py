@@ -328,6 +328,8 @@ def _check_type(name: str, value: Any, annotation: Any) -> Any:
             pass
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. --data_name 2024 or a numeric run name
+    if name == "mixed_precision" and value is False:  # YAML 1.1 reads `no`, its documented value, as false
+        return "no"
     if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
         raise ValueError(f"{name} must be {annotation.__name__}, got {value!r} ({type(value).__name__})")
     return value

@@ -24,6 +24,7 @@ MISTAKES = [
     ("-m gpt_scratch.tokenizer", ["train", "--data", "/no/such/corpus.jsonl", "--out", "out", "--vocab_size", "512"],
      "error: no such file or directory"),
     ("-m gpt_scratch.educational", ["--text", "/no/such/text.txt"], "error: no such file: /no/such/text.txt"),
+    ("-m gpt_scratch.requeue", ["no-such-launcher", "train.py"], "error: no-such-launcher not found"),
 ]  # fmt: skip
 
 
@@ -58,6 +59,7 @@ def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothin
         ("-m gpt_scratch.data", ["--help"], ["prepare"]),
         ("-m gpt_scratch.tokenizer", ["--help"], ["train"]),
         ("-m gpt_scratch.educational", ["--help"], ["--text", "--steps"]),
+        ("-m gpt_scratch.requeue", ["--help"], ["python -m gpt_scratch.requeue torchrun --nproc_per_node 8"]),
     ],
 )  # fmt: skip
 def test_every_program_answers_help_with_its_options(program, arguments, shown):

@@ -31,6 +31,7 @@ def test_yaml_preset_and_command_line_overrides(tmp_path):
     preset.write_text("lr: 1.0e-3\nmax_steps: 50\nwarmup_steps: 5\nsample_prompts: [a, b]\n")
     config = parse_args([str(preset), "--lr", "3e-4", "--max-steps=7", "--hellaswag_data", "null"])
     assert (config.lr, config.max_steps, config.sample_prompts, config.hellaswag_data) == (3e-4, 7, ["a", "b"], None)
+    assert parse_args(["--mixed_precision", "no"]).mixed_precision == "no"  # YAML reads `no` as false
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,8 @@ def train_in_process(argv: list[str], env: dict[str, str], cwd: Path | None = No
 # The package's command-line programs, as `python PROGRAM ARGS` names them: (module, its main(argv)).
 PROGRAMS = {"eval.py": "eval", "-m gpt_scratch.export": "gpt_scratch.export", "-m gpt_scratch.convert":
             "gpt_scratch.convert", "-m gpt_scratch.data": "gpt_scratch.data.__main__", "-m gpt_scratch.tokenizer":
-            "gpt_scratch.tokenizer.__main__", "-m gpt_scratch.educational": "gpt_scratch.educational"}  # fmt: skip
+            "gpt_scratch.tokenizer.__main__", "-m gpt_scratch.educational": "gpt_scratch.educational",
+            "-m gpt_scratch.requeue": "gpt_scratch.requeue"}  # fmt: skip
 
 
 def run_command(
