@@ -61,7 +61,8 @@ def ours(model_dir: Path, corpus: Path, run_dir: Path, args) -> tuple[float, Pat
             str(LEARNING_RATE), "--log_interval", "1", "--eval_interval", "100000", "--checkpoint_interval",
             "100000", "--val_docs", str(args.val_docs), "--val_batches", "1", "--sample_tokens", "1",
             "--mixed_precision", "bf16" if args.bf16 else "no", "--compile", str(args.compile).lower(),
-            "--beta2", "0.999", "--weight_decay", "0.0"]  # Trainer's AdamW, so the losses compare  # fmt: skip
+            "--beta2", "0.999", "--weight_decay", "0.0",  # Trainer's AdamW, so the losses compare
+            "--lr_schedule", "wsd", "--decay_fraction", "1.0"]  # run_clm's linear decay  # fmt: skip
     log = io.StringIO()
     os.chdir(ROOT)
     with redirect_stdout(log):

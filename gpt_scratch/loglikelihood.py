@@ -175,7 +175,9 @@ def _logliks_sharing_contexts(model, requests, groups: list[list[int]], batch_si
         rest = max(len(c) for c in continuations) - 1  # the continuation tokens that are inputs too
         later = None
         if rest:
-            cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+            # transformers >= 5.24 names it cache (reading its old name there prints a deprecation warning)
+            cache = getattr(out, "cache", None)
+            cache = cache if cache is not None else getattr(out, "past_key_values", None)
             selector = torch.tensor(member_group, device=device)
             cache.reorder_cache(selector)  # each member's own copy of its context's keys and values
             new_inputs = torch.zeros((len(member_index), rest), dtype=torch.long)

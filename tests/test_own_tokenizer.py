@@ -231,7 +231,7 @@ def test_training_records_bits_per_byte_and_the_tokenizer(trained, trained_run):
     out, _ = trained
     state = trainer_state(trained_run)
     assert state["tokenizer_identity"] == load_tokenizer(str(out)).identity()
-    assert [step for step, _ in state["history"]["val_bpb"]] == [3, 6]
+    assert [step for step, _ in state["history"]["val_bpb"]] == [0, 3, 6]  # before the first step, then every 3
     assert all(0 < bpb < 20 for _, bpb in state["history"]["val_bpb"])
     assert json.loads((trained_run / "model" / "config.json").read_text())["vocab_size"] == 768
     assert "bits per byte" in (trained_run / "model" / "README.md").read_text()

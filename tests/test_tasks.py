@@ -192,7 +192,7 @@ def test_a_training_run_scores_its_tasks_at_every_evaluation(tmp_path, corpus, t
     assert list(curves) == ["hellaswag", *names]
     for name, points in curves.items():
         headline = "acc_norm" if "acc_norm" in expected[name] else "acc"
-        assert [step for step, _ in points] == [2, 4]
+        assert [step for step, _ in points] == [0, 2, 4]  # before the first step too
         assert points[-1][1] == pytest.approx(expected[name][headline]), name
         assert f"| {name} {headline} {expected[name][headline]:.4f}" in result.stdout
     assert f"| centered acc {expected['aggregate']['centered_acc']:.4f}" in result.stdout
