@@ -663,6 +663,9 @@ def main(argv: list[str]) -> None:
         run.commands.append({"from_step": run.start_step, "command": run.command()})
         results = fit(run)
         export(run, results)
+        # Every process leaves together: one that exits while the main one still writes the export can leave the
+        # other's gloo process group waiting, at teardown, on a connection that is gone (seen once in 2-process runs).
+        run.accelerator.wait_for_everyone()
         run.accelerator.end_training()
 
 
