@@ -420,7 +420,8 @@ def evaluate(run: Run, step: int) -> dict:
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
-        plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
+        if step > 0:  # one point is no curve: step 0's is drawn with the next evaluation's
+            plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
     accelerator.log(tracker_scalars(results), step=step)
     if config.export_best:
         keep_if_best(run, step, results["val_loss"])

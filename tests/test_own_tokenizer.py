@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -305,32 +304,36 @@ def test_train_py_trains_the_missing_tokenizer_on_one_of_two_processes_as_the_cl
     assert json.loads((tmp_path / "other" / "model" / "config.json").read_text())["vocab_size"] == 768
 
 
-def test_a_run_that_needs_a_tokenizer_another_run_is_training_waits_for_it_and_uses_it(corpus, tmp_path):
+def test_a_run_that_needs_a_tokenizer_another_run_is_training_waits_for_it_and_uses_it(
+    corpus, tmp_path, tiny_tokenizer
+):
     """The README's two quickstarts started side by side both need runs/tokenizer-stdlib: the second used to fail
-    renaming its own copy into place. Here "another run" holds the tokenizer's training lock while it trains (the
-    CLI's training, under the lock as train.py takes it); train.py, a real process, says it waits, then uses it."""
-    from train_runs import ROOT, TINY
-
+    renaming its own copy into place. Here "another run" is a process that holds the tokenizer's training lock (as
+    train.py takes it) while it writes the tokenizer; train.py says it waits, then uses that tokenizer."""
     from gpt_scratch.tokenizer.trainer import training_lock
 
-    tokenizer, log = tmp_path / "tokenizer", tmp_path / "second.log"
-    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(tmp_path / "second"), *TINY, "--data",
-               str(corpus), "--tokenizer", str(tokenizer), "--tokenizer_vocab_size", "700", "--max_steps", "2",
-               "--tokens_per_step", "128", "--hellaswag_data", "null"]  # fmt: skip
-    with training_lock(tokenizer), open(log, "w") as output:
-        second = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ,
-                                  "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})  # fmt: skip
-        deadline = time.time() + 120
-        while "waiting for it" not in log.read_text():
-            assert second.poll() is None and time.time() < deadline, log.read_text()[-2000:]
-            time.sleep(0.1)
-        tokenizer_cli("--data", str(corpus), "--vocab_size", "700", "--out", str(tokenizer))
-        trained = (tokenizer / "tokenizer.json").read_bytes()
-    assert second.wait(timeout=240) == 0, log.read_text()[-3000:]
-    said = log.read_text()
-    assert f"tokenizer: another run is training {tokenizer}; waiting for it, to use the same one" in said
-    assert "does not exist yet" not in said and (tokenizer / "tokenizer.json").read_bytes() == trained
-    assert json.loads((tmp_path / "second" / "model" / "config.json").read_text())["vocab_size"] == 768
+    tokenizer = tmp_path / "tokenizer"
+    with training_lock(tokenizer):  # where the lock file is: the one train.py takes
+        pass
+    other_run = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, shutil, time
+            with open({str(tokenizer.with_name(".tokenizer.lock"))!r}, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                print("holding", flush=True)
+                time.sleep(2)  # training
+                shutil.copytree({str(tiny_tokenizer)!r}, {str(tokenizer)!r})
+        """)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert other_run.stdout.readline().strip() == "holding"
+    result = run_train(tmp_path / "second", "--data", str(corpus), "--tokenizer", str(tokenizer),
+                       "--tokenizer_vocab_size", "700", "--max_steps", "2", "--tokens_per_step", "128",
+                       "--hellaswag_data", "null")  # fmt: skip
+    assert other_run.wait(timeout=60) == 0
+    assert f"tokenizer: another run is training {tokenizer}; waiting for it, to use the same one" in result.stdout
+    assert "does not exist yet" not in result.stdout, result.stdout[-2000:]
+    assert (tokenizer / "tokenizer.json").read_bytes() == (tiny_tokenizer / "tokenizer.json").read_bytes()
+    exported = json.loads((tmp_path / "second" / "model" / "config.json").read_text())
+    assert exported["vocab_size"] == load_tokenizer(str(tiny_tokenizer)).vocab_size  # the other run's, not 768
 
 
 def test_tokenizer_vocab_size_without_a_tokenizer_directory_is_refused():
