@@ -408,7 +408,8 @@ def evaluate(run: Run, step: int) -> dict:
         curves = run.history.setdefault("tasks", {})
         for name in names:
             curves.setdefault(name, []).append((step, tasks[name][headline_metric(tasks[name])]))
-    samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)  # on all: FSDP gathers
+    # On every process (FSDP gathers); at step 0 only from a pretrained start (random weights write noise).
+    samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device) if step or run.start else []
     if accelerator.is_main_process:
         tasks_text = "".join(
             f" | {name} {headline_metric(result)} {result[headline_metric(result)]:.4f}"
@@ -419,7 +420,8 @@ def evaluate(run: Run, step: int) -> dict:
         run.say(f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{tasks_text}")
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
-        (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
+        if samples:
+            (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
         if step > 0:  # one point is no curve: step 0's is drawn with the next evaluation's
             plot_training_curves(run.history, run.run_dir / "loss.png", title=plot_title(run))
     accelerator.log(tracker_scalars(results), step=step)
