@@ -18,6 +18,7 @@ optimizer, schedule, step and data start fresh (``--resume`` continues a run); d
 are the run's.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .tokenizer import load_tokenizer
-from .tokenizer.text_tokenizer import GPT2, TextTokenizer
+from .tokenizer.text_tokenizer import GPT2
 from .train_config import MODEL_OPTIONS, TrainConfig
 
 # What a Hub download of a model takes: weights, config, tokenizer, code; not the other frameworks' copies.
@@ -43,15 +44,6 @@ class Start:
     base_model: str | None = None  # the Hub id (the card's base_model metadata); None for a local source
 
 
-def same_encoding(one: TextTokenizer, other: TextTokenizer) -> bool:
-    """Whether two tokenizers turn every text into the same ids (the same split and the same ranked vocabulary)."""
-    return (
-        one.encoding._pat_str == other.encoding._pat_str
-        and one.encoding._mergeable_ranks == other.encoding._mergeable_ranks
-        and one.eot_id == other.eot_id
-    )
-
-
 def _tokenizer_of(directory: Path, config: GPTScratchConfig, source: str) -> str:
     """The tokenizer a model directory was trained with: GPT-2's when its files encode as GPT-2 (or it has none, as a
     GPT-2 directory written by ``save_pretrained`` alone), else the directory's own."""
@@ -64,13 +56,11 @@ def _tokenizer_of(directory: Path, config: GPTScratchConfig, source: str) -> str
             )
         return GPT2
     own = load_tokenizer(str(directory))
-    return GPT2 if same_encoding(own, gpt2) else str(directory)
+    return GPT2 if own.encodes_like(gpt2) else str(directory)
 
 
 def _model_directory(directory: Path, source: str) -> tuple[GPTScratchForCausalLM, str]:
     """A GPT-2-format or gpt-scratch model directory's model (fp32: the run's master weights) and tokenizer."""
-    import json
-
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"init_from {source}: {directory} has no config.json (not a model directory)")
@@ -146,7 +136,7 @@ def start_from(config: TrainConfig) -> Start:
     theirs = load_tokenizer(start.tokenizer)
     if config.tokenizer != GPT2 or start.tokenizer == GPT2:
         ours = load_tokenizer(config.tokenizer)
-        if not same_encoding(ours, theirs):
+        if not ours.encodes_like(theirs):
             raise ValueError(
                 f"tokenizer {config.tokenizer} encodes text differently from init_from {config.init_from}'s "
                 f"({theirs.description}): the model's embeddings are for the source's ids. Remove tokenizer: to use "

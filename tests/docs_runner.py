@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,34 +75,44 @@ def split_comment(line: str) -> tuple[str, str]:
     return line.rstrip(), ""
 
 
-def readme_commands(text: str) -> list[Command]:
-    """Every command of every shell block, in order."""
-    commands: list[Command] = []
+def fenced_blocks(text: str, fence: re.Pattern) -> Iterator[tuple[int, list[str]]]:
+    """Every block ``fence`` opens: the 1-based line of its first line, and its lines without the fence's indent."""
     lines = text.splitlines()
     index = 0
     while index < len(lines):
-        fence = SHELL_FENCE.match(lines[index])
+        opened = fence.match(lines[index])
         index += 1
-        if not fence:
+        if not opened:
             continue
-        indent, comments, pending, start = len(fence.group(1)), [], "", 0
-        opening = (
-            NEEDS.search(split_comment(lines[index][indent:])[1]) if lines[index].lstrip().startswith("#") else None
-        )
+        indent, first = len(opened.group(1)), index
         while not lines[index].strip().startswith("```"):
-            code, comment = split_comment(lines[index][indent:])
+            index += 1
+        yield first + 1, [line[indent:] for line in lines[first:index]]
+        index += 1
+
+
+def opening_needs(block: list[str]) -> re.Match | None:
+    """The ``[needs: ...]`` marker of a comment that opens a block (it applies to the whole block)."""
+    return NEEDS.search(split_comment(block[0])[1]) if block and block[0].lstrip().startswith("#") else None
+
+
+def readme_commands(text: str) -> list[Command]:
+    """Every command of every shell block, in order."""
+    commands: list[Command] = []
+    for first, block in fenced_blocks(text, SHELL_FENCE):
+        comments, pending, start, opening = [], "", 0, opening_needs(block)
+        for offset, line in enumerate(block):
+            code, comment = split_comment(line)
             if not code and not pending:  # a comment line (or a blank one, which ends a comment run)
                 comments = comments + [comment] if comment else []
             else:
-                start = start or index + 1
+                start = start or first + offset
                 pending += code.removesuffix("\\").strip() + " "
                 comments.append(comment)
                 if not code.endswith("\\"):
                     needs = NEEDS.search(" ".join(comments)) or opening
                     commands.append(Command(start, pending.strip(), needs.group(1) if needs else None))
                     comments, pending, start = [], "", 0
-            index += 1
-        index += 1
     return commands
 
 
@@ -145,21 +156,10 @@ def python_blocks(text: str) -> list[Command]:
     """Every Python block, as the code a user pastes: its lines marked ``[needs: ...]`` left out; a block whose first
     line is a comment with such a marker is skipped whole."""
     blocks: list[Command] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        fence = PYTHON_FENCE.match(lines[index])
-        index += 1
-        if not fence:
-            continue
-        start, code = index + 1, []
-        while not lines[index].strip().startswith("```"):
-            code.append(lines[index][len(fence.group(1)) :])
-            index += 1
-        opening = NEEDS.search(code[0]) if code and code[0].lstrip().startswith("#") else None
-        kept = [line for line in code if not NEEDS.search(split_comment(line)[1])]
-        blocks.append(Command(start, "\n".join(kept) + "\n", opening.group(1) if opening else None, python=True))
-        index += 1
+    for first, block in fenced_blocks(text, PYTHON_FENCE):
+        kept = [line for line in block if not NEEDS.search(split_comment(line)[1])]
+        opening = opening_needs(block)
+        blocks.append(Command(first, "\n".join(kept) + "\n", opening.group(1) if opening else None, python=True))
     return blocks
 
 
@@ -184,7 +184,7 @@ def run_pages(clone: Path) -> int:
     bin_dir = str(Path(sys.executable).parent)  # python, pip, accelerate, torchrun, lm_eval of this environment
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": "1"}  # fmt: skip
-    ran, skipped, already = {}, [], []
+    ran, skipped, already, python_ran = {}, [], [], 0
     for page, steps in pages.items():
         for step in steps:
             where = f"{page}:{step.line}"
@@ -204,9 +204,9 @@ def run_pages(clone: Path) -> int:
                 print(f"FAILED {what} exited {result.returncode}:\n{output}")
                 return 1
             ran[step.text] = f"{where} ({time.perf_counter() - started:.0f} s)"
+            python_ran += step.python
     print(f"ran {len(ran)} commands and Python blocks:", *ran.values(), "already ran:", *already,
           "skipped, as marked:", *skipped, sep="\n  ")  # fmt: skip
-    python_ran = sum(1 for where in ran if "\n" in where)
     if len(ran) < 15 or python_ran < 5:
         print(f"FAILED: only {len(ran)} steps ran, {python_ran} of them Python blocks")
         return 1

@@ -68,6 +68,14 @@ class TextTokenizer:
     def split_pattern(self) -> str:
         return self.encoding._pat_str
 
+    def encodes_like(self, other: "TextTokenizer") -> bool:
+        """Whether every text becomes the same ids under both: the same split, ranked vocabulary and end of text."""
+        return (
+            self.split_pattern == other.split_pattern
+            and self.encoding._mergeable_ranks == other.encoding._mergeable_ranks
+            and self.eot_id == other.eot_id
+        )
+
     @property
     def description(self) -> str:
         """What the model card says the vocabulary is."""
@@ -242,8 +250,7 @@ def saved_tokenizer(model_dir: str | Path, model_max_length: int) -> PreTrainedT
     if not (Path(model_dir) / "tokenizer.json").is_file():
         return gpt2_tokenizer(model_max_length)
     own, gpt2 = load_tokenizer(str(model_dir)), _gpt2()
-    same = own.split_pattern == gpt2.split_pattern and own.encoding._mergeable_ranks == gpt2.encoding._mergeable_ranks
-    return gpt2_tokenizer(model_max_length) if same else own.hf_tokenizer(model_max_length)
+    return gpt2_tokenizer(model_max_length) if own.encodes_like(gpt2) else own.hf_tokenizer(model_max_length)
 
 
 def uses_gpt2_split(tokenizer: PreTrainedTokenizerFast) -> bool:
