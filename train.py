@@ -47,6 +47,7 @@ from gpt_scratch.data import (
     token_windows,
     validation_tokens,
 )
+from gpt_scratch.data.mixture import MixtureBatches, MixtureEntry, config_mixture, describe
 from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
 from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable
@@ -72,6 +73,7 @@ from gpt_scratch.training import (
     flops_per_token,
     generate_samples,
     lr_multiplier,
+    mixture_validation_metrics,
     peak_flops,
     prepare_with_schedules,
     role_learning_rates,
@@ -112,8 +114,9 @@ class Run:
     tokenizer: object  # the same as a transformers tokenizer: samples, HellaSwag, export
     optimizers: list  # AdamW, or Muon and AdamW (as prepared), each with its schedule
     schedulers: list
-    train_data: object  # next_batch(), state_dict(), load_state_dict()
-    val_windows: list[torch.Tensor]
+    train_data: object  # next_batch(), state_dict(), load_state_dict(); a mixture's also `drawn` (rows per source)
+    val_windows: list[torch.Tensor] | dict[str, list[torch.Tensor]]  # a mixture's: per source, by label
+    mixture: list[MixtureEntry] | None  # the sources and weights of a mixture (gpt_scratch.data.mixture), or None
     accumulation: int
     eot_token_id: int | None  # set when document_mask is on
     history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [], "val_bpb": [], "tasks": {}})
@@ -227,11 +230,20 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
                           f"{config.padded_vocab_size - text_tokenizer.vocab_size:,} rows no token uses (the tokenizer "
                           f"has {text_tokenizer.vocab_size:,}); set padded_vocab_size: null")  # fmt: skip
     tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
-    source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-    held_out = validation_tokens(source, config.val_docs, text_tokenizer)
-    val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
-    train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation,
-                               tokenizer=text_tokenizer)  # fmt: skip
+    if mixture := config_mixture(config):
+        # Each source holds out its own first val_docs documents (gpt_scratch.data.mixture).
+        held_out = {entry.label: validation_tokens(entry.source, entry.held_out(config.val_docs), text_tokenizer)
+                    for entry in mixture}  # fmt: skip
+        val_windows = {label: source_windows(label, tokens, config) for label, tokens in held_out.items()}
+        accelerator.print(f"data: a mixture of {len(mixture)} sources by training tokens: {describe(mixture)}")
+        train_data = mixture_data(config, mixture, accelerator, [len(tokens) for tokens in held_out.values()],
+                                  accumulation, text_tokenizer)  # fmt: skip
+    else:
+        source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+        held_out = validation_tokens(source, config.val_docs, text_tokenizer)
+        val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
+        train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation,
+                                   tokenizer=text_tokenizer)  # fmt: skip
 
     check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
@@ -260,6 +272,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         schedulers=schedulers,
         train_data=train_data,
         val_windows=val_windows,
+        mixture=mixture,
         accumulation=accumulation,
         # document_mask: <|endoftext|> opens each packed document; attention stays within documents.
         eot_token_id=tokenizer.eos_token_id if config.document_mask else None,
@@ -346,13 +359,51 @@ def training_data(
     )
 
 
+def source_windows(label: str, tokens: torch.Tensor, config: TrainConfig) -> list[torch.Tensor]:
+    """One mixture source's validation windows, or an error naming the source."""
+    try:
+        return token_windows(tokens, config.seq_len, config.micro_batch_size)[: config.val_batches]
+    except ValueError as error:
+        raise ValueError(f"data: {label}: {error}; raise val_docs or lower seq_len") from None
+
+
+def mixture_data(
+    config: TrainConfig,
+    mixture: list[MixtureEntry],
+    accelerator: Accelerator,
+    skip_tokens: list[int],
+    accumulation: int,
+    tokenizer: TextTokenizer,
+):
+    """This process's batches drawn from the mixture (optionally by DataLoader workers)."""
+    batches = MixtureBatches(
+        mixture,
+        config.micro_batch_size,
+        config.seq_len,
+        accelerator.process_index,
+        accelerator.num_processes,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+        val_docs=config.val_docs,
+        window_shuffle=config.window_shuffle,
+        tokenizer=tokenizer,
+        skip_tokens=skip_tokens,
+    )
+    if not config.data_workers:
+        return batches
+    return WorkerBatches(
+        batches, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
+    )
+
+
 def resume(run: Run) -> None:
     """Continue from the checkpoint ``--resume`` names: refused if it would be another run, else restored exactly."""
     checkpoint = resolve_resume(run.config.resume, run.run_dir, run.say)
     if checkpoint is None:
         return
     # Before loading: other model shapes, data or batch settings are refused by name, not by a size mismatch.
-    shards = shards_identity(run.config.token_shards) if run.config.token_shards else None
+    one_source_shards = isinstance(run.config.token_shards, str)
+    shards = shards_identity(run.config.token_shards) if one_source_shards else None
     changes = check_resumable(checkpoint, run.config.to_dict(), run.accelerator.num_processes, shards,
                               run.text_tokenizer.identity())  # fmt: skip
     data_state, trainer_state = load_checkpoint(run.accelerator, checkpoint)
@@ -388,6 +439,35 @@ def evaluation_tasks(config: TrainConfig) -> tuple[list[str], dict[str, str], di
     return names, data, limits
 
 
+def validate(run: Run, step: int) -> dict:
+    """The validation loss and bits per byte; of a mixture, each source's (``sources``) with their weighted mean, and
+    the training tokens drawn from each source so far, over every process (``drawn``), also kept in the history."""
+    config, accelerator = run.config, run.accelerator
+    if not run.mixture:
+        return validation_metrics(run.model, run.val_windows, accelerator, run.eot_token_id, run.token_bytes)
+    weights = {entry.label: entry.weight for entry in run.mixture}
+    results = mixture_validation_metrics(run.model, run.val_windows, weights, accelerator, run.eot_token_id,
+                                         run.token_bytes)  # fmt: skip
+    rows = accelerator.reduce(run.train_data.drawn.to(accelerator.device).clone(), reduction="sum")
+    results["drawn"] = {entry.label: int(count) * config.seq_len for entry, count in zip(run.mixture, rows.tolist())}
+    curves = run.history.setdefault("val_sources", {})
+    for label, figures in results["sources"].items():
+        for name, value in figures.items():
+            curves.setdefault(label, {}).setdefault(name, []).append((step, value))
+    run.history.setdefault("drawn", []).append((step, results["drawn"]))
+    return results
+
+
+def by_source(results: dict) -> str:
+    """A mixture's evaluation in one line: each source's validation figures and its share of the tokens drawn."""
+    total = sum(results["drawn"].values())
+    return " | ".join(
+        f"{label} val loss {figures['val_loss']:.4f} bpb {figures['val_bpb']:.4f}, drawn "
+        f"{results['drawn'][label]:,} tokens ({100 * results['drawn'][label] / max(total, 1):.1f}%)"
+        for label, figures in results["sources"].items()
+    )
+
+
 def headline_metric(result: dict) -> str:
     """The metric a task's curve shows: acc_norm where the task has it (lm-eval's usual headline), else acc."""
     return "acc_norm" if "acc_norm" in result else "acc"
@@ -397,7 +477,7 @@ def evaluate(run: Run, step: int) -> dict:
     """Validation loss and the benchmark tasks on every process; samples, the loss curve and the log on the main
     one."""
     config, accelerator = run.config, run.accelerator
-    results = validation_metrics(run.model, run.val_windows, accelerator, run.eot_token_id, run.token_bytes)
+    results = validate(run, step)
     run.history["val_loss"].append((step, results["val_loss"]))
     run.history["val_bpb"].append((step, results["val_bpb"]))
     names, data, limits = evaluation_tasks(config)
@@ -418,6 +498,8 @@ def evaluate(run: Run, step: int) -> dict:
         if "aggregate" in results.get("tasks", {}):
             tasks_text += f" | centered acc {results['tasks']['aggregate']['centered_acc']:.4f}"
         run.say(f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{tasks_text}")
+        if run.mixture:
+            run.say(f"  by source: {by_source(results)}")
         for sample in samples:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         if samples:
@@ -452,7 +534,10 @@ def keep_if_best(run: Run, step: int, val_loss: float) -> None:
 
 def tracker_scalars(results: dict) -> dict[str, float]:
     """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``."""
-    scalars = {f"eval/{name}": value for name, value in results.items() if name != "tasks"}
+    scalars = {f"eval/{name}": value for name, value in results.items() if name not in ("tasks", "sources", "drawn")}
+    for label, figures in results.get("sources", {}).items():  # a mixture's sources
+        scalars[f"val/{label}/loss"], scalars[f"val/{label}/bpb"] = figures["val_loss"], figures["val_bpb"]
+        scalars[f"drawn/{label}/tokens"] = results["drawn"][label]
     for name, result in results.get("tasks", {}).items():
         if name == "aggregate":
             scalars["eval/centered_acc"] = result["centered_acc"]
@@ -474,7 +559,8 @@ def plot_title(run: Run) -> str:
     model = run.raw_model.config
     parameters = sum(p.numel() for p in run.raw_model.parameters())
     size = f"{model.n_layer} layers x {model.n_embd}, {parameters / 1e6:.1f}M parameters"
-    return f"{run.run_dir.name}: {size}, on {Path(run.config.data).name}"
+    data = f"a mixture of {len(run.mixture)} sources" if run.mixture else Path(run.config.data).name
+    return f"{run.run_dir.name}: {size}, on {data}"
 
 
 def non_finite(run: Run, what: str) -> NonFiniteLossError:
@@ -501,7 +587,7 @@ def save(run: Run, step: int) -> None:
     state = {"history": run.history, "config": run.config.to_dict(), "tokens_seen": step * run.config.tokens_per_step,
              "tokenizer_identity": run.text_tokenizer.identity(), "commands": run.commands,
              "seconds": run.seconds(), "model_config": run.raw_model.config.to_dict()}  # fmt: skip
-    if run.config.token_shards:  # so that a resume recognises the same shards at another path
+    if isinstance(run.config.token_shards, str):  # so that a resume recognises the same shards at another path
         state["token_shards_identity"] = shards_identity(run.config.token_shards)
     model_bytes = sum(p.numel() * p.element_size() for p in run.raw_model.parameters())  # + 2 optimizer states
     run.last_checkpoint = save_checkpoint(run.accelerator, run.run_dir, step, run.train_data.state_dict(), state,
@@ -630,7 +716,7 @@ def export(run: Run, results: dict) -> None:
             model,
             Path(config.export_dir or run.run_dir / "model"),
             run.tokenizer,
-            data=config.data,
+            data=describe(run.mixture) if run.mixture else config.data,
             command=run.how_it_was_made(),
             steps=config.max_steps,
             tokens_per_step=config.tokens_per_step,
@@ -644,6 +730,7 @@ def export(run: Run, results: dict) -> None:
             started_from=run.start.description if run.start else None,
             val_start=start,
             weights=exported,
+            mixture=card_sources(run, results),
         )
         if exported:
             run.say(f"exported weights: {exported}")
@@ -653,6 +740,14 @@ def export(run: Run, results: dict) -> None:
         )
         if config.push_to_hub:
             push(export_dir, config.push_to_hub, run.say)
+
+
+def card_sources(run: Run, results: dict) -> list[dict] | None:
+    """The card's table of a mixture's sources: weight, tokens drawn, and the last evaluation's figures."""
+    if not run.mixture:
+        return None
+    return [{"label": entry.label, "weight": entry.weight, "drawn": results["drawn"][entry.label],
+             **results["sources"][entry.label]} for entry in run.mixture]  # fmt: skip
 
 
 def main(argv: list[str]) -> None:

@@ -8,15 +8,21 @@ buffer, <|endoftext|> insertion, packing into (B, T) windows. Target: ratio >= 0
     python bench/data_speed.py --workers 4            # also: one rank's stream read by 4 DataLoader workers
     python bench/data_speed.py --tokenizer DIR        # a trained tokenizer: the pipeline runs it, and its bare
                                                       # encoding is timed against GPT-2's (target: >= 0.8x tok/s)
+    python bench/data_speed.py --mixture              # a three-source mixture against one source of the same text
+                                                      # (the standard library's top-level modules; target: >= 0.9x)
 
 With ``--workers``, the figure is what one training process gets from the stream (tokens/s per rank), against what
 one H100 consumes training GPT-2 124M (about 470k tokens/s): the streaming path keeps up when the ratio is >= 1.
 """
 
 import argparse
+import glob
+import os
+import sysconfig
 import time
 
 from gpt_scratch.data import PackedBatches, TextSource, WorkerBatches, open_documents
+from gpt_scratch.data.mixture import MixtureBatches, mixture_entries
 from gpt_scratch.tokenizer import gpt2_encoding, load_tokenizer
 
 
@@ -31,6 +37,39 @@ def bare_tokens_per_second(encoding, docs: list[str], threads: int, rounds: int 
     return total, best
 
 
+def streamed_tokens_per_second(data, tokens: int) -> float:
+    """Tokens/s of ``data.next_batch()`` (shuffled and endless, as training reads) over ``tokens`` tokens, after a
+    first batch that opens the files (a one-off cost, not throughput)."""
+    data.next_batch()
+    emitted, start = 0, time.perf_counter()
+    while emitted < tokens:
+        emitted += data.next_batch()[0].numel()
+    return emitted / (time.perf_counter() - start)
+
+
+def mixture_against_one_source(args, tokenizer) -> None:
+    """The same text as one source and as a mixture of three (its files split in three by name, each weighted by
+    its share of the bytes), both shuffled as training reads them; alternating rounds, the best of each."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    one = os.path.join(stdlib, "*.py")
+    parts = [os.path.join(stdlib, pattern) for pattern in ("[a-h]*.py", "[i-r]*.py", "[!a-r]*.py")]
+    sizes = [sum(os.path.getsize(f) for f in glob.glob(part)) for part in parts]
+    entries = mixture_entries({part: size for part, size in zip(parts, sizes)})
+    tokens = args.mixture_tokens
+    best_one = best_mixture = 0.0
+    for _ in range(args.rounds):
+        single = PackedBatches(TextSource(one), args.batch_size, args.seq_len, tokenize_threads=args.threads,
+                               tokenizer=tokenizer)  # fmt: skip
+        mixture = MixtureBatches(entries, args.batch_size, args.seq_len, tokenizer=tokenizer,
+                                 tokenize_threads=args.threads)  # fmt: skip
+        best_one = max(best_one, streamed_tokens_per_second(single, tokens))
+        best_mixture = max(best_mixture, streamed_tokens_per_second(mixture, tokens))
+    print(f"one source ({one}, {sum(sizes) / 1e6:.1f} MB)  {best_one:12,.0f} tok/s")
+    print(f"three-source mixture, same files      {best_mixture:12,.0f} tok/s | ratio mixture/one source "
+          f"{best_mixture / best_one:.3f} (target >= 0.9; B={args.batch_size} T={args.seq_len}, best of "
+          f"{args.rounds} rounds of {tokens:,} tokens)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="python-stdlib")
@@ -41,7 +80,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="also time WorkerBatches with this many workers")
     parser.add_argument("--h100-tokens-per-s", type=float, default=470_000)
     parser.add_argument("--tokenizer", default="gpt2", help="gpt2, or a directory from gpt_scratch.tokenizer train")
+    parser.add_argument("--mixture", action="store_true", help="only: a three-source mixture against one source")
+    parser.add_argument("--mixture-tokens", type=int, default=2_000_000, help="tokens timed per round (--mixture)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each (--mixture)")
     args = parser.parse_args()
+    if args.mixture:
+        mixture_against_one_source(args, load_tokenizer(args.tokenizer))
+        return
     source = TextSource(args.source)
 
     docs = [row["text"] for row in open_documents(source).take(args.docs)]

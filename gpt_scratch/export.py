@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from . import cli
 from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .configuration_gpt_scratch import GPTScratchConfig
+from .data.mixture import config_mixture, describe
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import check_export_target, save_with_model_card
 from .tokenizer import load_tokenizer
@@ -63,7 +64,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         model,
         out_dir,
         tokenizer.hf_tokenizer(model.config.n_positions),
-        data=config.data,
+        data=describe(mixture) if (mixture := config_mixture(config)) else config.data,
         command="\n".join(
             [
                 *(f"{entry['command']}  # from step {entry['from_step']}" for entry in state.get("commands", [])),

@@ -5,7 +5,8 @@ from pathlib import Path
 
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Left: train and val loss (nats per token) against step. Right, when measured: validation bits per byte, the
-    axis that compares runs with different tokenizers, and each benchmark task's accuracy on its own scale."""
+    axis that compares runs with different tokenizers, and each benchmark task's accuracy on its own scale. A
+    mixture's sources have a curve each on both."""
     # Imported here, not at the top: pyplot costs every train.py process a second at start-up, and the first plot
     # comes at the first evaluation.
     import matplotlib
@@ -25,9 +26,14 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
             average = 0.9 * average + 0.1 * value
             smoothed.append(average)
         ax.plot(steps, smoothed, color="tab:blue", label="train loss (EMA 0.9)")
+    mixture = history.get("val_sources") or {}  # a mixture: each source's own validation curves too
     if history.get("val_loss"):
         steps, values = zip(*history["val_loss"])
-        ax.plot(steps, values, "o-", color="tab:orange", label="val loss", markersize=4)
+        ax.plot(steps, values, "o-", color="tab:orange", label="val loss" + (" (mixture)" if mixture else ""),
+                markersize=4)  # fmt: skip
+    for index, (label, figures) in enumerate(mixture.items()):
+        steps, values = zip(*figures["val_loss"])
+        ax.plot(steps, values, ".--", color=f"C{index + 2}", label=f"val loss: {label}", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
@@ -37,6 +43,9 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
     if with_bpb:
         steps, values = zip(*history["val_bpb"])
         side.plot(steps, values, "o-", color="tab:red", label="val bits per byte", markersize=4)
+        for index, (label, figures) in enumerate(mixture.items()):
+            steps, values = zip(*figures["val_bpb"])
+            side.plot(steps, values, ".--", color=f"C{index + 2}", label=f"bpb: {label}", linewidth=1)
         side.set_xlabel("step")
         side.set_ylabel("bits per byte")
         side.grid(alpha=0.3)

@@ -196,6 +196,19 @@ def evaluation_table(results: dict, setup: str) -> list[str]:
     return lines
 
 
+def mixture_table(sources: list[dict]) -> list[str]:
+    """A mixture's sources: each one's weight, the training tokens drawn from it (the realised share beside the
+    weight), and its final validation figures on its own held-out documents."""
+    total = sum(source["drawn"] for source in sources) or 1
+    lines = ["| source | weight | tokens drawn | share drawn | validation loss | bits per byte |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for source in sources:
+        figures = f"{source['val_loss']:.4f} | {source['val_bpb']:.4f}"
+        lines.append(f"| {source['label']} | {source['weight']:.4f} | {source['drawn']:,} | "
+                     f"{source['drawn'] / total:.4f} | {figures} |")  # fmt: skip
+    return lines
+
+
 def write_model_card(out_dir: str | Path, info: dict) -> Path:
     """A README.md for the Hub: what the model is, what it was trained on, how well it does, how it was made."""
     config = info["config"]
@@ -241,6 +254,8 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         lines.append(f"- final validation loss: {info['val_loss']:.4f} nats per token{bpb}")
     if info.get("weights"):
         lines.append(f"- weights: {info['weights']}")
+    if info.get("mixture"):
+        lines += ["", *mixture_table(info["mixture"])]
     if info.get("evaluation"):
         lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_setup", ""))]
     lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
@@ -268,12 +283,14 @@ def save_with_model_card(
     started_from: str | None = None,
     val_start: tuple[float, float | None] | None = None,
     weights: str | None = None,
+    mixture: list[dict] | None = None,
 ) -> Path:
     """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion).
 
     A fine-tune's card names what it ``started_from`` (and its Hub ``base_model``), the validation figures at the
     start (``val_start``: loss, bits per byte) beside the final ones, and which ``weights`` it holds when not the
-    last step's."""
+    last step's. A mixture's card has a table of its sources (``mixture``: label, weight, drawn tokens, val_loss,
+    val_bpb each)."""
     out_dir = save_model_dir(model, out_dir, tokenizer)
     info = {
         # A run's export is run_dir/model: the run names the model, not "model".
@@ -295,6 +312,7 @@ def save_with_model_card(
         "started_from": started_from,
         "val_start": val_start,
         "weights": weights,
+        "mixture": mixture,
     }
     write_model_card(out_dir, info)
     return out_dir

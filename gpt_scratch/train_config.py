@@ -59,11 +59,16 @@ class TrainConfig:
     tokenizer_vocab_size: int | None = None
     tokenizer_data: str | None = None  # null: the run's own data (with data_name, data_split, text_column)
     # --- data (see gpt_scratch.data) ---
-    data: str = "python-stdlib"  # fineweb-edu, python-stdlib, a Hub id, or local files
+    # fineweb-edu, python-stdlib, a Hub id, or local files; or a mixture, each source's share of the training tokens
+    # set by its weight: {fineweb-edu: 0.7, "code/**/*.py": 0.3}, or a list of {path, weight, name, split,
+    # text_column, token_shards, label} (docs/data.md, Mixtures)
+    data: str | dict | list = "python-stdlib"
     data_name: str | None = None  # Hub config, e.g. sample-10BT
     data_split: str = "train"
     text_column: str = "text"
-    token_shards: str | None = None  # a directory from `python -m gpt_scratch.data prepare` (read instead of data)
+    # A directory from `python -m gpt_scratch.data prepare` (read instead of data), or a mixture of them by weight:
+    # {shards/fineweb: 0.7, shards/code: 0.3} (each validated on the source its manifest names)
+    token_shards: str | dict | None = None
     val_docs: int = 200  # the first documents of `data`, held out for validation
     shuffle_buffer: int = 1000  # documents
     window_shuffle: int = 0  # T+1-token windows held and drawn at random: mixes long documents into the rest (0: off)
@@ -189,6 +194,15 @@ class TrainConfig:
                 "names, but tokenizer is gpt2; set tokenizer: DIR (e.g. runs/tokenizer-8k), or tokenizer_vocab_size: "
                 "null"
             )
+        if isinstance(self.data, (dict, list)) or isinstance(self.token_shards, dict):
+            from .data.mixture import mixture_entries  # datasets and torch: only for a mixture
+
+            mixture_entries(self.data, self.token_shards, self.data_name, self.data_split, self.text_column)
+            if self.tokenizer_vocab_size is not None and self.tokenizer_data is None:
+                raise ValueError(
+                    "tokenizer_vocab_size trains a tokenizer on one source, and data is a mixture; set tokenizer_data "
+                    "to the text to train it on (e.g. the mixture's largest source)"
+                )
         if self.init_from is not None and not self.init_from.strip():
             raise ValueError("init_from is empty; name a pretrained model (gpt2, a directory, a checkpoint) or null")
         if self.init_from is None:  # a pretrained start's architecture is checked against its source (init_from)
@@ -306,6 +320,8 @@ def _check_type(name: str, value: Any, annotation: Any) -> Any:
         if value is None and type(None) in args:
             return None
         annotation = next(a for a in args if a is not type(None))
+    if name in ("data", "token_shards") and isinstance(value, (dict, list)):
+        return value  # a mixture: checked as a whole by validate (gpt_scratch.data.mixture)
     if value is None:  # `--run_dir ""` reads as null
         raise ValueError(f"{name} needs a value, got an empty one or null")
     origin = typing.get_origin(annotation)

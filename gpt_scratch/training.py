@@ -205,6 +205,23 @@ def validation_metrics(
     return metrics
 
 
+def mixture_validation_metrics(
+    model,
+    batches: dict[str, list[torch.Tensor]],
+    weights: dict[str, float],
+    accelerator: Accelerator,
+    eot_token_id: int | None,
+    token_bytes: torch.Tensor | None = None,
+) -> dict:
+    """``validation_metrics`` of each source's held-out windows (``sources``: label -> its val_loss and val_bpb), and
+    the mixture's: each figure's mean weighted by the sources' weights, as the training tokens are drawn."""
+    sources = {label: validation_metrics(model, windows, accelerator, eot_token_id, token_bytes)
+               for label, windows in batches.items()}  # fmt: skip
+    mixture = {name: sum(weights[label] * figures[name] for label, figures in sources.items())
+               for name in next(iter(sources.values()))}  # fmt: skip
+    return {**mixture, "sources": sources}
+
+
 def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator, eot_token_id: int | None) -> float:
     """Mean next-token loss over the fixed validation windows (``validation_metrics``' ``val_loss``)."""
     return validation_metrics(model, batches, accelerator, eot_token_id)["val_loss"]

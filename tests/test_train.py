@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, tiny_shards, trainer_state
+from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, trainer_state
 
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
+from gpt_scratch.data import TextSource, prepare_shards
+from gpt_scratch.tokenizer import load_tokenizer
 from gpt_scratch.train_config import TrainConfig, build_config, parse_args
 
 
@@ -151,11 +153,16 @@ def test_debug_run_lowers_loss_and_exports_a_model_that_loads_anywhere(tmp_path,
     assert "tokens seen: 10,240" in (exported / "README.md").read_text()
 
 
-def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards(tmp_path, corpus):
-    shards = tmp_path / "shards"
-    tiny_shards(corpus, shards, shard_tokens=3000)
-    common = ["--data", str(corpus), "--token_shards", str(shards), "--max_steps", "8", "--tokens_per_step", "256",
-              "--checkpoint_interval", "8", "--hellaswag_data", "null"]  # fmt: skip
+def test_two_processes_equal_one_and_two_machines_equal_one_node_on_a_mixture_of_token_shards(tmp_path, corpus):
+    # Two prepared sources by weight (gpt_scratch.data.mixture): the global batch of a step is the same for any
+    # process count, so the training is (one source's shards read the same way: test_data.py).
+    halves = {tmp_path / "first-half": "part[01].jsonl", tmp_path / "second-half": "part[23].jsonl"}
+    tokenizer = load_tokenizer(TINY[TINY.index("--tokenizer") + 1])  # the tiny runs' own (conftest)
+    for shards, files in halves.items():
+        prepare_shards(TextSource(str(corpus / files)), shards, 3000, tokenizer)
+    mixture = json.dumps({str(shards): weight for shards, weight in zip(halves, (0.6, 0.4))})
+    common = ["--token_shards", mixture, "--max_steps", "8", "--tokens_per_step", "256", "--checkpoint_interval", "8",
+              "--hellaswag_data", "null"]  # fmt: skip
     run_train(tmp_path / "one", *common)  # 1 process x 2 micro-steps of 4 x 32
     run_train(tmp_path / "two", *common, nproc=2)  # 2 processes x 1 micro-step
     one, two = trainer_state(tmp_path / "one")["history"], trainer_state(tmp_path / "two")["history"]
@@ -186,6 +193,8 @@ def test_two_processes_equal_one_and_two_machines_equal_one_node_on_token_shards
     assert "processes 2 " in outputs[0]
     nodes = final_weights(tmp_path / "nodes")
     assert all(torch.equal(nodes[name], w2[name]) for name in w2)  # bitwise the single-node 2-process run
+    drawn = [trainer_state(tmp_path / run)["history"]["drawn"][-1][1] for run in ("one", "two", "nodes")]
+    assert drawn[0] == drawn[1] == drawn[2] and sum(drawn[0].values()) == 8 * 256
 
 
 def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name: str) -> None:
@@ -237,11 +246,23 @@ INTERRUPTED = ("--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_in
 SHARED_REFERENCE = pytest.mark.xdist_group("two-process reference")
 
 
+# The mixture tests share their uninterrupted run the same way.
+MIXTURE_REFERENCE = pytest.mark.xdist_group("mixture reference")
+
+
+def mixture_args(corpus: Path) -> list[str]:
+    """A mixture of two halves of the corpus, read by DataLoader workers, with window_shuffle and document_mask."""
+    halves = {str(corpus / "part[01].jsonl"): 0.7, str(corpus / "part[23].jsonl"): 0.3}
+    return ["--data", json.dumps(halves), "--window_shuffle", "16", "--document_mask", "true"]
+
+
 @pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), pytest.param(2, 0, "gpt2", marks=SHARED_REFERENCE),
-                                                     (1, 2, "gpt2"), (2, 2, "gpt2"), (1, 0, "modern")])  # fmt: skip
+                                                     pytest.param(1, 2, "mixture", marks=MIXTURE_REFERENCE),
+                                                     (2, 2, "gpt2"), (1, 0, "modern")])  # fmt: skip
 def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, reference_run, nproc, workers, recipe):
     args = [*INTERRUPTED, "--data_workers", str(workers)]
     args += MODERN_ARGS if recipe == "modern" else []  # Muon's momentum buffers resume too
+    args += mixture_args(corpus) if recipe == "mixture" else []  # each source's stream and the rows drawn resume
     straight = reference_run(*args, nproc=nproc)
     args = ["--data", str(corpus), *args]
     kill_after_checkpoint(tmp_path / "killed", args, nproc, "step-000008")
@@ -306,6 +327,28 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
     last = checkpoint_dirs(run_dir)[-1]
     step = json.loads((last / "trainer_state.json").read_text())["step"]
     assert 5 <= step < 2000 and not (run_dir / "model").exists()
+
+
+@MIXTURE_REFERENCE
+def test_sigterm_on_a_mixture_checkpoints_and_resumes_to_the_uninterrupted_weights(tmp_path, corpus, reference_run):
+    args = [*INTERRUPTED, "--data_workers", "2", *mixture_args(corpus)]
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, "--data", str(corpus), *args]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "step-000008").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert not (run_dir / "model").exists()
+    run_train(run_dir, "--data", str(corpus), *args, "--resume", "auto")
+    straight, resumed = final_weights(reference_run(*args)), final_weights(run_dir)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)  # bitwise
+    drawn = list(trainer_state(run_dir)["history"]["drawn"][-1][1].values())  # over both processes that trained it
+    assert sum(drawn) == 24 * 256 and abs(drawn[0] - 0.7 * 24 * 256) <= 32  # within one row of 32 tokens
 
 
 def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_and_multi_gpu_starts_them(tmp_path, corpus):

@@ -267,6 +267,11 @@ class TokenShardBatches:
             )
         self._verified.add(shard)
 
+    def window(self, index: int) -> np.ndarray:
+        """Window ``index`` of the endless stream (epochs end to end): T + 1 tokens, one shared with the next."""
+        start = (index % self.windows) * self.seq_len
+        return self.tokens(start, start + self.seq_len + 1)
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         global_batch = self.batch_size * self.world_size
         per_epoch = self.windows // global_batch

@@ -246,6 +246,11 @@ class PackedBatches(torch.utils.data.IterableDataset):
             return self.rank, self.world_size
         return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
 
+    @property
+    def epoch(self) -> int:
+        """The epoch (from 0) of the source this consumer reads now."""
+        return self._docs.epoch if self._docs is not None else 0
+
     def _ensure_stream(self) -> DocumentStream:
         if self._pool is None:  # created lazily: a DataLoader worker builds its own
             self._pool = ThreadPoolExecutor(self.tokenize_threads, thread_name_prefix="tokenize")
@@ -274,6 +279,8 @@ class PackedBatches(torch.utils.data.IterableDataset):
 
     def _fill(self, needed: int) -> None:
         docs = self._ensure_stream()
+        if len(self._tokens) >= needed:  # no copy: a mixture reads one row at a time
+            return
         chunks = [self._tokens]
         have = len(self._tokens)
         while have < needed:
@@ -368,10 +375,17 @@ class WorkerBatches:
     """
 
     def __init__(
-        self, dataset: PackedBatches, num_workers: int, prefetch_factor: int = 4, snapshot_every: int = 64
+        self,
+        dataset: torch.utils.data.IterableDataset,
+        num_workers: int,
+        prefetch_factor: int = 4,
+        snapshot_every: int = 64,
     ) -> None:
         from torchdata.stateful_dataloader import StatefulDataLoader
 
+        # A mixture's workers send each row's source with the batch: the rows given to training, per source.
+        entries = getattr(dataset, "entries", None)
+        self.drawn = None if entries is None else torch.zeros(len(entries), dtype=torch.int64)
         self.loader = StatefulDataLoader(
             dataset,
             batch_size=None,  # PackedBatches yields whole (B, T) batches
@@ -387,12 +401,21 @@ class WorkerBatches:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._batches is None:
             self._batches = iter(self.loader)
-        return next(self._batches)
+        batch = next(self._batches)
+        if self.drawn is None:
+            return batch
+        inputs, targets, sources = batch
+        self.drawn += torch.bincount(sources, minlength=len(self.drawn))
+        return inputs, targets
 
     def state_dict(self) -> dict[str, Any]:
-        return self.loader.state_dict()
+        if self.drawn is None:
+            return self.loader.state_dict()
+        return {"loader": self.loader.state_dict(), "drawn": self.drawn.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.drawn is not None:
+            state, self.drawn = state["loader"], state["drawn"].clone()
         self.loader.load_state_dict(state)
         self._batches = None
 

@@ -1,0 +1,279 @@
+"""A mixture of sources: every training row drawn from one source, each source's share of the training tokens set by
+its weight, as OLMo, DCLM and nanochat mean a mixture (and as Megatron's blended datasets draw it).
+
+How rows are drawn:
+- The rows of all micro-batches, of all consumers (processes x DataLoader workers), are numbered in one global order:
+  micro-batch j of every consumer covers global rows [j*B*C, (j+1)*B*C), and consumer c takes rows c, c + C, ...
+  (as ``TokenShardBatches`` splits a global batch).
+- Global row g goes to the source whose share lags its weight most: argmax over s of ``w_s * (g + 1) - n_s``, where
+  ``n_s`` counts the rows given to s so far (Megatron's blending rule). It is deterministic, needs no communication
+  (every consumer computes the same sequence), and keeps each source's count within one row of ``w_s * g`` at every
+  point, so the realised token fractions equal the weights from the first steps on, not only on average.
+- A row is T + 1 tokens of one source, read by that source's own pipeline: streamed sources through a one-row
+  ``PackedBatches`` (their own shuffle, window shuffle, epochs, split across consumers), prepared token shards by
+  window index (the k-th row given to a shard source is its window k, so the global batch, and with it training, is
+  the same for any process count when every source is prepared). A source that runs out starts its next epoch on its
+  own; consumer 0 says so.
+- Every source holds out its own first ``val_docs`` documents for validation (train.py reports each).
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..tokenizer import TextTokenizer
+from .shards import MANIFEST, TokenShardBatches
+from .sources import TextSource
+from .stream import PackedBatches
+
+ENTRY_KEYS = ("path", "weight", "name", "split", "text_column", "token_shards", "label", "val_docs")
+
+
+@dataclass(frozen=True)
+class MixtureEntry:
+    """One source of a mixture: what it is called in logs and curves, where its documents come from, its share of
+    the training tokens (weights normalised to sum to 1), its prepared shards when it has them, and how many of its
+    first documents it holds out for validation when not the run's ``val_docs`` (a source of a few files)."""
+
+    label: str
+    source: TextSource
+    weight: float
+    token_shards: str | None = None
+    val_docs: int | None = None
+
+    def held_out(self, run_val_docs: int) -> int:
+        return run_val_docs if self.val_docs is None else self.val_docs
+
+
+def is_mixture(data: Any, token_shards: Any) -> bool:
+    return isinstance(data, (dict, list)) or isinstance(token_shards, dict)
+
+
+def _weight(label: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"data: the weight of {label!r} ({value!r}) must be a positive number, e.g. 0.3")
+    return float(value)
+
+
+def _entry_from_mapping(index: int, entry: Any, defaults: TextSource) -> MixtureEntry:
+    if not isinstance(entry, dict) or "path" not in entry or "weight" not in entry:
+        raise ValueError(
+            f"data: entry {index + 1} ({entry!r}) must be a mapping with path and weight, e.g. "
+            "{path: fineweb-edu, weight: 0.7, name: sample-10BT}"
+        )
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise ValueError(
+            f"data: entry {index + 1} has unknown key(s) {', '.join(unknown)}; known: {', '.join(ENTRY_KEYS)}"
+        )
+    path, label = str(entry["path"]), str(entry.get("label") or entry["path"])
+    source = TextSource(path, entry.get("name", defaults.name), str(entry.get("split", defaults.split)),
+                        str(entry.get("text_column", defaults.text_column)))  # fmt: skip
+    shards, val_docs = entry.get("token_shards"), entry.get("val_docs")
+    if val_docs is not None and (isinstance(val_docs, bool) or not isinstance(val_docs, int) or val_docs <= 0):
+        raise ValueError(f"data: val_docs of {label!r} ({val_docs!r}) must be a positive whole number")
+    shards = None if shards is None else str(shards)
+    return MixtureEntry(label, source, _weight(label, entry["weight"]), shards, val_docs)
+
+
+def mixture_entries(
+    data: Any, token_shards: Any = None, name: str | None = None, split: str = "train", text_column: str = "text"
+) -> list[MixtureEntry]:
+    """The entries ``data`` (and ``token_shards``) describe, weights normalised; a ValueError naming the mistake.
+
+    - ``data: {SOURCE: WEIGHT, ...}``: sources as ``data`` takes one, with the run's ``data_name``, ``data_split`` and
+      ``text_column``;
+    - ``data: [{path: SOURCE, weight: W, name:, split:, text_column:, token_shards: DIR, label:}, ...]``: per source;
+    - ``token_shards: {DIR: WEIGHT, ...}``: prepared shard directories, each validated on the source its manifest
+      names.
+    """
+    defaults = TextSource("", name, split, text_column)
+    raw: list[MixtureEntry] = []
+    if isinstance(token_shards, dict):
+        if isinstance(data, (dict, list)):
+            raise ValueError(
+                "token_shards as a mapping names the whole mixture; with data as a mixture, give each entry its "
+                "token_shards instead: data: [{path: SOURCE, weight: W, token_shards: DIR}, ...]"
+            )
+        for shard_dir, weight in token_shards.items():
+            shard_dir = str(shard_dir)
+            raw.append(MixtureEntry(shard_dir, manifest_source(shard_dir), _weight(shard_dir, weight), shard_dir))
+    elif token_shards is not None:
+        raise ValueError(
+            f"token_shards ({token_shards!r}) names one source's shards, but data is a mixture; give each entry its "
+            "token_shards: data: [{path: SOURCE, weight: W, token_shards: DIR}, ...]"
+        )
+    elif isinstance(data, dict):
+        for path, weight in data.items():
+            source = TextSource(str(path), name, split, text_column)
+            raw.append(MixtureEntry(str(path), source, _weight(str(path), weight)))
+    elif isinstance(data, list):
+        raw = [_entry_from_mapping(index, entry, defaults) for index, entry in enumerate(data)]
+    if not raw:
+        raise ValueError("data: the mixture is empty; name at least one source with a weight")
+    labels = [entry.label for entry in raw]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"data: {', '.join(repeated)} appears more than once; give each entry its own label")
+    total = sum(entry.weight for entry in raw)
+    return [dataclasses.replace(entry, weight=entry.weight / total) for entry in raw]
+
+
+def config_mixture(config) -> list[MixtureEntry] | None:
+    """The mixture a TrainConfig's ``data`` and ``token_shards`` describe, or None for one source."""
+    if not is_mixture(config.data, config.token_shards):
+        return None
+    return mixture_entries(config.data, config.token_shards, config.data_name, config.data_split, config.text_column)
+
+
+def manifest_source(shard_dir: str) -> TextSource:
+    """The source a prepared shard directory was made from (its manifest), or an error naming the directory."""
+    import json
+
+    manifest = Path(shard_dir) / MANIFEST
+    if not manifest.is_file():
+        if not Path(shard_dir).exists():  # checked at setup, before step 1: config validation only sees the text
+            return TextSource(shard_dir)
+        raise FileNotFoundError(
+            f"token_shards: {shard_dir} has no {MANIFEST}; prepare it with python -m gpt_scratch.data prepare"
+        )
+    return TextSource(**json.loads(manifest.read_text())["source"])
+
+
+def describe(entries: list[MixtureEntry]) -> str:
+    """``python-stdlib 70%, docs/*.md 30%``: the mixture in one phrase (logs, the card, the loss curve's title)."""
+    return ", ".join(f"{entry.label} {100 * entry.weight:.4g}%" for entry in entries)
+
+
+class _ShardRows:
+    """Windows of one prepared shard directory by index (window k mod the windows after the held-out prefix).
+
+    The memory maps open on first use, in the process that reads (a DataLoader worker opens its own)."""
+
+    def __init__(self, entry: MixtureEntry, seq_len: int, start_token: int, tokenizer: TextTokenizer) -> None:
+        self.args = (entry.token_shards, 1, seq_len, 0, 1, start_token, entry.source, tokenizer)
+        self.windows = self._open().windows  # checked now (manifest, source, sizes): before step 1
+        self._reader: TokenShardBatches | None = None
+
+    def _open(self) -> TokenShardBatches:
+        return TokenShardBatches(*self.args)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None}
+
+    def row(self, index: int) -> torch.Tensor:
+        self._reader = self._reader or self._open()
+        return torch.from_numpy(self._reader.window(index).astype(np.int64))
+
+
+class MixtureBatches(torch.utils.data.IterableDataset):
+    """Endless (inputs, targets) batches of shape (B, T) drawn from several sources by weight, for one consumer of
+    many; exact state for resume. Iterated (as DataLoader workers do), it also yields each row's source index, so
+    that the training process counts what it was given (``WorkerBatches.drawn``); ``next_batch`` counts in
+    ``drawn`` itself."""
+
+    def __init__(
+        self,
+        entries: list[MixtureEntry],
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        val_docs: int = 0,
+        window_shuffle: int = 0,
+        tokenizer: TextTokenizer | None = None,
+        skip_tokens: list[int] | None = None,
+        tokenize_threads: int = 4,
+    ) -> None:
+        super().__init__()
+        self.entries, self.batch_size, self.seq_len = entries, batch_size, seq_len
+        self.rank, self.world_size = rank, world_size
+        self.weights = [entry.weight for entry in entries]
+        skip_tokens = skip_tokens or [0] * len(entries)
+        self.readers: list[PackedBatches | _ShardRows] = [
+            _ShardRows(entry, seq_len, skip, tokenizer) if entry.token_shards else
+            PackedBatches(entry.source, 1, seq_len, rank, world_size, seed=seed, shuffle_buffer=shuffle_buffer,
+                          val_docs=entry.held_out(val_docs), window_shuffle=window_shuffle, tokenizer=tokenizer,
+                          tokenize_threads=tokenize_threads)
+            for entry, skip in zip(entries, skip_tokens)
+        ]  # fmt: skip
+        self.row = 0  # global rows drawn so far, of every consumer
+        self.counts = [0] * len(entries)  # of those, each source's
+        self.drawn = torch.zeros(len(entries), dtype=torch.int64)  # rows this consumer returned from next_batch
+        self._epochs = [0] * len(entries)  # the epoch each stream was in when it last gave a row (for the log)
+
+    def _consumer(self) -> tuple[int, int]:
+        worker = torch.utils.data.get_worker_info()
+        if worker is None:
+            return self.rank, self.world_size
+        return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
+
+    def _pick(self) -> int:
+        """The source of the next global row: the one whose share lags its weight most (ties: the first)."""
+        after = self.row + 1
+        return max(range(len(self.weights)), key=lambda s: self.weights[s] * after - self.counts[s])
+
+    def _read(self, source: int, index: int, announce: bool) -> torch.Tensor:
+        reader = self.readers[source]
+        if isinstance(reader, _ShardRows):
+            return reader.row(index)
+        inputs, targets = reader.next_batch()
+        epoch, before = reader.epoch, self._epochs[source]
+        if announce and epoch > before:
+            # A source of fewer documents than one read of the pipeline (256) goes through several epochs at once.
+            epochs = f"epoch {epoch + 1}" if epoch == before + 1 else f"epochs {before + 2}-{epoch + 1}"
+            print(f"data: {self.entries[source].label} begins {epochs}", flush=True)
+        self._epochs[source] = epoch
+        return torch.cat([inputs[0], targets[0, -1:]])
+
+    def next_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This consumer's next B rows: inputs, targets (B, T), and each row's source index (B,)."""
+        consumer, consumers = self._consumer()
+        rows, sources = [], []
+        for global_row in range(self.row, self.row + self.batch_size * consumers):
+            source = self._pick()
+            index, self.counts[source], self.row = self.counts[source], self.counts[source] + 1, global_row + 1
+            shards = self.readers[source]
+            if consumer == 0 and isinstance(shards, _ShardRows) and index and index % shards.windows == 0:
+                print(f"data: {self.entries[source].label} begins epoch {index // shards.windows + 1}", flush=True)
+            if global_row % consumers == consumer:
+                rows.append(self._read(source, index, announce=consumer == 0))
+                sources.append(source)
+        window = torch.stack(rows)
+        return window[:, :-1].contiguous(), window[:, 1:].contiguous(), torch.tensor(sources, dtype=torch.int64)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets, sources = self.next_rows()
+        self.drawn += torch.bincount(sources, minlength=len(self.entries))
+        return inputs, targets
+
+    def __iter__(self):
+        while True:
+            yield self.next_rows()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "counts": list(self.counts),
+            "drawn": self.drawn.clone(),
+            "epochs": list(self._epochs),
+            "streams": [None if isinstance(r, _ShardRows) else r.state_dict() for r in self.readers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["counts"]) != len(self.entries):
+            raise ValueError(
+                f"the checkpoint's mixture has {len(state['counts'])} sources, this run's {len(self.entries)}"
+            )
+        self.row, self.counts, self._epochs = state["row"], list(state["counts"]), list(state["epochs"])
+        self.drawn = state["drawn"].clone()
+        for reader, stream_state in zip(self.readers, state["streams"]):
+            if stream_state is not None:
+                reader.load_state_dict(stream_state)
