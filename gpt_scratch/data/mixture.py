@@ -19,6 +19,7 @@ How rows are drawn:
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,9 @@ class _ShardRows:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_reader": None}
 
-    def row(self, index: int) -> torch.Tensor:
+    def window(self, index: int) -> np.ndarray:
         self._reader = self._reader or self._open()
-        return torch.from_numpy(self._reader.window(index).astype(np.int64))
+        return self._reader.window(index)
 
 
 class MixtureBatches(torch.utils.data.IterableDataset):
@@ -208,6 +209,11 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         self.counts = [0] * len(entries)  # of those, each source's
         self.drawn = torch.zeros(len(entries), dtype=torch.int64)  # rows this consumer returned from next_batch
         self._epochs = [0] * len(entries)  # the epoch each stream was in when it last gave a row (for the log)
+        self.tokenize_threads = tokenize_threads
+        self._pool: ThreadPoolExecutor | None = None  # made where the rows are read (a DataLoader worker: its own)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pool": None}
 
     def _consumer(self) -> tuple[int, int]:
         worker = torch.utils.data.get_worker_info()
@@ -220,23 +226,31 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         after = self.row + 1
         return max(range(len(self.weights)), key=lambda s: self.weights[s] * after - self.counts[s])
 
-    def _read(self, source: int, index: int, announce: bool) -> torch.Tensor:
+    def _read(self, source: int, indices: list[int], announce: bool) -> np.ndarray:
+        """The rows this consumer draws from ``source`` in one micro-batch (its windows ``indices`` of a prepared
+        source; the next ones of a stream), in one read."""
         reader = self.readers[source]
         if isinstance(reader, _ShardRows):
-            return reader.row(index)
-        inputs, targets = reader.next_batch()
+            return np.stack([reader.window(index) for index in indices])
+        rows = reader.next_windows(len(indices))
         epoch, before = reader.epoch, self._epochs[source]
         if announce and epoch > before:
             # A source of fewer documents than one read of the pipeline (256) goes through several epochs at once.
             epochs = f"epoch {epoch + 1}" if epoch == before + 1 else f"epochs {before + 2}-{epoch + 1}"
             print(f"data: {self.entries[source].label} begins {epochs}", flush=True)
         self._epochs[source] = epoch
-        return torch.cat([inputs[0], targets[0, -1:]])
+        return rows
 
     def next_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This consumer's next B rows: inputs, targets (B, T), and each row's source index (B,)."""
         consumer, consumers = self._consumer()
-        rows, sources = [], []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.tokenize_threads, thread_name_prefix="tokenize")
+            for reader in self.readers:
+                if isinstance(reader, PackedBatches):
+                    reader.share_pool(self._pool)
+        mine: dict[int, list[int]] = {}  # source -> the window index of each of its rows in this micro-batch
+        order = []  # each of this consumer's rows' source, in the global order
         for global_row in range(self.row, self.row + self.batch_size * consumers):
             source = self._pick()
             index, self.counts[source], self.row = self.counts[source], self.counts[source] + 1, global_row + 1
@@ -244,10 +258,14 @@ class MixtureBatches(torch.utils.data.IterableDataset):
             if consumer == 0 and isinstance(shards, _ShardRows) and index and index % shards.windows == 0:
                 print(f"data: {self.entries[source].label} begins epoch {index // shards.windows + 1}", flush=True)
             if global_row % consumers == consumer:
-                rows.append(self._read(source, index, announce=consumer == 0))
-                sources.append(source)
-        window = torch.stack(rows)
-        return window[:, :-1].contiguous(), window[:, 1:].contiguous(), torch.tensor(sources, dtype=torch.int64)
+                mine.setdefault(source, []).append(index)
+                order.append(source)
+        sources = np.array(order)
+        window = np.empty((len(order), self.seq_len + 1), dtype=np.int64)
+        for source, indices in mine.items():
+            window[sources == source] = self._read(source, indices, announce=consumer == 0)
+        window = torch.from_numpy(window)
+        return window[:, :-1].contiguous(), window[:, 1:].contiguous(), torch.from_numpy(sources)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets, sources = self.next_rows()

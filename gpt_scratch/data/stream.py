@@ -246,6 +246,10 @@ class PackedBatches(torch.utils.data.IterableDataset):
             return self.rank, self.world_size
         return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
 
+    def share_pool(self, pool: ThreadPoolExecutor) -> None:
+        """Tokenize in ``pool``: a mixture's sources share one, as many threads as one source uses, not a set each."""
+        self._pool = pool
+
     @property
     def epoch(self) -> int:
         """The epoch (from 0) of the source this consumer reads now."""
@@ -310,8 +314,33 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._tokens = self._tokens[span:]  # the last target is the next batch's first input
         return window[:-1].view(rows, self.seq_len), window[1:].view(rows, self.seq_len)
 
+    def next_windows(self, count: int) -> np.ndarray:
+        """The next ``count`` windows of T + 1 tokens as rows of one array, exactly the rows ``next_batch`` would
+        give (a mixture takes a source's rows this way, as many as it draws from it at once)."""
+        if self.window_shuffle:
+            rows = self._shuffled_windows(count)
+            if not rows:
+                raise StopIteration
+            return np.stack(rows)
+        seq_len = self.seq_len
+        self._fill(count * seq_len + 1)
+        rows = min(count, (len(self._tokens) - 1) // seq_len)
+        if rows <= 0:
+            raise StopIteration
+        windows = np.lib.stride_tricks.sliding_window_view(self._tokens[: rows * seq_len + 1], seq_len + 1)
+        self._tokens = self._tokens[rows * seq_len :]
+        return windows[::seq_len]
+
     def _shuffled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """B windows, each drawn at random from a buffer of at least ``window_shuffle`` (fewer only at the end).
+        rows = self._shuffled_windows(self.batch_size)
+        if not rows:
+            raise StopIteration
+        window = torch.from_numpy(np.stack(rows).astype(np.int64))
+        return window[:, :-1].contiguous(), window[:, 1:].contiguous()
+
+    def _shuffled_windows(self, count: int) -> list[np.ndarray]:
+        """``count`` windows, each drawn at random from a buffer of at least ``window_shuffle`` (fewer only at the
+        end).
 
         Row by row, topped up in fixed blocks: the rows come in the same order whatever B is, so a run may resume
         with another micro-batch size (the same tokens per step, other gradient accumulation) and see the same data.
@@ -319,7 +348,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
         seq_len, block = self.seq_len, max(1, self.window_shuffle // 8)
         self._ensure_stream()  # a resumed stream loads its window buffer here
         rows = []
-        for _ in range(self.batch_size):
+        for _ in range(count):
             if len(self._windows) < self.window_shuffle:
                 self._fill((self.window_shuffle - len(self._windows) + block) * seq_len + 1)
                 count = min(self.window_shuffle - len(self._windows) + block, (len(self._tokens) - 1) // seq_len)
@@ -332,10 +361,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             pick = int(self._window_rng.integers(len(self._windows)))
             self._windows[pick], self._windows[-1] = self._windows[-1], self._windows[pick]  # O(1): swap, pop
             rows.append(self._windows.pop())
-        if not rows:
-            raise StopIteration
-        window = torch.from_numpy(np.stack(rows).astype(np.int64))
-        return window[:, :-1].contiguous(), window[:, 1:].contiguous()
+        return rows
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
