@@ -11,10 +11,11 @@ appending an override (``--max_steps``), the only change made to a command; a co
 word (the README's and a page's copy of one) is not run again. ``python train.py``, ``python eval.py``, ``python -m
 gpt_scratch.…`` and ``lm_eval`` commands run in this process through their command-line entry points (the same
 arguments: a command then costs its work, not a fresh torch import); the rest through bash. Each Python block runs
-as a user pastes it: in a fresh interpreter, with nothing imported and stdin closed (a prompt fails, as it would
-stop a script).
+as a user pastes it: in a process of its own, with nothing of it or of this project imported before it and stdin
+closed (a prompt fails, as it would stop a script), forked from one that imported torch and transformers once.
 """
 
+import json
 import os
 import re
 import shlex
@@ -168,10 +169,68 @@ def page_steps(text: str) -> list[Command]:
     return sorted(readme_commands(text) + python_blocks(text), key=lambda step: step.line)
 
 
-def run_python(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A Python block as pasted into a fresh interpreter: nothing imported before it, no terminal to answer a prompt."""
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+# A fork server: a fresh interpreter that imports torch, transformers, datasets once, and nothing of this project,
+# then forks a process per block, which runs it as `python -c` would (its own namespace and argv, stdin at
+# /dev/null, stdout and stderr to a file) and exits with its status.
+BLOCK_SERVER = """
+import json, os, sys, traceback
+import accelerate, datasets, tiktoken, torch, transformers
+from transformers.models.gpt2 import modeling_gpt2  # what makes `import gpt_scratch` slow, loaded lazily
+
+for line in sys.stdin:
+    request = json.loads(line)
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(output, 1)
+            os.dup2(output, 2)
+            os.chdir(request["cwd"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            sys.argv = ["-c"]
+            exec(compile(request["code"], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            status = 0
+        except SystemExit as stop:
+            if isinstance(stop.code, int) or stop.code is None:
+                status = stop.code or 0
+            else:
+                print(stop.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), flush=True)
+"""
+
+
+class BlockRunner:
+    """Runs Python blocks in processes forked from BLOCK_SERVER: each pays for its own work and its own
+    `import gpt_scratch`, not for importing torch again (3-4 s a block)."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.server = subprocess.Popen([sys.executable, "-c", BLOCK_SERVER], cwd=cwd, env=env, text=True,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+
+    def run(self, code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+        """The block as pasted into a fresh interpreter: nothing of it or of this project imported before it (the
+        names it uses are its own), stdin closed; its exit status and output as ``python -c`` would give them."""
+        output = cwd / ".python-block-output.txt"
+        request = {"code": code, "cwd": str(cwd), "env": env, "output": str(output)}
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        status = int(self.server.stdout.readline())
+        printed = output.read_text(errors="replace")
+        output.unlink()
+        return subprocess.CompletedProcess(["python", "-c", code], status, printed, printed)
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        self.server.wait(timeout=60)
 
 
 def run_pages(clone: Path) -> int:
@@ -184,6 +243,14 @@ def run_pages(clone: Path) -> int:
     bin_dir = str(Path(sys.executable).parent)  # python, pip, accelerate, torchrun, lm_eval of this environment
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GPT_SCRATCH_TRACEBACK": "1"}  # fmt: skip
+    blocks = BlockRunner(clone, env)
+    try:
+        return run_steps(pages, clone, env, blocks)
+    finally:
+        blocks.close()
+
+
+def run_steps(pages: dict[str, list[Command]], clone: Path, env: dict[str, str], blocks: BlockRunner) -> int:
     ran, skipped, already, python_ran = {}, [], [], 0
     for page, steps in pages.items():
         for step in steps:
@@ -197,7 +264,7 @@ def run_pages(clone: Path) -> int:
                 continue
             run = step.text if step.python else shortened(step.text)
             started = time.perf_counter()
-            result = run_python(run, clone, env) if step.python else run_here_or_in_bash(run, clone, env)
+            result = blocks.run(run, clone, env) if step.python else run_here_or_in_bash(run, clone, env)
             if result.returncode != 0:
                 output = (result.stdout[-3000:] + "\n" + result.stderr[-5000:]).strip()
                 what = f"the Python block at {where}:\n{run}" if step.python else f"{where}: `{run}`"

@@ -256,9 +256,11 @@ def mixture_args(corpus: Path) -> list[str]:
     return ["--data", json.dumps(halves), "--window_shuffle", "16", "--document_mask", "true"]
 
 
-@pytest.mark.parametrize("nproc, workers, recipe", [(1, 0, "gpt2"), pytest.param(2, 0, "gpt2", marks=SHARED_REFERENCE),
-                                                     pytest.param(1, 2, "mixture", marks=MIXTURE_REFERENCE),
-                                                     (2, 2, "gpt2"), (1, 0, "modern")])  # fmt: skip
+# Two processes without workers resume exactly after a SIGTERM (the requeue test below, from the same reference).
+@pytest.mark.parametrize(
+    "nproc, workers, recipe",
+    [(1, 0, "gpt2"), (2, 2, "gpt2"), (1, 0, "modern"), pytest.param(1, 2, "mixture", marks=MIXTURE_REFERENCE)],
+)
 def test_kill_9_then_resume_auto_reaches_the_same_weights(tmp_path, corpus, reference_run, nproc, workers, recipe):
     args = [*INTERRUPTED, "--data_workers", str(workers)]
     args += MODERN_ARGS if recipe == "modern" else []  # Muon's momentum buffers resume too
@@ -420,6 +422,7 @@ def test_a_process_killed_mid_run_leaves_the_other_one_line_and_the_checkpoints_
     assert [path.name for path in checkpoint_dirs(tmp_path / "run")] == ([] if at == "save" else ["step-000002"])
 
 
+@SHARED_REFERENCE
 def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_continue_command_resumes(
     tmp_path, corpus, reference_run
 ):
@@ -427,7 +430,7 @@ def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_conti
     workers stop after the same step with a checkpoint, torchrun ends without a traceback, the job exits 143 (requeue);
     the printed command is the whole launch command (a bare `python train.py` would be refused: 2 processes in the
     checkpoint), and running it as printed reaches the weights of an uninterrupted run."""
-    straight_dir = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # the kill -9 test's, shared
+    straight_dir = reference_run(*INTERRUPTED, "--data_workers", "0", nproc=2)  # shared with the loss test above
     args = ["--data", str(corpus), *INTERRUPTED]
     run_dir = tmp_path / "preempted"
     port = free_port()
