@@ -194,7 +194,20 @@ def lm_eval_tasks(tmp_path_factory, benchmark_task_data):
     return TaskManager(include_path=str(tasks))
 
 
+# Tests that start several processes (10-60 s each), by a word of their names: dealt out right after the docs test.
+STARTS_PROCESSES = ("two_processes", "streaming_processes", "kill_9", "sigterm", "accelerate_launch", "fsdp",
+                    "signal_reaching", "killed_mid_run", "each_program", "without_the_package", "without_gpt_scratch",
+                    "lm_eval_cli", "one_of_two_processes", "every_document_exactly_once", "in_a_new_process",
+                    "muon_under_two")  # fmt: skip
+
+
 def pytest_collection_modifyitems(items: list) -> None:
-    """The longest test first: the docs test (about two minutes, alone on one worker) would otherwise be dealt out
-    with the last tests, and the run would end waiting for it while the other worker sits idle."""
-    items.sort(key=lambda item: item.get_closest_marker("docs") is None)  # stable: the rest keep their order
+    """The longest tests first: the docs test (about two minutes, alone on one worker), then those that start
+    processes. Dealt out last, they would end the run with one worker busy and the other idle."""
+
+    def cost(item) -> int:
+        if item.get_closest_marker("docs"):
+            return 0
+        return 1 if any(word in item.name for word in STARTS_PROCESSES) else 2
+
+    items.sort(key=cost)  # stable: the rest keep their order

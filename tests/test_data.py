@@ -163,11 +163,10 @@ def test_two_processes_see_every_document_exactly_once(tmp_path, fineweb_dir, do
     assert len(shares) == 2 * max(workers, 1) and all(shares)
 
 
-@pytest.mark.parametrize("nproc", [1, 2])
-def test_resume_in_a_new_process_yields_the_next_batches(tmp_path, fineweb_dir, nproc):
-    """Each rank's share read for 9 batches here, its state saved; a new process (2 under torchrun) loads it and
-    reads on: batches 10-14 of an uninterrupted read of that share."""
-    state = tmp_path / "state.pt"
+def test_resume_in_a_new_process_yields_the_next_batches(tmp_path, fineweb_dir):
+    """Each rank's share read for 9 batches here, its state saved; new processes (2 under torchrun) load them and
+    read on: batches 10-14 of an uninterrupted read of that share."""
+    nproc, state = 2, tmp_path / "state.pt"
     expected = []
     for rank in range(nproc):
         uninterrupted = packed_batches(str(fineweb_dir), rank, nproc)
