@@ -349,17 +349,17 @@ def test_sigterm_on_a_mixture_checkpoints_and_resumes_to_the_uninterrupted_weigh
     assert sum(drawn) == 24 * 256 and abs(drawn[0] - 0.7 * 24 * 256) <= 32  # within one row of 32 tokens
 
 
-def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_and_multi_gpu_starts_them(tmp_path, corpus):
+def test_accelerate_launch_that_starts_fewer_processes_than_asked_warns_with_the_command_that_starts_them(
+    tmp_path, corpus
+):
+    """With --multi_gpu, as advised, accelerate launch starts them: the two-machine launch of the test above shows it
+    (`processes 2`), and the docs test runs docs/training.md's `accelerate launch --multi_gpu --num_processes 2`."""
     args = ("--data", str(corpus), "--max_steps", "2", "--hellaswag_data", "null", "--checkpoint_interval", "1000")
     # On a machine without GPUs, accelerate launch needs --multi_gpu to start several processes.
     single = run_train(tmp_path / "single", *args, launcher=["--num_processes", "2"])
     assert "processes 1 " in single.stdout
     assert "WARNING: launched for 2 processes (accelerate launch --num_processes 2) but running as 1" in single.stdout
     assert "accelerate launch --multi_gpu --num_processes 2" in single.stdout  # the command that works
-    port = free_port()
-    both = run_train(tmp_path / "both", *args, launcher=["--multi_gpu", "--num_processes", "2", "--main_process_port",
-                                                         port])  # fmt: skip
-    assert "processes 2 " in both.stdout and "WARNING: launched for" not in both.stdout
 
 
 def test_an_fsdp_config_on_a_machine_without_gpus_says_the_run_is_ddp(tmp_path, corpus):
