@@ -17,7 +17,9 @@ How rows are drawn:
 - Every source holds out its own first ``val_docs`` documents for validation (train.py reports each).
 """
 
+import contextlib
 import dataclasses
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +58,9 @@ def is_mixture(data: Any, token_shards: Any) -> bool:
 
 
 def _weight(label: str, value: Any) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads "3e-1" (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"data: the weight of {label!r} ({value!r}) must be a positive number, e.g. 0.3")
     return float(value)
@@ -134,8 +139,6 @@ def config_mixture(config) -> list[MixtureEntry] | None:
 
 def manifest_source(shard_dir: str) -> TextSource:
     """The source a prepared shard directory was made from (its manifest), or an error naming the directory."""
-    import json
-
     manifest = Path(shard_dir) / MANIFEST
     if not manifest.is_file():
         if not Path(shard_dir).exists():  # checked at setup, before step 1: config validation only sees the text
