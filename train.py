@@ -533,7 +533,8 @@ def keep_if_best(run: Run, step: int, val_loss: float) -> None:
 
 
 def tracker_scalars(results: dict) -> dict[str, float]:
-    """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``."""
+    """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``; a
+    mixture's ``val/<source>/loss``, ``val/<source>/bpb`` and ``drawn/<source>/tokens``."""
     scalars = {f"eval/{name}": value for name, value in results.items() if name not in ("tasks", "sources", "drawn")}
     for label, figures in results.get("sources", {}).items():  # a mixture's sources
         scalars[f"val/{label}/loss"], scalars[f"val/{label}/bpb"] = figures["val_loss"], figures["val_bpb"]
