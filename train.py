@@ -350,12 +350,17 @@ def training_data(
         window_shuffle=config.window_shuffle,
         tokenizer=tokenizer,
     )
-    # Workers tokenize in their own processes, off the training loop, and resume exactly.
+    return read_by_workers(config, stream, accumulation)
+
+
+def read_by_workers(config: TrainConfig, dataset, accumulation: int):
+    """``dataset`` read in ``data_workers`` DataLoader worker processes, off the training loop (they tokenize there)
+    and resuming exactly; ``dataset`` itself when there are none."""
     if not config.data_workers:
-        return stream
+        return dataset
     # Snapshots at checkpoint steps make a resume replay nothing; the cap bounds the replay after a SIGTERM.
     return WorkerBatches(
-        stream, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
+        dataset, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
     )
 
 
@@ -389,11 +394,7 @@ def mixture_data(
         tokenizer=tokenizer,
         skip_tokens=skip_tokens,
     )
-    if not config.data_workers:
-        return batches
-    return WorkerBatches(
-        batches, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
-    )
+    return read_by_workers(config, batches, accumulation)
 
 
 def resume(run: Run) -> None:

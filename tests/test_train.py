@@ -237,6 +237,20 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     assert not (run_dir / "model").exists()  # it really died before finishing
 
 
+def sigterm_after_checkpoint(command: list[str], checkpoint: Path) -> tuple[int, str]:
+    """Start ``command``, send it SIGTERM as soon as ``checkpoint`` appears (a scheduler's preemption): its exit
+    status and everything it printed."""
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not checkpoint.exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    return process.returncode, output
+
+
 # 24 steps, a checkpoint every 8: the interrupted runs below stop between checkpoints and resume.
 INTERRUPTED = ("--max_steps", "24", "--tokens_per_step", "256", "--checkpoint_interval", "8", "--hellaswag_data",
                "null", "--keep_checkpoints", "5")  # fmt: skip
@@ -310,15 +324,8 @@ def test_sigterm_checkpoints_the_current_step_and_stops_cleanly(tmp_path, corpus
             "--hellaswag_data", "null"]  # fmt: skip
     # --resume auto from the start, as a scheduler's requeued command is: nothing to resume yet, and it says so.
     command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, *args, "--resume", "auto"]
-    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    deadline = time.time() + 240
-    while not (run_dir / "checkpoints" / "step-000005").exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]  # "preempted": the scheduler requeues
+    returncode, output = sigterm_after_checkpoint(command, run_dir / "checkpoints" / "step-000005")
+    assert returncode == 128 + signal.SIGTERM, output[-2000:]  # "preempted": the scheduler requeues
     assert f"no checkpoint in {run_dir}: starting a new run" in output, output[-2000:]
     hint = next(line for line in output.splitlines() if "stopped by signal 15" in line)
     assert hint.count("--resume auto") == 1, hint
@@ -332,15 +339,8 @@ def test_sigterm_on_a_mixture_checkpoints_and_resumes_to_the_uninterrupted_weigh
     args = [*INTERRUPTED, "--data_workers", "2", *mixture_args(corpus)]
     run_dir = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train.py"), "--run_dir", str(run_dir), *TINY, "--data", str(corpus), *args]
-    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    deadline = time.time() + 240
-    while not (run_dir / "checkpoints" / "step-000008").exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
+    returncode, output = sigterm_after_checkpoint(command, run_dir / "checkpoints" / "step-000008")
+    assert returncode == 128 + signal.SIGTERM, output[-2000:]
     assert not (run_dir / "model").exists()
     run_train(run_dir, "--data", str(corpus), *args, "--resume", "auto")
     straight, resumed = final_weights(reference_run(*args)), final_weights(run_dir)
@@ -433,21 +433,16 @@ def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_conti
     command = [sys.executable, "-m", "gpt_scratch.requeue", sys.executable, "-m", "torch.distributed.run",
                "--nproc_per_node", "2", "--master_port", port, str(ROOT / "train.py"), "--run_dir", str(run_dir),
                *TINY, *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    while not (run_dir / "checkpoints" / "step-000008").exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)  # to the job: the wrapper passes it to the workers
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]  # "preempted": the scheduler requeues
+    # SIGTERM to the job: the wrapper passes it to the workers.
+    returncode, output = sigterm_after_checkpoint(command, run_dir / "checkpoints" / "step-000008")
+    assert returncode == 128 + signal.SIGTERM, output[-3000:]  # "preempted": the scheduler requeues
     assert "stopped by signal 15" in output and "Traceback" not in output, output[-3000:]
     step = json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"]
     assert 8 <= step < 24 and not (run_dir / "model").exists()
     resume = re.search(r"Continue with: (.+)", output).group(1)
     assert resume.startswith(f"python -m gpt_scratch.requeue {sys.executable} -m torch.distributed.run "), resume
     assert resume.endswith(" --resume auto") and resume.count("--resume") == 1, resume
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(resume.replace("python -m", f"{sys.executable} -m", 1), shell=True, env=env,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0 and "resumed from" in result.stdout + result.stderr, result.stderr[-3000:]

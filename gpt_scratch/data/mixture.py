@@ -157,21 +157,18 @@ def describe(entries: list[MixtureEntry]) -> str:
 class _ShardRows:
     """Windows of one prepared shard directory by index (window k mod the windows after the held-out prefix).
 
-    The memory maps open on first use, in the process that reads (a DataLoader worker opens its own)."""
+    Opened (and checked) when made; a DataLoader worker opens its own copy of the memory maps on first use."""
 
     def __init__(self, entry: MixtureEntry, seq_len: int, start_token: int, tokenizer: TextTokenizer) -> None:
         self.args = (entry.token_shards, 1, seq_len, 0, 1, start_token, entry.source, tokenizer)
-        self.windows = self._open().windows  # checked now (manifest, source, sizes): before step 1
-        self._reader: TokenShardBatches | None = None
+        self._reader: TokenShardBatches | None = TokenShardBatches(*self.args)  # checked now: before step 1
+        self.windows = self._reader.windows
 
-    def _open(self) -> TokenShardBatches:
-        return TokenShardBatches(*self.args)
-
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker maps the shards itself
         return {**self.__dict__, "_reader": None}
 
     def window(self, index: int) -> np.ndarray:
-        self._reader = self._reader or self._open()
+        self._reader = self._reader or TokenShardBatches(*self.args)
         return self._reader.window(index)
 
 

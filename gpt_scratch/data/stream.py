@@ -302,21 +302,13 @@ class PackedBatches(torch.utils.data.IterableDataset):
         With ``epochs`` set, the last batch may have fewer rows, and StopIteration follows it (the final tokens that
         do not fill a window of T + 1 are dropped).
         """
-        if self.window_shuffle:
-            return self._shuffled_batch()
-        span = self.batch_size * self.seq_len
-        self._fill(span + 1)
-        rows = min(self.batch_size, (len(self._tokens) - 1) // self.seq_len)
-        if rows <= 0:
-            raise StopIteration
-        span = rows * self.seq_len
-        window = torch.from_numpy(self._tokens[: span + 1].astype(np.int64))
-        self._tokens = self._tokens[span:]  # the last target is the next batch's first input
-        return window[:-1].view(rows, self.seq_len), window[1:].view(rows, self.seq_len)
+        window = torch.from_numpy(self.next_windows(self.batch_size).astype(np.int64))
+        return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
     def next_windows(self, count: int) -> np.ndarray:
-        """The next ``count`` windows of T + 1 tokens as rows of one array, exactly the rows ``next_batch`` would
-        give (a mixture takes a source's rows this way, as many as it draws from it at once)."""
+        """The next ``count`` windows of T + 1 tokens as the rows of one array, each sharing its last token with the
+        next one's first, or drawn from the window buffer (``window_shuffle``); a mixture takes a source's rows this
+        way, as many as it draws from it at once."""
         if self.window_shuffle:
             rows = self._shuffled_windows(count)
             if not rows:
@@ -328,15 +320,8 @@ class PackedBatches(torch.utils.data.IterableDataset):
         if rows <= 0:
             raise StopIteration
         windows = np.lib.stride_tricks.sliding_window_view(self._tokens[: rows * seq_len + 1], seq_len + 1)
-        self._tokens = self._tokens[rows * seq_len :]
+        self._tokens = self._tokens[rows * seq_len :]  # the last target is the next window's first input
         return windows[::seq_len]
-
-    def _shuffled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self._shuffled_windows(self.batch_size)
-        if not rows:
-            raise StopIteration
-        window = torch.from_numpy(np.stack(rows).astype(np.int64))
-        return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
     def _shuffled_windows(self, count: int) -> list[np.ndarray]:
         """``count`` windows, each drawn at random from a buffer of at least ``window_shuffle`` (fewer only at the
