@@ -59,7 +59,7 @@ from gpt_scratch.plots import plot_training_curves
 # checkpoint, as a process killed by that signal would: schedulers read it as "preempted, requeue", not "done".
 from gpt_scratch.requeue import STOPPED_BY_SIGNAL_EXIT, record_stop, under_wrapper
 from gpt_scratch.run_lock import RunLock
-from gpt_scratch.saving import check_export_target, save_with_model_card
+from gpt_scratch.saving import check_export_target, push_to_hub, save_with_model_card
 from gpt_scratch.storage import check_writable
 from gpt_scratch.tasks import TASKS, evaluate_tasks, resolve_task_names, task_items
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
@@ -232,7 +232,8 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
     if mixture := config_mixture(config):
         # Each source holds out its own first val_docs documents (gpt_scratch.data.mixture).
-        held_out = {entry.label: validation_tokens(entry.source, entry.held_out(config.val_docs), text_tokenizer)
+        held_out = {entry.label: validation_tokens(entry.source, entry.held_out(config.val_docs), text_tokenizer,
+                                                   own_val_docs(entry), accelerator.print)
                     for entry in mixture}  # fmt: skip
         val_windows = {label: source_windows(label, tokens, config) for label, tokens in held_out.items()}
         accelerator.print(f"data: a mixture of {len(mixture)} sources by training tokens: {describe(mixture)}")
@@ -240,7 +241,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
                                   accumulation, text_tokenizer)  # fmt: skip
     else:
         source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-        held_out = validation_tokens(source, config.val_docs, text_tokenizer)
+        held_out = validation_tokens(source, config.val_docs, text_tokenizer, say=accelerator.print)
         val_windows = token_windows(held_out, config.seq_len, config.micro_batch_size)[: config.val_batches]
         train_data = training_data(config, source, accelerator, skip_tokens=len(held_out), accumulation=accumulation,
                                    tokenizer=text_tokenizer)  # fmt: skip
@@ -362,6 +363,13 @@ def read_by_workers(config: TrainConfig, dataset, accumulation: int):
     return WorkerBatches(
         dataset, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
     )
+
+
+def own_val_docs(entry: MixtureEntry) -> str:
+    """What to change when a mixture source cannot spare the held-out documents: its own val_docs (the run's would
+    shrink every source's validation)."""
+    return (f"give {entry.label} its own val_docs in the list form: data: [{{path: {entry.source.path}, weight: "
+            f"{entry.weight:.4g}, val_docs: {{spare}}}}, ...]")  # fmt: skip
 
 
 def source_windows(label: str, tokens: torch.Tensor, config: TrainConfig) -> list[torch.Tensor]:
@@ -741,7 +749,7 @@ def export(run: Run, results: dict) -> None:
             f"{run.run_dir / 'loss.png'}"
         )
         if config.push_to_hub:
-            push(export_dir, config.push_to_hub, run.say)
+            push_to_hub(export_dir, config.push_to_hub, run.say)
 
 
 def card_sources(run: Run, results: dict) -> list[dict] | None:
@@ -767,21 +775,6 @@ def main(argv: list[str]) -> None:
         # other's gloo process group waiting, at teardown, on a connection that is gone (seen once in 2-process runs).
         run.accelerator.wait_for_everyone()
         run.accelerator.end_training()
-
-
-def push(export_dir: Path, repo_id: str, say) -> None:
-    """Publish the exported directory; when the Hub is unreachable, say so and keep the local export."""
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().create_repo(repo_id, exist_ok=True)
-        HfApi().upload_folder(folder_path=str(export_dir), repo_id=repo_id)
-        say(f"pushed to https://huggingface.co/{repo_id}")
-    except Exception as error:  # network, auth or offline mode: the run itself succeeded
-        say(
-            f"could not push to the Hub ({type(error).__name__}: {error}); the model is intact in {export_dir}. "
-            f"Push it later with: huggingface-cli upload {repo_id} {export_dir}"
-        )
 
 
 class PeerLostError(RuntimeError):

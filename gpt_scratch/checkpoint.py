@@ -151,11 +151,18 @@ def another_run_problem(run_dir: str | Path) -> str | None:
     )
 
 
+def _unordered(value: Any) -> Any:
+    """A mixture given as a list of entries, in an order-free form: the order its sources are listed in is not part
+    of what a run is (a mapping's is not either; the mixture keeps each source's state by label)."""
+    if isinstance(value, list) and all(isinstance(entry, dict) for entry in value):
+        return sorted(json.dumps(entry, sort_keys=True, default=str) for entry in value)
+    return value
+
+
 def settings_changed(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Every setting whose value differs, as name -> (saved, current)."""
-    return {
-        k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)
-    }
+    return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+            if _unordered(saved.get(k)) != _unordered(current.get(k))}  # fmt: skip
 
 
 def check_resumable(

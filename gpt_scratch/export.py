@@ -14,7 +14,7 @@ from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .configuration_gpt_scratch import GPTScratchConfig
 from .data.mixture import config_mixture, describe
 from .modeling_gpt_scratch import GPTScratchForCausalLM
-from .saving import check_export_target, save_with_model_card
+from .saving import check_export_target, push_to_hub, save_with_model_card
 from .tokenizer import load_tokenizer
 from .tokenizer.text_tokenizer import TextTokenizer
 from .train_config import build_config
@@ -88,12 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = export_checkpoint(args.checkpoint, args.out_dir)
     print(f"exported {out}")
-    if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        HfApi().create_repo(args.push_to_hub, exist_ok=True)
-        HfApi().upload_folder(folder_path=str(out), repo_id=args.push_to_hub)
-        print(f"pushed to {args.push_to_hub}")
+    if args.push_to_hub and not push_to_hub(out, args.push_to_hub):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Write a complete, self-contained model directory: all that the Auto classes and pipeline need."""
 
+import hashlib
 import json
 import os
 import re
@@ -55,37 +56,54 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     return out_dir
 
 
-# The files an export writes (save_model_dir: transformers' model and tokenizer files, our two code files, the card;
-# to_gpt2: GPT-2's). A directory is recognisably an earlier export only if it holds nothing else, besides a config
-# with a model_type and weights: only then may an export replace it whole.
-EXPORT_FILE = re.compile(
-    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json|merges\.txt"
-    r"|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md"
-    r"|(configuration|modeling)_gpt_scratch\.py"
-)
+# What proves a directory is an export of this project, and so may be replaced by the next one: a list of the files
+# the export wrote, each with its size and SHA-256, written last (``move_into_place``). A directory without it (a
+# model the user saved or downloaded, whose card starts with ``---`` like ours), or whose files are not exactly those
+# (a file added, edited or removed since), is refused: only what the project wrote and can prove it wrote is replaced.
+EXPORT_MARKER = ".gpt-scratch-export.json"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def written_files(directory: Path) -> dict[str, dict]:
+    """Each file in ``directory`` (not the marker) with its size and SHA-256: what an export's marker records."""
+    return {path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+            for path in sorted(directory.iterdir()) if path.name != EXPORT_MARKER}  # fmt: skip
+
+
+def mark_as_export(directory: Path) -> None:
+    """Record what the export wrote in ``directory`` (complete, not yet renamed into place)."""
+    if others := [path.name for path in directory.iterdir() if path.is_dir()]:
+        raise RuntimeError(f"an export wrote directories it should not have: {others}")  # a bug, not a user mistake
+    marker = {"written_by": "gpt-scratch", "files": written_files(directory)}
+    (directory / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
 
 
 def earlier_export_problem(directory: Path) -> str | None:
-    """Why ``directory`` (which exists and holds something) is not recognisably an earlier export, or None."""
-    others = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir()
-                    if p.is_dir() or not EXPORT_FILE.fullmatch(p.name))  # fmt: skip
-    if others:
-        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
-        kind = "a run directory" if "checkpoints/" in others else "not a model directory"
-        return f"{directory} is {kind} (it holds {shown})"
+    """Why ``directory`` (which exists and holds something) is not provably an earlier export, or None."""
+    held = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir() if p.name != EXPORT_MARKER)
+    shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+    if "checkpoints/" in held:
+        return f"{directory} is a run directory (it holds {shown})"
     try:
-        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        model_type = None
-    weights = any((directory / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
-    if not model_type or not weights:
-        held = ", ".join(sorted(p.name for p in directory.iterdir()))
+        recorded = json.loads((directory / EXPORT_MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
         return (
-            f"{directory} is not an earlier export (it holds {held}, but no config.json with a model_type and weights)"
+            f"{directory} holds {shown} that no export of this project wrote (no {EXPORT_MARKER}: a model you saved "
+            "or downloaded, or your own files)"
         )
-    card = directory / "README.md"
-    if card.is_file() and not card.read_text(errors="replace").startswith("---\n"):  # a card opens with its metadata
-        return f"{directory} is not an earlier export (its README.md is not a model card)"
+    if any(p.is_dir() for p in directory.iterdir()):
+        return f"{directory} holds directories an export never writes ({shown})"
+    now = written_files(directory)
+    changed = sorted(name for name in set(now) | set(recorded) if now.get(name) != recorded.get(name))
+    if changed:
+        return f"{', '.join(changed)} in {directory} changed since it was exported"
     return None
 
 
@@ -112,18 +130,21 @@ def check_export_target(out_dir: str | os.PathLike) -> None:
     if problem := export_target_problem(out_dir):
         raise ValueError(
             f"cannot export into {out_dir}: {problem}, and an export replaces its target whole. Choose a new or "
-            f"empty directory, e.g. {Path(out_dir) / 'model'}"
+            f"empty directory, e.g. {Path(out_dir) / 'model'}, or remove {out_dir} yourself if it may go"
         )
 
 
 def save_model_dir(
-    model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None
+    model: PreTrainedModel,
+    out_dir: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    card: dict | None = None,
 ) -> Path:
     """Save model (config with ``auto_map``, code, safetensors, generation config) and tokenizer to ``out_dir``.
 
     The directory is written beside its destination and renamed into place, so a crash never leaves a half-written
     model where a complete one is expected. An existing model directory at ``out_dir`` is replaced; anything else
-    there is refused (``check_export_target``).
+    there is refused (``check_export_target``). ``card``: what ``write_model_card`` says of the model, if it has one.
     """
     out_dir = Path(out_dir)
     check_export_target(out_dir)
@@ -137,6 +158,8 @@ def save_model_dir(
             needed = sum(p.numel() * p.element_size() for p in model.parameters())
             fix = "Free space there, or export elsewhere (export_dir); the run's checkpoints are intact"
             raise write_failure(error, out_dir.parent, needed, f"the model {out_dir.name}", fix) from None
+        if card is not None:
+            write_model_card(staging, {"name": out_dir.name, **card})
         move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -150,7 +173,10 @@ def staging_dir(out_dir: Path) -> Path:
 
 
 def move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the complete ``staging`` to ``out_dir``, replacing an earlier export there (checked before any work)."""
+    """Rename the complete ``staging`` to ``out_dir``, replacing an earlier export there: checked before any work,
+    and again now (a long run exports hours after it began), so a directory saved there meanwhile is never lost."""
+    mark_as_export(staging)
+    check_export_target(out_dir)
     if out_dir.exists():
         retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
         out_dir.rename(retired)
@@ -291,7 +317,7 @@ def save_with_model_card(
     start (``val_start``: loss, bits per byte) beside the final ones, and which ``weights`` it holds when not the
     last step's. A mixture's card has a table of its sources (``mixture``: label, weight, drawn tokens, val_loss,
     val_bpb each)."""
-    out_dir = save_model_dir(model, out_dir, tokenizer)
+    out_dir = Path(out_dir)
     info = {
         # A run's export is run_dir/model: the run names the model, not "model".
         "name": out_dir.resolve().parent.name if out_dir.name == "model" else out_dir.name,
@@ -314,5 +340,22 @@ def save_with_model_card(
         "weights": weights,
         "mixture": mixture,
     }
-    write_model_card(out_dir, info)
-    return out_dir
+    return save_model_dir(model, out_dir, tokenizer, card=info)
+
+
+def push_to_hub(out_dir: str | os.PathLike, repo_id: str, say=print) -> bool:
+    """Publish an exported directory (without the export's marker, which is this machine's business); when the Hub is
+    unreachable or refuses, say so and keep the local export. Whether it was pushed."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().create_repo(repo_id, exist_ok=True)
+        HfApi().upload_folder(folder_path=str(out_dir), repo_id=repo_id, ignore_patterns=[EXPORT_MARKER])
+    except Exception as error:  # network, auth or offline mode: the export itself succeeded
+        say(
+            f"could not push to the Hub ({type(error).__name__}: {error}); the model is intact in {out_dir}. "
+            f"Push it later with: hf upload {repo_id} {out_dir}"
+        )
+        return False
+    say(f"pushed to https://huggingface.co/{repo_id}")
+    return True

@@ -401,6 +401,31 @@ def options_help() -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that names a key twice (plain YAML keeps the last one silently: a
+    mixture ``{a: 0.5, a: 0.5, b: 1}`` would train a at 33%)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ValueError(f"{key!r} is given twice in one mapping; name it once")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, where: str, invalid: str | None = None) -> Any:
+    """``text`` as YAML (a key given twice refused), or a ValueError naming ``where`` it came from (``invalid``: what
+    to say of text that is not YAML at all, instead of the parser's words)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        raise ValueError(invalid or f"{where} is not valid YAML: {error}".replace("\n", " ")) from None
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
 def parse_args(argv: list[str]) -> TrainConfig:
     """``[CONFIG.yaml] [--key value | --key=value ...]`` to a TrainConfig (command line wins over the file);
     ``-h`` / ``--help`` print the options and exit."""
@@ -412,10 +437,7 @@ def parse_args(argv: list[str]) -> TrainConfig:
         path = Path(argv[0])
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}".replace("\n", " ")) from None
+        loaded = read_yaml(path.read_text(), str(path))
         if loaded is None:  # a file that was never saved, or emptied by mistake: not the intent to train defaults
             raise ValueError(f"{path} is empty; give it config keys (see configs/quickstart.yaml), or leave it out "
                              "to train the defaults")  # fmt: skip
@@ -436,8 +458,8 @@ def parse_args(argv: list[str]) -> TrainConfig:
                 raise ValueError(f"{arg} needs a value")
             key, raw = arg[2:], argv[index + 1]
             index += 2
-        try:
-            values[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ValueError(f"--{key} {raw!r} is not a valid value (read as YAML); quote it or fix it") from None
+        if not raw.strip():  # an unset shell variable (--init_from "$MODEL"): never the same as leaving it out
+            raise ValueError(f"--{key} is given an empty value; give one, or null to unset it")
+        where = f"--{key} {raw!r}"
+        values[key] = read_yaml(raw, where, f"{where} is not a valid value (read as YAML); quote it or fix it")
     return build_config(values)

@@ -56,6 +56,15 @@ def test_malformed_yaml_names_the_file(tmp_path):
         parse_args([str(config)])
     with pytest.raises(ValueError, match="--sample_prompts '\\[a' is not a valid value"):
         parse_args(["--sample_prompts", "[a"])
+    # A key given twice in a preset keeps only the last silently in plain YAML; an empty value on the command line
+    # (--init_from "$MODEL" with MODEL unset) read as null trained from random weights.
+    config.write_text("lr: 3e-4\nmax_steps: 10\nlr: 1e-3\n")
+    with pytest.raises(ValueError, match=f"{config}: 'lr' is given twice in one mapping; name it once"):
+        parse_args([str(config)])
+    for flag in ("--init_from", "--data", "--lr"):
+        with pytest.raises(ValueError, match=f"{flag} is given an empty value; give one, or null to unset it"):
+            parse_args([flag, ""])
+    assert parse_args(["--init_from", "null"]).init_from is None
 
 
 def test_a_wrong_hellaswag_path_fails_before_the_first_step(tmp_path):
@@ -124,3 +133,26 @@ def test_empty_sources_missing_paths_and_damaged_tokenizers_are_named_with_a_fix
         assert message in result.stderr.strip().splitlines()[-1], (arguments, result.stderr[-2000:])
     assert not (tmp_path / "t").exists() and not Path(f"{damaged}-new").exists()  # the advised --out is free
     assert not (tmp_path / "runs" / "b").exists()  # a bad tokenizer stops the run before its directory is made
+
+
+def test_binary_noise_is_named_and_a_source_validation_would_take_whole_is_refused_before_step_1(tmp_path):
+    """A directory of random bytes trained on without a word (bpb 6.0); a mixture source whose held-out documents
+    are all it has used to fail after the step-0 evaluation, blaming the process count, with advice (lower the run's
+    val_docs) that shrinks every source's validation."""
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    for index in range(8):
+        (noise / f"{index}.txt").write_bytes(os.urandom(1500))
+    few = write_jsonl(tmp_path / "few.jsonl", make_documents(4, seed=3))
+    data = json.dumps({f"{noise}/*.txt": 0.5, str(few): 0.5})
+    result = run_train(tmp_path / "run", "--data", data, "--val_docs", "4", "--hellaswag_data", "null", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "step 1" not in result.stdout
+    assert f"of the characters of {noise}/*.txt's held-out documents are not text (undecodable bytes or control " \
+        "characters): is it a binary file?" in result.stdout, result.stdout  # fmt: skip
+    assert (f"error: the 4 documents held out for validation are the whole of {few}, and none is left to train on; "
+            f"give {few} its own val_docs in the list form: data: [{{path: {few}, weight: 0.5, val_docs: 1}}, ...]"
+            ) in result.stderr, result.stderr  # fmt: skip
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match="has only 4 documents, fewer than the 20 asked for validation; lower "
+                       "val_docs, e.g. --val_docs 1"):  # fmt: skip
+        validation_documents(TextSource(str(few)), 20)

@@ -52,33 +52,37 @@ def test_an_export_never_replaces_a_run_a_directory_of_other_files_or_the_workin
         for name, text in files.items():
             (directory / name).write_text(text)
     before = snapshot(tmp_path)
+    not_ours = "that no export of this project wrote (no .gpt-scratch-export.json"
     for target, problem in (
         (run_dir, f"{run_dir} is a run directory (it holds checkpoints/, loss.png, model/"),
-        (tmp_path, f"{tmp_path} is not a model directory (it holds myproj/, notes/, papers/, run/ and 1 more)"),
-        (user_dir, f"{user_dir} is not a model directory (it holds draft.tex)"),
-        (run_dir / "checkpoints", f"{run_dir / 'checkpoints'} is not a model directory (it holds step-000002/)"),
-        (project, f"{project} is not a model directory (it holds analysis.py)"),
-        (code, f"{code} is not a model directory (it holds make_notebook.py, make_sample.py)"),
-        (
-            notes,
-            f"{notes} is not an earlier export (it holds README.md, but no config.json with a model_type and weights)",
-        ),
+        (tmp_path, f"{tmp_path} holds myproj/, notes/, papers/, run/ and 1 more {not_ours}"),
+        (user_dir, f"{user_dir} holds draft.tex {not_ours}"),
+        (run_dir / "checkpoints", f"{run_dir / 'checkpoints'} holds step-000002/ {not_ours}"),
+        (project, f"{project} holds README.md, analysis.py, config.json {not_ours}"),
+        (code, f"{code} holds make_notebook.py, make_sample.py {not_ours}"),
+        (notes, f"{notes} holds README.md {not_ours}"),
     ):
         result = run_command("-m gpt_scratch.export", str(checkpoint), str(target), check=False)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert f"error: cannot export into {target}: {problem}" in result.stderr, result.stderr
+        assert f"or remove {target} yourself if it may go" in result.stderr
     # "." and any directory above the working directory: refused before anything is read.
     for target in (".", ".."):
         result = run_command("-m gpt_scratch.export", str(checkpoint), target, check=False, cwd=user_dir)
         assert f"{target} is the working directory or holds it" in result.stderr, result.stderr
-    # A user's files beside a model's: refused too (the README is the user's, not a card).
-    (notes / "config.json").write_text('{"model_type": "gpt2"}')
-    (notes / "model.safetensors").write_bytes((run_dir / "model" / "model.safetensors").read_bytes())
-    result = run_command("-m gpt_scratch.export", str(checkpoint), str(notes), check=False)
-    assert f"error: cannot export into {notes}: {notes} is not an earlier export (its README.md is not a model card)" \
-        in result.stderr, result.stderr  # fmt: skip
+    # A model the user saved with transformers, with a card of notes that opens with metadata as every Hub card does
+    # (it used to pass as an earlier export and be replaced, notes and all), and the same downloaded-like directory
+    # for to-gpt2: refused, untouched.
+    mine = tmp_path / "myhf"
+    make_gpt2().save_pretrained(mine)
+    (mine / "README.md").write_text("---\ntitle: my own GPT-2 experiment\n---\n\nNotes: lr 3e-4 diverged\n")
+    for program, given in (("-m gpt_scratch.export", [str(checkpoint)]), ("-m gpt_scratch.convert", ["to-gpt2",
+                           str(run_dir / "model")])):  # fmt: skip
+        result = run_command(program, *given, str(mine), check=False)
+        assert f"error: cannot export into {mine}: {mine} holds README.md, config.json, generation_config.json, " \
+            f"model.safetensors {not_ours}" in result.stderr, result.stderr  # fmt: skip
     result = run_command("-m gpt_scratch.convert", "to-gpt2", str(run_dir / "model"), str(project), check=False)
-    assert f"error: cannot export into {project}: {project} is not a model directory" in result.stderr, result.stderr
+    assert f"error: cannot export into {project}: {project} holds README.md" in result.stderr, result.stderr
     before = snapshot(tmp_path)
     # train.py with --export_dir at the run directory itself, or at a directory of code: refused before step 1.
     for target in (run_dir, code):
@@ -92,10 +96,21 @@ def test_an_export_never_replaces_a_run_a_directory_of_other_files_or_the_workin
         in result.stderr and f"--resume auto, or start this one in another directory, e.g. --run_dir {run_dir}-2" \
         in result.stderr, result.stderr  # fmt: skip
     assert snapshot(tmp_path) == before
-    # A model directory (the run's own export) is replaced; a new directory is made.
-    for target in (run_dir / "model", tmp_path / "new" / "model"):
+    # An earlier export (the run's own, a to-gpt2 output) is replaced; a new directory is made.
+    gpt2_format = tmp_path / "gpt2-format"
+    run_command("-m gpt_scratch.convert", "to-gpt2", str(run_dir / "model"), str(gpt2_format))
+    for target in (run_dir / "model", tmp_path / "new" / "model", gpt2_format):
         run_command("-m gpt_scratch.export", str(checkpoint), str(target))
         assert AutoModelForCausalLM.from_pretrained(target, trust_remote_code=True).config.n_layer == 2
+    # ... but not once the user has written into it: a note in the card, a file of their own.
+    with open(gpt2_format / "README.md", "a") as card:
+        card.write("\nMy notes: exported at step 2.\n")
+    (run_dir / "model" / "eval-results.json").write_text("{}")
+    for target, changed in ((gpt2_format, "README.md"), (run_dir / "model", "eval-results.json")):
+        kept = snapshot(target)
+        result = run_command("-m gpt_scratch.export", str(checkpoint), str(target), check=False)
+        assert f"{changed} in {target} changed since it was exported" in result.stderr, result.stderr
+        assert snapshot(target) == kept
     assert snapshot(run_dir / "checkpoints") == {k[len("run/checkpoints/"):]: v for k, v in before.items()
                                                  if k.startswith("run/checkpoints/")}  # fmt: skip
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_runs import run_command, tiny_shards, train_in_process, trainer_state
+from safetensors.torch import load_file
+from train_runs import TINY, run_command, tiny_shards, train_in_process, trainer_state
 
 from gpt_scratch.data import TextSource, WorkerBatches, prepare_shards, validation_tokens
 from gpt_scratch.data.mixture import MixtureBatches, mixture_entries
@@ -168,12 +169,72 @@ def test_a_mixture_runs_validates_each_source_as_eval_py_scores_it_and_reports_w
         ("[{path: a.jsonl, weight: 1, colum: x}]", "data: entry 1 has unknown key(s) colum; known: path, weight"),
         ("[{path: a.jsonl, weight: 1}, {path: a.jsonl, weight: 2}]", "a.jsonl appears more than once; give each"),
         ("{}", "data: the mixture is empty"),
+        # YAML keeps the last of two equal keys silently (a at 33%, not 50%): refused as the list form refuses it.
+        (
+            "{a.jsonl: 0.5, a.jsonl: 0.5, b.jsonl: 1}",
+            "--data '{a.jsonl: 0.5, a.jsonl: 0.5, b.jsonl: 1}': 'a.jsonl' is given twice in one mapping; name it once",
+        ),
     ],
 )
 def test_a_mixture_written_wrong_is_refused_in_one_line(data, message):
     with pytest.raises(ValueError, match=None) as refused:
         parse_args(["--data", data])
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_weights_whose_sum_overflows_keep_their_proportions():
+    """1.5e308 + 5e307 is inf in floats: each share used to become 0 (every row from the first source, val loss 0)."""
+    entries = mixture_entries({"b.jsonl": 1.5e308, "a.jsonl": 5e307, "c.jsonl": "5e307"})
+    assert [entry.weight for entry in entries] == pytest.approx([0.6, 0.2, 0.2], rel=1e-12)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_mixture_resumed_with_its_sources_in_another_order_continues_each_source(sources, workers):
+    """Each source's state is kept by its label: the batches after a resume that lists the sources the other way
+    round are those the uninterrupted mixture draws (they used to go to the other source: b credited with a's)."""
+    tokenizer = load_tokenizer("gpt2")
+    mapping = {str(sources["words"]): 0.7, str(sources["numbers"]): 0.3}
+
+    def make(order) -> MixtureBatches | WorkerBatches:
+        data = MixtureBatches(mixture_entries(dict(order)), BATCH, SEQ_LEN, val_docs=5, shuffle_buffer=20,
+                              tokenizer=tokenizer)  # fmt: skip
+        return WorkerBatches(data, workers, snapshot_every=4) if workers else data
+
+    straight = make(mapping.items())
+    for _ in range(6):
+        straight.next_batch()
+    saved = straight.state_dict()
+    expected = [straight.next_batch() for _ in range(6)]
+    reordered = make(reversed(mapping.items()))
+    reordered.load_state_dict(saved)
+    for (inputs, targets), (again_inputs, again_targets) in zip(expected, [reordered.next_batch() for _ in range(6)]):
+        assert torch.equal(inputs, again_inputs) and torch.equal(targets, again_targets)
+    assert reordered.drawn.tolist() == straight.drawn.tolist()[::-1]
+
+
+def test_train_py_resumes_a_reordered_mixture_to_the_same_weights_and_refuses_another_source(tmp_path, sources):
+    """docs/data.md: the order a mixture lists its sources in is not part of the run; its sources are."""
+    first, second = ({"path": str(sources[name]), "weight": weight} for name, weight in (("words", 3), ("numbers", 1)))
+    args = [*TINY, "--val_docs", "6", "--val_batches", "1", "--hellaswag_data", "null", "--warmup_steps", "1",
+            "--min_lr", "3e-3", "--shuffle_buffer", "20", "--checkpoint_interval", "3"]  # fmt: skip
+    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": "", "OMP_NUM_THREADS": "1"}
+
+    def train(run_dir, entries, steps, *more):
+        return train_in_process([*args, "--run_dir", str(tmp_path / run_dir), "--data", json.dumps(entries),
+                                 "--max_steps", str(steps), *more], env)  # fmt: skip
+
+    assert train("straight", [first, second], 6).returncode == 0
+    assert train("resumed", [first, second], 3).returncode == 0
+    extra = {"path": str(sources["numbers"]), "weight": 1, "label": "more"}
+    added = train("resumed", [first, second, extra], 6, "--resume", "auto")
+    assert added.returncode == 1 and "cannot resume" in added.stderr and "data:" in added.stderr, added.stderr[-2000:]
+    result = train("resumed", [second, first], 6, "--resume", "auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert dict(trainer_state(tmp_path / "resumed")["history"]["drawn"][-1][1]) == \
+        dict(trainer_state(tmp_path / "straight")["history"]["drawn"][-1][1])  # fmt: skip
 
 
 def test_an_unknown_or_empty_source_in_a_mixture_stops_the_run_before_step_1(tmp_path, corpus):

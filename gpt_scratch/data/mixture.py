@@ -126,8 +126,11 @@ def mixture_entries(
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ValueError(f"data: {', '.join(repeated)} appears more than once; give each entry its own label")
-    total = sum(entry.weight for entry in raw)
-    return [dataclasses.replace(entry, weight=entry.weight / total) for entry in raw]
+    # Scaled by the largest first (a sum of weights near the largest float would overflow to inf and make every share
+    # 0), and summed exactly (math.fsum): the shares do not depend on the order the sources are listed in.
+    largest = max(entry.weight for entry in raw)
+    total = math.fsum(entry.weight / largest for entry in raw)
+    return [dataclasses.replace(entry, weight=entry.weight / largest / total) for entry in raw]
 
 
 def config_mixture(config) -> list[MixtureEntry] | None:
@@ -197,6 +200,8 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         self.entries, self.batch_size, self.seq_len = entries, batch_size, seq_len
         self.rank, self.world_size = rank, world_size
         self.weights = [entry.weight for entry in entries]
+        labels = sorted(entry.label for entry in entries)
+        self._tie = [-labels.index(entry.label) for entry in entries]
         skip_tokens = skip_tokens or [0] * len(entries)
         self.readers: list[PackedBatches | _ShardRows] = [
             _ShardRows(entry, seq_len, skip, tokenizer) if entry.token_shards else
@@ -222,9 +227,10 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
 
     def _pick(self) -> int:
-        """The source of the next global row: the one whose share lags its weight most (ties: the first)."""
+        """The source of the next global row: the one whose share lags its weight most (ties: the first label in
+        sorted order, so that the rows drawn do not depend on the order the mixture lists its sources in)."""
         after = self.row + 1
-        return max(range(len(self.weights)), key=lambda s: self.weights[s] * after - self.counts[s])
+        return max(range(len(self.weights)), key=lambda s: (self.weights[s] * after - self.counts[s], self._tie[s]))
 
     def _read(self, source: int, indices: list[int], announce: bool) -> np.ndarray:
         """The rows this consumer draws from ``source`` in one micro-batch (its windows ``indices`` of a prepared
@@ -277,21 +283,32 @@ class MixtureBatches(torch.utils.data.IterableDataset):
             yield self.next_rows()
 
     def state_dict(self) -> dict[str, Any]:
+        """Each source's state by its label: a resume that lists the sources in another order continues each one."""
+        labels = [entry.label for entry in self.entries]
         return {
             "row": self.row,
-            "counts": list(self.counts),
-            "drawn": self.drawn.clone(),
-            "epochs": list(self._epochs),
-            "streams": [None if isinstance(r, _ShardRows) else r.state_dict() for r in self.readers],
+            "counts": dict(zip(labels, self.counts)),
+            "drawn": dict(zip(labels, self.drawn.tolist())),
+            "epochs": dict(zip(labels, self._epochs)),
+            "streams": {
+                label: None if isinstance(r, _ShardRows) else r.state_dict() for label, r in zip(labels, self.readers)
+            },  # fmt: skip
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["counts"]) != len(self.entries):
+        labels = [entry.label for entry in self.entries]
+        if isinstance(state["counts"], list):  # saved before states were keyed by label: in the order listed then
+            state = {key: dict(zip(labels, value)) if isinstance(value, list) else value for key, value in
+                     {**state, "drawn": state["drawn"].tolist()}.items()}  # fmt: skip
+        if set(state["counts"]) != set(labels):
             raise ValueError(
-                f"the checkpoint's mixture has {len(state['counts'])} sources, this run's {len(self.entries)}"
+                f"the checkpoint's mixture has the sources {', '.join(state['counts'])}; this run's "
+                f"{', '.join(labels)}. A mixture's sources are part of what a run is: resume with the checkpoint's"
             )
-        self.row, self.counts, self._epochs = state["row"], list(state["counts"]), list(state["epochs"])
-        self.drawn = state["drawn"].clone()
-        for reader, stream_state in zip(self.readers, state["streams"]):
-            if stream_state is not None:
-                reader.load_state_dict(stream_state)
+        self.row = state["row"]
+        self.counts = [state["counts"][label] for label in labels]
+        self._epochs = [state["epochs"][label] for label in labels]
+        self.drawn = torch.tensor([state["drawn"][label] for label in labels], dtype=torch.int64)
+        for label, reader in zip(labels, self.readers):
+            if state["streams"][label] is not None:
+                reader.load_state_dict(state["streams"][label])

@@ -151,18 +151,49 @@ def _opened(
     return dataset.select_columns(["text"])
 
 
-def validation_documents(source: TextSource, num_docs: int) -> list[str]:
+def validation_documents(source: TextSource, num_docs: int, fix: str | None = None) -> list[str]:
     """The first ``num_docs`` documents of the source in canonical order: the fixed validation set.
 
-    Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count.
+    Training skips exactly these (``DocumentStream(skip_docs=num_docs)``) on every run and process count, so at least
+    one more must exist: a source they would take whole is refused here, before step 1, with ``fix`` (what to change:
+    by default the run's ``val_docs``; ``{spare}`` in it becomes a count the source can spare).
     """
-    docs = checked_texts([row["text"] for row in open_documents(source).take(num_docs)], source)
+    docs = checked_texts([row["text"] for row in open_documents(source).take(num_docs + 1)], source)
+    if len(docs) > num_docs:
+        return docs[:num_docs]
+    if not any(doc.strip() for doc in docs):  # an empty file is one empty document, not a corpus
+        raise ValueError(f"{source.path} holds no text (only empty files or documents); point data at text")
+    if len(docs) == 1:
+        raise ValueError(
+            f"{source.path} is a single document: validation holds out whole documents and training needs the rest; "
+            "split it into several files (or JSON lines)"
+        )
+    fix = (fix or "lower val_docs, e.g. --val_docs {spare}").replace("{spare}", str(max(1, len(docs) // 10)))
     if len(docs) < num_docs:
-        if not any(doc.strip() for doc in docs):  # an empty file is one empty document, not a corpus
-            raise ValueError(f"{source.path} holds no text (only empty files or documents); point data at text")
-        counted = f"only {len(docs)} document" + ("s" if len(docs) != 1 else "")
-        raise ValueError(f"{source.path} has {counted}, fewer than the {num_docs} asked for validation; lower val_docs")
-    return docs
+        raise ValueError(f"{source.path} has only {len(docs)} documents, fewer than the {num_docs} asked for "
+                         f"validation; {fix}")  # fmt: skip
+    raise ValueError(f"the {num_docs} documents held out for validation are the whole of {source.path}, and none "
+                     f"is left to train on; {fix}")  # fmt: skip
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, newline, return
+NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
+
+
+def not_text_characters(text: str) -> int:
+    """Characters that no text holds: undecodable bytes (read as U+FFFD) and control characters."""
+    return text.count("\ufffd") + len(CONTROL.findall(text))
+
+
+def not_text_warning(label: str, texts: list[str]) -> str | None:
+    """A warning when more than 1% of ``texts``' characters are not text (a binary file given as data), or None."""
+    fraction = sum(map(not_text_characters, texts)) / max(1, sum(map(len, texts)))
+    if fraction <= NOT_TEXT_WARNING:
+        return None
+    return (
+        f"WARNING: {fraction:.0%} of the characters of {label}'s held-out documents are not text (undecodable bytes "
+        "or control characters): is it a binary file? Training reads it as it is; check the source"
+    )
 
 
 def checked_texts(texts: list, source: TextSource) -> list[str]:

@@ -21,7 +21,7 @@ How a stream is split and resumed:
 
 import copy
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,7 +31,7 @@ from datasets import IterableDataset
 from datasets.distributed import split_dataset_by_node
 
 from ..tokenizer import TextTokenizer, load_tokenizer
-from .sources import TextSource, checked_texts, open_documents, validation_documents
+from .sources import TextSource, checked_texts, not_text_warning, open_documents, validation_documents
 
 # A source's files are grouped into contiguous units, the granularity of shuffling and splitting: at least
 # MAX_UNITS when there are that many files, and at least one per consumer. `IterableDataset.shard` costs time in
@@ -396,6 +396,7 @@ class WorkerBatches:
 
         # A mixture's workers send each row's source with the batch: the rows given to training, per source.
         entries = getattr(dataset, "entries", None)
+        self.labels = None if entries is None else [entry.label for entry in entries]
         self.drawn = None if entries is None else torch.zeros(len(entries), dtype=torch.int64)
         self.loader = StatefulDataLoader(
             dataset,
@@ -422,19 +423,32 @@ class WorkerBatches:
     def state_dict(self) -> dict[str, Any]:
         if self.drawn is None:
             return self.loader.state_dict()
-        return {"loader": self.loader.state_dict(), "drawn": self.drawn.clone()}
+        return {"loader": self.loader.state_dict(), "drawn": dict(zip(self.labels, self.drawn.tolist()))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.drawn is not None:
-            state, self.drawn = state["loader"], state["drawn"].clone()
+        if self.drawn is not None:  # by label (a mixture resumed in another order); a tensor in older checkpoints
+            drawn = state["drawn"]
+            drawn = [drawn[label] for label in self.labels] if isinstance(drawn, dict) else drawn.tolist()
+            state, self.drawn = state["loader"], torch.tensor(drawn, dtype=torch.int64)
         self.loader.load_state_dict(state)
         self._batches = None
 
 
-def validation_tokens(source: TextSource, num_docs: int, tokenizer: TextTokenizer | None = None) -> torch.Tensor:
-    """The validation documents' tokens, ``<|endoftext|>`` before each, as training packs them."""
+def validation_tokens(
+    source: TextSource,
+    num_docs: int,
+    tokenizer: TextTokenizer | None = None,
+    fix: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """The validation documents' tokens, ``<|endoftext|>`` before each, as training packs them. ``fix``: what to
+    change when the source has too few documents (``validation_documents``); ``say``: where to warn when they are
+    not text (a binary file given as data), the sample of the source a run reads before step 1."""
+    documents = validation_documents(source, num_docs, fix)
+    if say and (warning := not_text_warning(source.path, documents)):
+        say(warning)
     with ThreadPoolExecutor(4) as pool:
-        tokens = tokenize_documents(tokenizer, validation_documents(source, num_docs), pool)
+        tokens = tokenize_documents(tokenizer, documents, pool)
     return torch.from_numpy(tokens.astype(np.int64))
 
 

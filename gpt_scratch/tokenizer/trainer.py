@@ -19,7 +19,6 @@ what ``tokenizer: DIR`` in train.py's config names; it is written beside its des
 
 import fcntl
 import os
-import re
 import shutil
 import time
 import uuid
@@ -28,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.sources import TextSource, checked_texts, open_documents
+from ..data.sources import NOT_TEXT_WARNING, TextSource, checked_texts, not_text_characters, open_documents
 from ..saving import save_tokenizer
 from ..storage import holds_working_directory
 from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
@@ -41,10 +40,6 @@ PATTERNS = {
 ROUND_TO = 128
 VAL_DOCS = 200  # documents held out by default: train.py's default val_docs
 MIN_VOCAB = 256 + 1  # every byte, and <|endoftext|>
-
-
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, newline, return
-NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
 
 
 @dataclass
@@ -103,7 +98,7 @@ class Corpus:
                         return
                     self.documents += 1
                     self.bytes += len(text.encode("utf-8", "surrogatepass"))
-                    self.not_text += text.count("\ufffd") + len(CONTROL.findall(text))
+                    self.not_text += not_text_characters(text)
                     bar.update(1)
                     bar.set_postfix_str(f"{self.bytes / 1e6:,.1f} MB", refresh=False)
                     yield text
