@@ -47,7 +47,7 @@ from gpt_scratch.data import (
     token_windows,
     validation_tokens,
 )
-from gpt_scratch.data.mixture import MixtureBatches, MixtureEntry, config_mixture, describe
+from gpt_scratch.data.mixture import MixtureBatches, MixtureEntry, check_shard_directories, config_mixture, describe
 from gpt_scratch.data.shards import shards_identity
 from gpt_scratch.divergence import CheckpointHealth, command_with, lower_learning_rates, quarantine_after
 from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable
@@ -191,8 +191,12 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and newer
         torch.backends.cudnn.allow_tf32 = True
     if accelerator.is_main_process:
-        check_export_target(config.export_dir or run_dir / "model")  # an export must never replace the run
+        export_dir = Path(config.export_dir or run_dir / "model")
+        check_export_target(export_dir)  # an export must never replace the run
         check_writable(run_dir / "checkpoints")  # now, not at the first checkpoint after hours of training
+        check_writable(export_dir.parent, "the run could not export its model at the end",
+                       "Choose another --export_dir, or make this one writable")  # fmt: skip
+        run_dir.mkdir(parents=True, exist_ok=True)  # for its lock; checkpoints/ comes with the first checkpoint
         lock = RunLock(run_dir).acquire()  # before anything writes here: a second run on this run_dir stops now
         cleanup.callback(lock.release)  # on any exit but kill -9, whose lock the kernel drops with the process
         # A new run must not replace a finished one, nor take over its checkpoints.
@@ -231,6 +235,7 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
                           f"has {text_tokenizer.vocab_size:,}); set padded_vocab_size: null")  # fmt: skip
     tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
     if mixture := config_mixture(config):
+        check_shard_directories(mixture)
         # Each source holds out its own first val_docs documents (gpt_scratch.data.mixture).
         held_out = {entry.label: validation_tokens(entry.source, entry.held_out(config.val_docs), text_tokenizer,
                                                    own_val_docs(entry), accelerator.print)

@@ -275,7 +275,8 @@ def save_checkpoint(
             fsync_tree(staging)  # data on disk before the name says "complete"
     except (OSError, RuntimeError, SafetensorError) as error:  # torch reports a full disk as a RuntimeError
         fix = f"Free space (or lower --keep_checkpoints), then resume with --resume auto ({intact})"
-        failure = write_failure(error, root, needed, f"checkpoint {final.name}", fix)
+        writable = f"Make {root} writable, then resume with --resume auto ({intact})"
+        failure = write_failure(error, root, needed, f"checkpoint {final.name}", fix, writable)
         shutil.rmtree(staging, ignore_errors=True)
         raise failure from None
     if accelerator.is_main_process:

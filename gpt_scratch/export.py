@@ -20,8 +20,11 @@ from .tokenizer.text_tokenizer import TextTokenizer
 from .train_config import build_config
 
 
-def checkpoint_model(checkpoint: str | Path) -> tuple[GPTScratchForCausalLM, TextTokenizer, dict]:
-    """The model a checkpoint was training, with its weights, its tokenizer and the checkpoint's trainer state."""
+def checkpoint_model(
+    checkpoint: str | Path, use: str = "export"
+) -> tuple[GPTScratchForCausalLM, TextTokenizer, dict]:
+    """The model a checkpoint was training, with its weights, its tokenizer and the checkpoint's trainer state
+    (``use``: what the user does with it, for the advice when it is damaged: export, start from)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise FileNotFoundError(no_such_checkpoint(checkpoint))
@@ -34,7 +37,7 @@ def checkpoint_model(checkpoint: str | Path) -> tuple[GPTScratchForCausalLM, Tex
             "`accelerate merge-weights` first, or from a run that ended normally (run_dir/model)"
         )
     if problem := checkpoint_problem(checkpoint):
-        raise ValueError(f"checkpoint {checkpoint} is damaged: {problem}; export another checkpoint")
+        raise ValueError(f"checkpoint {checkpoint} is damaged: {problem}; {use} another checkpoint")
     state = json.loads(state_file.read_text())
     config = build_config(state["config"])  # a tokenizer directory that is gone fails here
     tokenizer = load_tokenizer(config.tokenizer)
@@ -49,7 +52,7 @@ def checkpoint_model(checkpoint: str | Path) -> tuple[GPTScratchForCausalLM, Tex
         raise ValueError(f"{weights_file} does not match the run's model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     if not all(tensor.isfinite().all() for tensor in model.state_dict().values()):
-        raise ValueError(f"{weights_file} holds non-finite weights; export an earlier checkpoint")
+        raise ValueError(f"{weights_file} holds non-finite weights; {use} an earlier checkpoint")
     return model, tokenizer, state
 
 

@@ -25,11 +25,14 @@ from pathlib import Path
 import torch
 
 from .configuration_gpt_scratch import GPTScratchConfig
+from .model_files import check_model_directory
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .tokenizer import load_tokenizer
 from .tokenizer.text_tokenizer import GPT2
 from .train_config import MODEL_OPTIONS, TrainConfig
 
+TAKES = ("init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint, or a checkpoint "
+         "of this project (run_dir/checkpoints/step-N)")
 # What a Hub download of a model takes: weights, config, tokenizer, code; not the other frameworks' copies.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.py", "*.jinja", "README.md"]
 
@@ -61,10 +64,8 @@ def _tokenizer_of(directory: Path, config: GPTScratchConfig, source: str) -> str
 
 def _model_directory(directory: Path, source: str) -> tuple[GPTScratchForCausalLM, str]:
     """A GPT-2-format or gpt-scratch model directory's model (fp32: the run's master weights) and tokenizer."""
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"init_from {source}: {directory} has no config.json (not a model directory)")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    check_model_directory(directory, f"init_from {source}")  # a damaged or hostile file: one line naming it
+    model_type = json.loads((directory / "config.json").read_text()).get("model_type")
     if model_type == "gpt2":
         model = GPTScratchForCausalLM.from_gpt2(str(directory), dtype=torch.float32)
     elif model_type == GPTScratchConfig.model_type:
@@ -84,7 +85,7 @@ def _hub_snapshot(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
     except Exception as error:  # offline, no such repo, no access: huggingface_hub's errors differ by cause
-        reason = str(error).strip().splitlines()[0][:200]
+        reason = str(error).strip().splitlines()[0]  # whole: a cut sentence loses its advice
         raise OSError(
             f"init_from {repo_id}: could not get it from the Hugging Face Hub or its cache ({type(error).__name__}: "
             f"{reason}); run once with the network to cache it, or give a local model directory"
@@ -100,12 +101,15 @@ def pretrained_model(source: str) -> Start:
     if path.is_dir() and (path / "trainer_state.json").is_file():
         from .export import checkpoint_model
 
-        model, tokenizer, state = checkpoint_model(path)
+        model, tokenizer, state = checkpoint_model(path, use="start from")
         return Start(model, tokenizer.name, f"checkpoint {path} (step {state['step']})")
     if path.is_file():
         from .convert import from_nanogpt
 
-        return Start(from_nanogpt(path).float(), GPT2, f"nanoGPT checkpoint {path}")
+        try:
+            return Start(from_nanogpt(path).float(), GPT2, f"nanoGPT checkpoint {path}")
+        except ValueError as error:
+            raise ValueError(f"init_from {source}: {error}. {TAKES}") from None
     if path.is_dir():
         model, tokenizer = _model_directory(path, source)
         return Start(model, tokenizer, f"model directory {path}")

@@ -156,8 +156,10 @@ def save_model_dir(
             save_tokenizer(tokenizer or gpt2_tokenizer(model.config.n_positions), staging)
         except (OSError, RuntimeError, SafetensorError) as error:  # a full disk, in each library's words
             needed = sum(p.numel() * p.element_size() for p in model.parameters())
-            fix = "Free space there, or export elsewhere (export_dir); the run's checkpoints are intact"
-            raise write_failure(error, out_dir.parent, needed, f"the model {out_dir.name}", fix) from None
+            elsewhere = "export elsewhere (export_dir); the run's checkpoints are intact"
+            what = "the model" if out_dir.name == "model" else f"the model {out_dir.name}"
+            raise write_failure(error, out_dir.parent, needed, what, f"Free space there, or {elsewhere}",
+                                f"Make it writable, or {elsewhere}") from None  # fmt: skip
         if card is not None:
             write_model_card(staging, {"name": out_dir.name, **card})
         move_into_place(staging, out_dir)

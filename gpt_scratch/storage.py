@@ -21,18 +21,22 @@ def gigabytes(size: float) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
-def check_writable(directory: Path) -> None:
-    """Create ``directory`` if needed and write (then remove) a probe file in it, or fail in one line."""
+def check_writable(
+    directory: Path,
+    what: str = "the run could not save its checkpoints",
+    fix: str = "Choose another --run_dir, or make this one writable",
+) -> None:
+    """Write (then remove) a probe file in ``directory``, or in the nearest directory above it that exists (where it
+    would be made: nothing is created, so a run refused later leaves no empty directory), or fail in one line."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-probe-{uuid.uuid4().hex}"
+        probe = existing / f".write-probe-{uuid.uuid4().hex}"
         probe.write_bytes(b"probe")
         probe.unlink()
     except OSError as error:
-        raise StorageError(
-            f"{directory} is not writable ({error.strerror or error}): the run could not save its checkpoints. "
-            "Choose another --run_dir, or make this one writable"
-        ) from None
+        raise StorageError(f"{existing} is not writable ({error.strerror or error}): {what}. {fix}") from None
 
 
 def holds_working_directory(path: str | Path) -> bool:
@@ -52,10 +56,19 @@ def directory_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-def write_failure(error: BaseException, directory: Path, needed: int, what: str, fix: str) -> StorageError:
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def write_failure(
+    error: BaseException, directory: Path, needed: int, what: str, fix: str, fix_unwritable: str | None = None
+) -> StorageError:
     """The one-line error for a write that failed. Call it before removing the partial file: a full disk shows as
     OSError(ENOSPC), as numpy's "N requested and M written", or as torch's RuntimeError, so the free space left at
-    the moment of failure is what tells."""
+    the moment of failure is what tells. ``fix`` is the advice for a full disk; a read-only file system or a
+    directory without permission gets ``fix_unwritable`` (freeing space would not help)."""
+    if isinstance(error, OSError) and error.errno in UNWRITABLE:
+        advice = fix_unwritable or f"Make {directory} writable, or choose another directory"
+        return StorageError(f"could not write {what} in {directory}: {error.strerror}. {advice}")
     free = free_bytes(directory)
     full = (
         (isinstance(error, OSError) and error.errno == errno.ENOSPC)

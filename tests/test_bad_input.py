@@ -152,7 +152,7 @@ def test_binary_noise_is_named_and_a_source_validation_would_take_whole_is_refus
     assert (f"error: the 4 documents held out for validation are the whole of {few}, and none is left to train on; "
             f"give {few} its own val_docs in the list form: data: [{{path: {few}, weight: 0.5, val_docs: 1}}, ...]"
             ) in result.stderr, result.stderr  # fmt: skip
-    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    assert not (tmp_path / "run" / "checkpoints").exists()  # a run refused in setup leaves no empty checkpoints/
     with pytest.raises(ValueError, match="has only 4 documents, fewer than the 20 asked for validation; lower "
                        "val_docs, e.g. --val_docs 1"):  # fmt: skip
         validation_documents(TextSource(str(few)), 20)

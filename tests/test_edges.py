@@ -157,7 +157,8 @@ def test_a_second_divergence_at_the_same_step_sets_the_new_checkpoint_aside_too(
     "argv, message",
     [
         (["--run_dir", "''"], "run_dir is empty; name a directory for the run"),
-        (["--run_dir", ""], "run_dir needs a value, got an empty one or null"),
+        (["--run_dir", ""], "--run_dir is given an empty value; give one, or null to unset it"),
+        (["--run_dir", "null"], "run_dir needs a value, got an empty one or null"),
         (["--lr", "nan"], "lr (nan) must be a finite number"),
         (["--min_lr", ".inf"], "min_lr (inf) must be a finite number"),
         (["--grad_clip", "nan"], "grad_clip (nan) must be a finite number"),

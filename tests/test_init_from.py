@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from test_convert import nanogpt_checkpoint
 from test_train import INTERRUPTED, final_weights, kill_after_checkpoint
-from train_runs import run_train, trainer_state
+from train_runs import run_command, run_train, trainer_state
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 from gpt_scratch import save_model_dir
@@ -135,6 +135,7 @@ def test_sources_that_are_not_there_are_named(tmp_path, corpus):
         result = run_train(tmp_path / "run", "--init_from", source, "--data", str(corpus), *SHORT, check=False,
                            env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
         assert result.returncode == 1 and message in result.stderr, result.stderr[-2000:]
+    assert "set 'HF_HUB_OFFLINE=0' as environment variable.)" in result.stderr  # whole, not cut mid-sentence
 
 
 def test_a_hub_id_is_read_through_the_hugging_face_cache_and_named_as_the_cards_base_model(tmp_path, corpus, gpt2_dir):
@@ -190,3 +191,48 @@ def test_export_best_exports_the_evaluation_with_the_lowest_validation_loss(tmp_
         f"- weights: those of step {best_step}, the lowest validation loss"
         in (run_dir / "model" / "README.md").read_text()
     )
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('the pickle ran its code')",))
+
+
+def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_and_eval_py(tmp_path, gpt2_dir):
+    """What a truncated download, a config edited by hand, a pickle that holds code or a folder without weights gave:
+    safetensors' and json's tracebacks, and torch's refusal ending in the advice to retry with weights_only=False."""
+    weights = (gpt2_dir / "model.safetensors").read_bytes()
+    cases = {
+        "truncated": ("model.safetensors", weights[: len(weights) // 2], "model.safetensors is damaged"),
+        "bad-header": ("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}" + weights[24:],
+                       "model.safetensors is damaged"),
+        "bad-config": ("config.json", b'{\n  "model_type": "gpt2",\n}\n', "config.json is not valid JSON (Expecting"),
+        "no-weights": ("model.safetensors", None, "has no weights (none of model.safetensors"),
+        "pickled-code": ("pytorch_model.bin", None, "pytorch_model.bin holds objects that are not weights "
+                         "(builtins.exec): loading it could run code, so it is not loaded"),
+    }  # fmt: skip
+    for name, (file, content, message) in cases.items():
+        directory = tmp_path / name
+        shutil.copytree(gpt2_dir, directory)
+        if content is None:
+            (directory / "model.safetensors").unlink()
+        else:
+            (directory / file).write_bytes(content)
+        if name == "pickled-code":
+            torch.save({"transformer.wte.weight": torch.zeros(2), "hook": _RunsCode()}, directory / file)
+        for result in (
+            run_train(tmp_path / "run", "--init_from", str(directory), *SHORT, check=False),
+            run_command("eval.py", "perplexity", "--model", str(directory), "--data", "x.txt", check=False),
+            run_command("eval.py", "tasks", "--model", str(directory), "--tasks", "copa", "--data",
+                        "copa=nowhere.jsonl", check=False),
+        ):  # fmt: skip
+            printed = result.stdout + result.stderr
+            assert result.returncode == 1 and "Traceback" not in printed and "ran its code" not in printed, printed
+            assert result.stderr.count("\n") == 1 and message in result.stderr, (name, result.stderr)
+            assert str(directory) in result.stderr and "weights_only=False" not in printed
+    readme = tmp_path / "README.md"
+    readme.write_text("# notes\n")
+    result = run_train(tmp_path / "run", "--init_from", str(readme), *SHORT, check=False)
+    assert f"error: init_from {readme}: {readme} is not a PyTorch checkpoint file" in result.stderr, result.stderr
+    assert "init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint" in result.stderr
+    assert not checkpoint_dirs(tmp_path / "run")

@@ -249,6 +249,11 @@ def test_an_unknown_or_empty_source_in_a_mixture_stops_the_run_before_step_1(tmp
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert message in result.stderr.strip().splitlines()[-1], result.stderr[-2000:]
         assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
+    # Prepared directories that are not there: said so, not looked for on the Hub under their names.
+    missing = tmp_path / "noshards"
+    result = train_in_process(["--token_shards", json.dumps({str(missing): 1}), "--run_dir", str(tmp_path / "s"),
+                               "--hellaswag_data", "null"], env)  # fmt: skip
+    assert f"error: token_shards: {missing} does not exist; prepare it with" in result.stderr, result.stderr[-2000:]
 
 
 def test_shard_mixtures_name_their_sources_from_the_manifests(tmp_path, corpus):

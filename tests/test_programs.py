@@ -71,3 +71,21 @@ def test_every_program_answers_help_with_its_options(program, arguments, shown):
     assert result.returncode == 0, result.stderr[-2000:]
     for text in shown:
         assert text in result.stdout, (text, result.stdout[-3000:])
+
+
+def test_a_launcher_that_cannot_be_run_is_one_line_saying_why(tmp_path, capsys):
+    """The requeue wrapper given a script without its run bit, a directory, or a script whose #! interpreter is
+    missing: PermissionError's traceback, or "not found" for a file that is there."""
+    from gpt_scratch import requeue
+
+    not_executable, directory, no_interpreter = tmp_path / "train.py", tmp_path / "runs", tmp_path / "launch.sh"
+    not_executable.write_text("print(1)\n")
+    directory.mkdir()
+    no_interpreter.write_text("#!/no/such/interpreter\n")
+    no_interpreter.chmod(0o755)
+    missing = "cannot be started: the interpreter its first line (#!) names is not found"
+    for launcher, message in ((not_executable, "cannot be run (not executable)"),
+                              (directory, "cannot be run (a directory)"), (no_interpreter, missing)):  # fmt: skip
+        assert requeue.main([str(launcher), "--max_steps", "1"]) == 1
+        printed = capsys.readouterr()
+        assert printed.err.startswith(f"error: {launcher} {message}") and printed.err.count("\n") == 1, printed.err

@@ -66,7 +66,7 @@ def test_resume_refuses_settings_that_define_another_run_and_touches_nothing(tmp
     run_train(run_dir, *args, "--checkpoint_interval", "2")
     before = snapshot(run_dir / "checkpoints")
     other = tmp_path / "other.jsonl"
-    other.write_text(json.dumps({"text": "something else entirely " * 50}) + "\n")
+    other.write_text((json.dumps({"text": "something else entirely " * 50}) + "\n") * 2)  # one to hold out
     for change, named in (
         (["--seq_len", "16"], "seq_len: 32 in the checkpoint, 16 now"),
         (["--n_embd", "128"], "n_embd: None in the checkpoint, 128 now"),

@@ -25,16 +25,21 @@ ARGS = [
 ]
 
 
-@pytest.mark.parametrize("where", ["run_dir", "checkpoints"])
-def test_a_read_only_run_dir_or_checkpoints_dir_fails_before_step_1(mount, corpus, where):
+@pytest.mark.parametrize("where", ["run_dir", "checkpoints", "export_dir"])
+def test_a_read_only_run_dir_checkpoints_dir_or_export_dir_fails_before_step_1(mount, corpus, tmp_path, where):
+    """The export_dir was found read-only only after the last step (the export's staging directory beside it)."""
+    export = []
     if where == "run_dir":
         run_dir = mount("ro", 4, read_only=True)
-    else:
+    elif where == "checkpoints":
         run_dir = mount("rw", 4).parent / "rw"
         mount("rw/checkpoints", 4, read_only=True)
-    result = run_train(run_dir, "--data", str(corpus), *ARGS, check=False)
+    else:
+        run_dir, export = tmp_path / "run", ["--export_dir", str(mount("ro", 4, read_only=True) / "model")]
+    result = run_train(run_dir, "--data", str(corpus), *ARGS, *export, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "is not writable (Read-only file system): the run could not save its checkpoints" in result.stderr
+    expected = "the run could not export its model at the end" if export else "the run could not save its checkpoints"
+    assert f"is not writable (Read-only file system): {expected}" in result.stderr, result.stderr[-2000:]
     assert "training:" not in result.stderr + result.stdout  # before step 1, not at the first checkpoint
 
 
@@ -87,6 +92,6 @@ def test_an_export_whose_tokenizer_does_not_fit_is_one_line_and_leaves_nothing(m
 
     model = GPTScratchForCausalLM(GPTScratchConfig(n_layer=1, n_head=1, n_embd=4, n_positions=32))
     disk = mount("export", 1)
-    with pytest.raises(StorageError, match=r"could not write the model model in .*: the disk is full .* Free space"):
+    with pytest.raises(StorageError, match=r"could not write the model in .*: the disk is full .* Free space"):
         save_with_model_card(model, disk / "model", gpt2_tokenizer(32), data="d", command="c")
     assert not list(disk.iterdir())  # the half-written directory beside the target is gone

@@ -1,5 +1,6 @@
 """train.py end to end: loss falls, export loads anywhere, multi-process equals single-process, exact resume."""
 
+import contextlib
 import json
 import os
 import re
@@ -237,8 +238,9 @@ def kill_after_checkpoint(run_dir: Path, args: list[str], nproc: int, step_name:
     assert not (run_dir / "model").exists()  # it really died before finishing
 
 
-def sigterm_after_checkpoint(command: list[str], checkpoint: Path) -> tuple[int, str]:
-    """Start ``command``, send it SIGTERM as soon as ``checkpoint`` appears (a scheduler's preemption): its exit
+def sigterm_after_checkpoint(command: list[str], checkpoint: Path, every_process: bool = False) -> tuple[int, str]:
+    """Start ``command``, send it SIGTERM as soon as ``checkpoint`` appears (a scheduler's preemption; with
+    ``every_process``, to each of its processes, as SLURM's scancel signals every process of a job step): its exit
     status and everything it printed."""
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -246,9 +248,21 @@ def sigterm_after_checkpoint(command: list[str], checkpoint: Path) -> tuple[int,
     while not checkpoint.exists():
         assert process.poll() is None and time.time() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
+    for pid in descendants(process.pid) if every_process else [process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     return process.returncode, output
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it, from /proc."""
+    from gpt_scratch.requeue import _children
+
+    tree, found = _children(), [pid]
+    for parent in found:
+        found.extend(tree.get(parent, []))
+    return found
 
 
 # 24 steps, a checkpoint every 8: the interrupted runs below stop between checkpoints and resume.
@@ -433,8 +447,9 @@ def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_conti
     command = [sys.executable, "-m", "gpt_scratch.requeue", sys.executable, "-m", "torch.distributed.run",
                "--nproc_per_node", "2", "--master_port", port, str(ROOT / "train.py"), "--run_dir", str(run_dir),
                *TINY, *args]  # fmt: skip
-    # SIGTERM to the job: the wrapper passes it to the workers.
-    returncode, output = sigterm_after_checkpoint(command, run_dir / "checkpoints" / "step-000008")
+    # SIGTERM to every process of the job, as scancel sends it: the wrapper, torchrun (whose SignalException
+    # traceback used to follow the stop line) and the workers.
+    returncode, output = sigterm_after_checkpoint(command, run_dir / "checkpoints" / "step-000008", every_process=True)
     assert returncode == 128 + signal.SIGTERM, output[-3000:]  # "preempted": the scheduler requeues
     assert "stopped by signal 15" in output and "Traceback" not in output, output[-3000:]
     step = json.loads((checkpoint_dirs(run_dir)[-1] / "trainer_state.json").read_text())["step"]
@@ -449,3 +464,25 @@ def test_sigterm_under_torchrun_with_the_requeue_wrapper_exits_143_and_its_conti
     straight, resumed = final_weights(straight_dir), final_weights(run_dir)
     for name in straight:
         torch.testing.assert_close(straight[name], resumed[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_sigterm_before_step_1_under_the_requeue_wrapper_is_a_preemption_too(tmp_path, corpus):
+    """Workers signalled in setup die of it before they can stop by themselves: torchrun printed ChildFailedError and
+    the wrapper exited 1, which a scheduler that requeues on 143 reads as a failure."""
+    from gpt_scratch.requeue import run_processes
+
+    command = [sys.executable, "-m", "gpt_scratch.requeue", sys.executable, "-m", "torch.distributed.run",
+               "--nproc_per_node", "1", "--master_port", free_port(), str(ROOT / "train.py"), "--run_dir",
+               str(tmp_path / "run"), *TINY, "--data", str(corpus), "--hellaswag_data", "null"]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not run_processes(process.pid):  # the worker is starting: importing torch, far from step 1
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output and "ChildFailedError" not in output, output[-3000:]
+    assert "before the run's first checkpoint; nothing to save. Start it again with: python -m gpt_scratch.requeue" \
+        in output  # fmt: skip

@@ -152,6 +152,17 @@ def manifest_source(shard_dir: str) -> TextSource:
     return TextSource(**json.loads(manifest.read_text())["source"])
 
 
+def check_shard_directories(entries: list[MixtureEntry]) -> None:
+    """Before any source is read: a prepared directory that is not there is named as such (its source would be
+    looked for on the Hub under the directory's name otherwise)."""
+    for entry in entries:
+        if entry.token_shards and not Path(entry.token_shards).is_dir():
+            raise FileNotFoundError(
+                f"token_shards: {entry.token_shards} does not exist; prepare it with python -m gpt_scratch.data "
+                f"prepare SOURCE {entry.token_shards}, or fix the path"
+            )
+
+
 def describe(entries: list[MixtureEntry]) -> str:
     """``python-stdlib 70%, docs/*.md 30%``: the mixture in one phrase (logs, the card, the loss curve's title)."""
     return ", ".join(f"{entry.label} {100 * entry.weight:.4g}%" for entry in entries)
