@@ -242,17 +242,22 @@ def cases(work: Path):
     def read_only_export_dir():
         locked = work / "locked"
         locked.mkdir(exist_ok=True)
-        locked.chmod(0o500)
+        # As root every directory is writable: a read-only tmpfs then, as the suite's storage tests mount.
+        mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs",
+                                                        str(locked)]).returncode == 0  # fmt: skip
+        if not mounted:
+            locked.chmod(0o500)
         try:
-            if os.access(locked, os.W_OK):  # root ignores permissions: nothing to show here
-                return "correct", "skipped (running as root: every directory is writable)"
             result = run("train.py", *S, "--data", str(corpus), "--run_dir", str(work / "ro-export"), "--export_dir",
                          str(locked / "model"))  # fmt: skip
-            if "step 1 " in result.stdout:
+            if "step 1/" in result.stdout or "step      1/" in result.stdout:
                 return "unclear", "found only after training"
             return verdict(result, "could not export its model at the end")
         finally:
-            locked.chmod(0o700)
+            if mounted:
+                subprocess.run(["umount", "-l", str(locked)])
+            else:
+                locked.chmod(0o700)
 
     def refused_run_leaves_nothing():
         run_dir = work / "refused"
