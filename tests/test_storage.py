@@ -95,3 +95,13 @@ def test_an_export_whose_tokenizer_does_not_fit_is_one_line_and_leaves_nothing(m
     with pytest.raises(StorageError, match=r"could not write the model in .*: the disk is full .* Free space"):
         save_with_model_card(model, disk / "model", gpt2_tokenizer(32), data="d", command="c")
     assert not list(disk.iterdir())  # the half-written directory beside the target is gone
+
+
+def test_a_write_refused_by_a_read_only_file_system_is_not_advised_to_free_space(tmp_path):
+    import errno
+
+    from gpt_scratch.storage import write_failure
+
+    error = write_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path, 10**6, "the model", "Free space")
+    assert str(error) == f"could not write the model in {tmp_path}: Read-only file system. Make {tmp_path} writable, " \
+        "or choose another directory"  # fmt: skip
