@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         from gpt_scratch.tasks import resolve_task_names
 
         names, data = resolve_task_names(args.tasks), task_data(args.data)  # bad names fail before the model loads
-        cli.check_local_model(args.model)  # and a model that is not there before the tasks' data loads
+        cli.check_local_model(args.model, files=False)  # a model that is not there before the tasks' data loads
         loaded, failures = loadable_tasks(names, data, args)
         if loaded:
             model, tokenizer = load_model(args.model, args.device, args.dtype)

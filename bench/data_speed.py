@@ -20,6 +20,7 @@ import time
 
 from gpt_scratch.data import PackedBatches, TextSource, WorkerBatches, open_documents
 from gpt_scratch.data.mixture import MixtureBatches, mixture_entries
+from gpt_scratch.data.stream import ReadOptions
 from gpt_scratch.tokenizer import gpt2_encoding, load_tokenizer
 
 
@@ -58,8 +59,8 @@ def mixture_against_one_source(args, tokenizer) -> None:
     best_one = best_mixture = 0.0
     for _ in range(args.rounds):
         single = PackedBatches(one, args.batch_size, args.seq_len, tokenize_threads=args.threads, tokenizer=tokenizer)
-        mixture = MixtureBatches(entries, args.batch_size, args.seq_len, tokenizer=tokenizer,
-                                 tokenize_threads=args.threads)  # fmt: skip
+        options = ReadOptions(args.batch_size, args.seq_len, tokenizer=tokenizer)
+        mixture = MixtureBatches(entries, options, tokenize_threads=args.threads)
         best_one = max(best_one, streamed_tokens_per_second(single, args.mixture_tokens))
         best_mixture = max(best_mixture, streamed_tokens_per_second(mixture, args.mixture_tokens))
     print(f"one source ({args.source})           {best_one:12,.0f} tok/s")

@@ -1,7 +1,7 @@
 """Peak memory and time of one training step with each head + loss: transformers' standard loss on the full logits
 (what a compiled or GPU run used), the lean CPU loss (what train.py used on a CPU without compile) and the chunked
-head + loss (gpt_scratch.head_loss, train.py's default now). Each runs in a fresh process, so its peak resident memory
-is its own; the same weights and batches in each, so the losses must agree.
+head + loss (gpt_scratch.training.head_loss, train.py's default now). Each runs in a fresh process, so its peak
+resident memory is its own; the same weights and batches in each, so the losses must agree.
 
     python bench/head_loss_memory.py                       # GPT-2 124M, modern recipe, T=1024, micro-batch 8 (CPU)
     python bench/head_loss_memory.py --preset tiny --seq-len 64 --micro-batch 4 --steps 3
@@ -21,10 +21,10 @@ from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
-from gpt_scratch.cpu_loss import causal_lm_cross_entropy  # noqa: E402
-from gpt_scratch.head_loss import chunked_head_cross_entropy  # noqa: E402
 from gpt_scratch.train_config import TrainConfig  # noqa: E402
 from gpt_scratch.training import build_optimizers, prepare_with_schedules, train_step  # noqa: E402
+from gpt_scratch.training.cpu_loss import causal_lm_cross_entropy  # noqa: E402
+from gpt_scratch.training.head_loss import chunked_head_cross_entropy  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import MODERN_MODEL, MODERN_OPTIMIZER, FixedBatches  # noqa: E402

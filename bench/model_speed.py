@@ -3,7 +3,7 @@
 Both models hold the same weights and see the same inputs, measured alternately in one run, so the ratios are
 meaningful on a noisy shared machine even when the absolute times are not. Ours runs as the recipes configure it:
 the vocabulary padded to 50304 rows (``padded_vocab_size``; the padded ids are never scored or generated) and the
-chunked head + loss train.py trains with (``gpt_scratch.head_loss``). ``--plain`` measures neither.
+chunked head + loss train.py trains with (``gpt_scratch.training.head_loss``). ``--plain`` measures neither.
 
     python bench/model_speed.py                      # 4 layers, 256 wide, T=128, batch 8 (CPU default)
     python bench/model_speed.py --n-layer 12 --n-embd 768 --n-head 12 --device cuda --dtype bfloat16
@@ -17,8 +17,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.head_loss import chunked_head_cross_entropy
 from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2
+from gpt_scratch.training.head_loss import chunked_head_cross_entropy
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,8 +15,8 @@ import time
 import torch
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.muon import Muon
 from gpt_scratch.training import parameter_roles
+from gpt_scratch.training.muon import Muon
 
 
 def steps_per_second(optimizer_class, matrices: list[torch.Tensor], steps: int, device: torch.device) -> float:

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -58,7 +59,13 @@ def start(argv: list[str], run_dir: Path, seed: int, args: argparse.Namespace) -
     common = ["--run_dir", str(run_dir), "--seed", str(seed), "--max_steps", str(args.steps), "--val_docs",
               str(args.val_docs), "--val_batches", str(args.val_batches), "--hellaswag_data", "null", "--report_to",
               "none", "--eval_interval", str(10**9), "--checkpoint_interval", str(10**9)]  # fmt: skip
-    return train.setup([*argv, *common])
+    return train.setup([*argv, *common], ExitStack())  # nothing to hold: no checkpoint, no export
+
+
+def validation_windows(run: train.Run) -> list:
+    """The run's one source's validation windows."""
+    (windows,) = run.data.validation.values()
+    return windows
 
 
 def main() -> None:
@@ -83,7 +90,7 @@ def main() -> None:
             runs = {name: start(recipes()[name], Path(scratch) / f"{i}-{seed}", seed, args)
                     for i, name in enumerate(names)}  # fmt: skip
             for name in names:
-                curves[name][seed] = [(0, validation_loss(runs[name].model, runs[name].val_windows,
+                curves[name][seed] = [(0, validation_loss(runs[name].model, validation_windows(runs[name]),
                                                           runs[name].accelerator, None))]  # fmt: skip
             # Recipes take turns, a block of eval_every steps each: machine load hits them alike.
             for block_start in range(0, args.steps, args.eval_every):
@@ -91,12 +98,12 @@ def main() -> None:
                     run = runs[name]
                     for _ in range(min(args.eval_every, args.steps - block_start)):
                         began = time.perf_counter()
-                        loss, _ = train_step(run.forward, run.model, run.train_data, run.optimizers, run.schedulers,
+                        loss, _ = train_step(run.forward, run.model, run.data.train, run.optimizers, run.schedulers,
                                              run.accelerator, run.accumulation, run.config.grad_clip)  # fmt: skip
                         loss.item()
                         seconds[name].append(time.perf_counter() - began)
                     step = min(block_start + args.eval_every, args.steps)
-                    val = validation_loss(run.model, run.val_windows, run.accelerator, None)
+                    val = validation_loss(run.model, validation_windows(run), run.accelerator, None)
                     curves[name][seed].append((step, val))
                     print(f"seed {seed} step {step:4d} {name:26s} val {val:.4f}", flush=True)
             for run in runs.values():

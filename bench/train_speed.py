@@ -34,7 +34,6 @@ from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
-from gpt_scratch.fp8 import convert_to_fp8, fp8_unavailable  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import MODEL_OPTIONS, TrainConfig  # noqa: E402
 from gpt_scratch.training import (  # noqa: E402
@@ -45,6 +44,7 @@ from gpt_scratch.training import (  # noqa: E402
     train_step,
     use_training_loss,
 )
+from gpt_scratch.training.fp8 import convert_to_fp8, fp8_unavailable  # noqa: E402
 
 # --modern: configs/speedrun-124m.yaml's model options and optimizer, read from the file so they cannot drift.
 SPEEDRUN = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "speedrun-124m.yaml").read_text())

@@ -20,7 +20,7 @@ import torch
 from accelerate.utils import broadcast_object_list
 from safetensors import SafetensorError
 
-from .atomic import fsync_tree, replace_durably
+from .atomic import fsync_path, fsync_tree, replace_durably
 from .checksum import buffer_digest, file_digest
 from .storage import StorageError, directory_bytes, free_bytes, gigabytes, write_failure
 
@@ -169,16 +169,16 @@ def check_resumable(
     checkpoint: Path,
     config: dict[str, Any],
     world_size: int,
-    shards: str | None = None,
+    shards: dict[str, str] | str | None = None,
     tokenizer: dict[str, str] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log).
 
     Two changes only look run-defining: ``micro_batch_size`` with the same ``tokens_per_step`` (the gradient
     accumulation changes, the tokens of each step do not; not with DataLoader workers, whose batches are whole), and
-    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one),
-    and likewise ``tokenizer`` (``tokenizer``: its identity now). Shards or a tokenizer changed in place (prepared or
-    trained again) are refused although their path is the same.
+    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one;
+    of each prepared source of a mixture, by label), and likewise ``tokenizer`` (``tokenizer``: its identity now).
+    Shards or a tokenizer changed in place (prepared or trained again) are refused although their path is the same.
     """
     from .train_config import TrainConfig
 
@@ -190,6 +190,13 @@ def check_resumable(
     same_tokens = "tokens_per_step" not in changed and not config.get("data_workers")
     if "micro_batch_size" in defining and same_tokens:
         del defining["micro_batch_size"]
+    if isinstance(shards, dict):  # every prepared source of the run (one, or a mixture's), by label
+        saved_each = state.get("token_shards_identities") or {}
+        other = sorted(label for label in shards if label in saved_each and saved_each[label] != shards[label])
+        if other:
+            was, now = saved_each[other[0]][:12], shards[other[0]][:12]
+            defining["token_shards"] = (f"{', '.join(other)} (identity {was})", f"other shards there (identity {now})")
+        shards = next(iter(shards.values())) if isinstance(config.get("token_shards"), str) and shards else None
     saved_shards = state.get("token_shards_identity")
     if shards is not None and saved_shards is not None:
         if saved_shards == shards:
@@ -302,3 +309,24 @@ def load_checkpoint(accelerator, path: Path) -> tuple[dict[str, Any], dict[str, 
     data_state = torch.load(data_file, weights_only=True)
     trainer_state = json.loads((path / STATE_FILE).read_text())
     return data_state, trainer_state
+
+
+BEST_WEIGHTS = "best/model.safetensors"  # export_best: the weights of the lowest validation loss so far
+
+
+def keep_best_weights(accelerator, model: torch.nn.Module, run_dir: Path) -> None:
+    """Write the model's weights as run_dir/best/model.safetensors: beside, fsynced, renamed into place and the
+    rename made durable (a power loss leaves the previous best or this one, never a partial file). On every process
+    (FSDP gathers the shards); written by the main one."""
+    from safetensors.torch import save_file
+
+    weights = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return
+    path = run_dir / BEST_WEIGHTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    # Copies: a tied head shares the embedding's storage, which safetensors refuses to write twice.
+    save_file({name: tensor.detach().cpu().clone().contiguous() for name, tensor in weights.items()}, staging)
+    fsync_path(staging)
+    replace_durably(staging, path)

@@ -26,18 +26,18 @@ def run(main: Callable[[], object], extra_errors: tuple[type[BaseException], ...
         raise SystemExit(1) from None
 
 
-def check_local_model(name_or_path: str, role: str = "") -> None:
+def check_local_model(name_or_path: str, role: str = "", files: bool = True) -> None:
     """A path that cannot be a Hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``), or whose first part is a local directory
     (``runs/x``, beside ``runs/``), must be an existing directory: say so, instead of the Hub client's complaint about
-    repo id characters or about reaching the Hub. A local directory's files are checked before anything loads them
-    (``gpt_scratch.model_files``: a damaged or hostile file is one line naming it)."""
+    repo id characters or about reaching the Hub. With ``files``, a local directory's files are checked before
+    anything loads them (``gpt_scratch.model_files``: a damaged or hostile file is one line naming it)."""
     first = name_or_path.split("/", 1)[0]
     looks_local = (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
                    or ("/" in name_or_path and os.path.isdir(first)))  # fmt: skip
     directory = os.path.expanduser(name_or_path)
     if looks_local and not os.path.isdir(directory):
         raise FileNotFoundError(f"model directory not found: {name_or_path} (a Hub model is named like 'user/model')")
-    if os.path.isdir(directory):
+    if files and os.path.isdir(directory):
         from .model_files import check_model_directory
 
         check_model_directory(directory, role)

@@ -7,6 +7,7 @@ one are renamed ``diverged-step-N`` (kept for inspection, invisible to ``--resum
 command that continues from the last good checkpoint, or starts again, with lower learning rates.
 """
 
+import shlex
 import statistics
 from pathlib import Path
 
@@ -88,3 +89,27 @@ def command_with(arguments: list[str], overrides: dict[str, object], drop: tuple
             continue
         kept.append(argument)
     return kept + [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
+
+
+class DivergedError(RuntimeError):
+    """Training stopped on a non-finite loss, gradient norm or weights; the message holds the recovery command."""
+
+
+def divergence_error(what: str, config, health: CheckpointHealth, run_dir: Path, arguments: list[str],
+                     main_process: bool) -> DivergedError:  # fmt: skip
+    """The error that stops a diverged run (``what`` happened), with a command that recovers from it: resume from
+    the last checkpoint a healthy step followed, every learning rate 10x lower; the checkpoints after it set aside
+    (by the main process) where ``--resume auto`` does not look."""
+    good = health.last_good
+    moved = quarantine_after(run_dir, good) if main_process else []
+    lower = lower_learning_rates(config)
+    if good is None:
+        advice = "No checkpoint was followed by a healthy step; start again with lower learning rates: "
+        command = command_with(arguments, lower, drop=("resume",))
+    else:
+        advice = f"Last good checkpoint (a healthy step followed it): {good}. Continue with lower learning rates: "
+        command = command_with(arguments, {"resume": "auto", **lower})
+    if moved:
+        advice = (f"{len(moved)} checkpoint(s) no healthy step followed are kept as {moved[0].parent}/diverged-step-*, "
+                  f"where --resume auto does not look. {advice}")  # fmt: skip
+    return DivergedError(f"{what}; training stopped instead of continuing on NaN. {advice}{shlex.join(command)}")

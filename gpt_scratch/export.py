@@ -12,17 +12,17 @@ from safetensors.torch import load_file
 from . import cli
 from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .configuration_gpt_scratch import GPTScratchConfig
-from .data.mixture import config_mixture, describe
+from .data.build import run_sources
+from .data.mixture import describe
 from .modeling_gpt_scratch import GPTScratchForCausalLM
+from .reporting import card_sources, evaluation_description
 from .saving import check_export_target, push_to_hub, save_with_model_card
 from .tokenizer import load_tokenizer
 from .tokenizer.text_tokenizer import TextTokenizer
 from .train_config import build_config
 
 
-def checkpoint_model(
-    checkpoint: str | Path, use: str = "export"
-) -> tuple[GPTScratchForCausalLM, TextTokenizer, dict]:
+def checkpoint_model(checkpoint: str | Path, use: str = "export") -> tuple[GPTScratchForCausalLM, TextTokenizer, dict]:
     """The model a checkpoint was training, with its weights, its tokenizer and the checkpoint's trainer state
     (``use``: what the user does with it, for the advice when it is damaged: export, start from)."""
     checkpoint = Path(checkpoint)
@@ -56,31 +56,56 @@ def checkpoint_model(
     return model, tokenizer, state
 
 
+def card_details(state: dict, results: dict | None = None) -> dict:
+    """What the model card says of a run, from what its checkpoints record (``state``: a trainer state, with the
+    step, config, history and origin) and, at the end of training, the last evaluation's full ``results`` (the
+    tasks' every metric): the data (a mixture's table), tokens seen, validation figures before and after, the
+    benchmark tasks, and the pretrained model it started from. The one card builder of train.py's export and of
+    ``python -m gpt_scratch.export``."""
+    config, history = build_config(state["config"]), state.get("history", {})
+    sources, mixed = run_sources(config)
+    last = dict(results or {})
+    for name in ("val_loss", "val_bpb"):
+        if name not in last and history.get(name):
+            last[name] = history[name][-1][1]
+    if mixed and "sources" not in last and history.get("val_sources") and history.get("drawn"):
+        last["sources"] = {label: {name: curve[-1][1] for name, curve in figures.items()}
+                           for label, figures in history["val_sources"].items()}  # fmt: skip
+        last["drawn"] = dict(history["drawn"][-1][1])
+    if "tasks" not in last and history.get("task_results"):  # the last evaluation's, as the history keeps them
+        last["tasks"] = history["task_results"]
+    origin = state.get("origin") or {}
+    val_start = next(((loss, bpb) for (step, loss), (_, bpb) in zip(history.get("val_loss", []),
+                      history.get("val_bpb", [])) if step == 0), None)  # fmt: skip
+    return {
+        "data": describe(sources) if mixed else config.data,
+        "steps": state["step"],
+        "tokens_per_step": config.tokens_per_step,
+        "val_loss": last.get("val_loss"),
+        "val_bpb": last.get("val_bpb"),
+        "evaluation": last.get("tasks"),
+        "evaluation_setup": evaluation_description(config) if last.get("tasks") else "",
+        "base_model": origin.get("base_model"),
+        "started_from": origin.get("description"),
+        "val_start": val_start,
+        "mixture": card_sources(sources, mixed, last) if "sources" in last else None,
+    }
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Rebuild the model a checkpoint was training and save it with tokenizer, generation config and model card."""
     checkpoint = Path(checkpoint)
     check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
     model, tokenizer, state = checkpoint_model(checkpoint)
-    config = build_config(state["config"])
-    history = state.get("history", {})
-    out_dir = save_with_model_card(
+    commands = [f"{entry['command']}  # from step {entry['from_step']}" for entry in state.get("commands", [])]
+    return save_with_model_card(
         model,
         out_dir,
         tokenizer.hf_tokenizer(model.config.n_positions),
-        data=describe(mixture) if (mixture := config_mixture(config)) else config.data,
-        command="\n".join(
-            [
-                *(f"{entry['command']}  # from step {entry['from_step']}" for entry in state.get("commands", [])),
-                f"python -m gpt_scratch.export {checkpoint} {out_dir}",
-            ]
-        ),
-        steps=state["step"],
-        tokens_per_step=config.tokens_per_step,
-        val_loss=history["val_loss"][-1][1] if history.get("val_loss") else None,
-        val_bpb=history["val_bpb"][-1][1] if history.get("val_bpb") else None,
+        command="\n".join([*commands, f"python -m gpt_scratch.export {checkpoint} {out_dir}"]),
         tokenizer_name=tokenizer.description,
+        **card_details(state),
     )
-    return out_dir
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,15 +31,17 @@ from .tokenizer import load_tokenizer
 from .tokenizer.text_tokenizer import GPT2
 from .train_config import MODEL_OPTIONS, TrainConfig
 
-TAKES = ("init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint, or a checkpoint "
-         "of this project (run_dir/checkpoints/step-N)")
+TAKES = (
+    "init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint, or a checkpoint "
+    "of this project (run_dir/checkpoints/step-N)"
+)
 # What a Hub download of a model takes: weights, config, tokenizer, code; not the other frameworks' copies.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.py", "*.jinja", "README.md"]
 
 
 @dataclass
-class Start:
-    """A source's model and what the run needs to know of it."""
+class PretrainedStart:
+    """A pretrained source's model and what the run needs to know of it."""
 
     model: GPTScratchForCausalLM
     tokenizer: str  # the tokenizer train.py loads: "gpt2", or a directory holding the source's own
@@ -92,7 +94,7 @@ def _hub_snapshot(repo_id: str) -> Path:
         ) from None
 
 
-def pretrained_model(source: str) -> Start:
+def pretrained_model(source: str) -> PretrainedStart:
     """The model ``source`` names, with its tokenizer: a checkpoint of this project, a nanoGPT ``.pt``, a local
     model directory, or a Hub id."""
     from .cli import check_local_model
@@ -102,23 +104,23 @@ def pretrained_model(source: str) -> Start:
         from .export import checkpoint_model
 
         model, tokenizer, state = checkpoint_model(path, use="start from")
-        return Start(model, tokenizer.name, f"checkpoint {path} (step {state['step']})")
+        return PretrainedStart(model, tokenizer.name, f"checkpoint {path} (step {state['step']})")
     if path.is_file():
         from .convert import from_nanogpt
 
         try:
-            return Start(from_nanogpt(path).float(), GPT2, f"nanoGPT checkpoint {path}")
+            return PretrainedStart(from_nanogpt(path).float(), GPT2, f"nanoGPT checkpoint {path}")
         except ValueError as error:
             raise ValueError(f"init_from {source}: {error}. {TAKES}") from None
     if path.is_dir():
         model, tokenizer = _model_directory(path, source)
-        return Start(model, tokenizer, f"model directory {path}")
+        return PretrainedStart(model, tokenizer, f"model directory {path}")
     check_local_model(source)  # ./x, /x, a/b/c, runs/x: a path that is not there, not a Hub id
     model, tokenizer = _model_directory(_hub_snapshot(source), source)
-    return Start(model, tokenizer, f"{source} (the Hugging Face Hub)", base_model=source)
+    return PretrainedStart(model, tokenizer, f"{source} (the Hugging Face Hub)", base_model=source)
 
 
-def start_from(config: TrainConfig) -> Start:
+def start_from(config: TrainConfig) -> PretrainedStart:
     """The run's first model, ``config.init_from``'s weights with the run's dropout, after refusing what contradicts
     the source (a model option, the tokenizer, a window longer than its context); sets ``config.tokenizer`` to the
     source's tokenizer where the config names none of its own."""
@@ -138,18 +140,41 @@ def start_from(config: TrainConfig) -> Start:
             f"{source.n_positions}); lower seq_len"
         )
     theirs = load_tokenizer(start.tokenizer)
-    if config.tokenizer != GPT2 or start.tokenizer == GPT2:
-        ours = load_tokenizer(config.tokenizer)
-        if not ours.encodes_like(theirs):
-            raise ValueError(
-                f"tokenizer {config.tokenizer} encodes text differently from init_from {config.init_from}'s "
-                f"({theirs.description}): the model's embeddings are for the source's ids. Remove tokenizer: to use "
-                "the source's"
-            )
-    else:  # the default tokenizer (gpt2) was not chosen: the source's is the run's
+    if config.tokenizer is None:  # none chosen: the source's is the run's
         config.tokenizer = start.tokenizer
+    elif not load_tokenizer(config.tokenizer).encodes_like(theirs):  # chosen, gpt2 too: it must agree
+        raise ValueError(
+            f"tokenizer {config.tokenizer} encodes text differently from init_from {config.init_from}'s "
+            f"({theirs.description}): the model's embeddings are for the source's ids. Remove tokenizer: to use "
+            "the source's"
+        )
     dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
     model = GPTScratchForCausalLM(GPTScratchConfig.from_dict({**source.to_dict(), **dropout}))
     model.load_state_dict(start.model.state_dict())
     start.model = model
     return start
+
+
+def first_model(config: TrainConfig, checkpoint: Path | None, accelerator) -> tuple[GPTScratchForCausalLM, dict | None]:
+    """The run's model before training (its weights, or the shape a resumed checkpoint's weights fill), and where it
+    started (``{"description", "base_model"}`` of a pretrained source, None for random weights). Sets
+    ``config.tokenizer`` when the config names none: the source's, else GPT-2's.
+
+    A fine-tune resumed from a checkpoint is built from what the checkpoint records (its architecture, tokenizer and
+    origin), as nanoGPT's ``init_from='resume'`` is: the source is read only at step 0, so a job requeued on an
+    offline node, or after the source directory was moved, resumes all the same.
+    """
+    if config.init_from and checkpoint is not None:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        config.tokenizer = config.tokenizer or state["config"].get("tokenizer") or GPT2
+        dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
+        architecture = GPTScratchConfig.from_dict({**state["model_config"], **dropout})
+        return GPTScratchForCausalLM(architecture), state.get("origin")
+    if config.init_from:
+        start = start_from(config)
+        return start.model, {"description": start.description, "base_model": start.base_model}
+    from .tokenizer.trainer import prepare_tokenizer
+
+    config.tokenizer = config.tokenizer or GPT2
+    prepare_tokenizer(config, accelerator)
+    return GPTScratchForCausalLM(config.model_config()), None

@@ -566,8 +566,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
     # Opt-in: a loss computed from the hidden states and the head's weight, never the full logits (train.py sets
-    # gpt_scratch.head_loss.chunked_head_cross_entropy). Called as f(hidden_states, head_weight, labels, vocab_size=,
-    # softcap=, shift_labels=, num_items_in_batch=).
+    # gpt_scratch.training.head_loss.chunked_head_cross_entropy). Called as f(hidden_states, head_weight, labels,
+    # vocab_size=, softcap=, shift_labels=, num_items_in_batch=).
     head_loss_function = None
 
     def __init__(self, config: GPTScratchConfig) -> None:

@@ -3,6 +3,15 @@
 from pathlib import Path
 
 
+def plot_sources(ax, sources: dict[str, dict], figure: str, name: str) -> None:
+    """A dashed curve of ``figure`` for each of a mixture's sources, in colours the run's own curves do not use
+    (train: C0, val loss: C1, bpb: C3)."""
+    colours = [f"C{index}" for index in (2, 4, 5, 6, 7, 8, 9)]
+    for index, (label, figures) in enumerate(sources.items()):
+        steps, values = zip(*figures[figure])
+        ax.plot(steps, values, ".--", color=colours[index % len(colours)], label=f"{name}: {label}", linewidth=1)
+
+
 def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Left: train and val loss (nats per token) against step. Right, when measured: validation bits per byte, the
     axis that compares runs with different tokenizers, and each benchmark task's accuracy on its own scale. A
@@ -31,9 +40,7 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
         steps, values = zip(*history["val_loss"])
         ax.plot(steps, values, "o-", color="tab:orange", label="val loss" + (" (mixture)" if mixture else ""),
                 markersize=4)  # fmt: skip
-    for index, (label, figures) in enumerate(mixture.items()):
-        steps, values = zip(*figures["val_loss"])
-        ax.plot(steps, values, ".--", color=f"C{index + 2}", label=f"val loss: {label}", linewidth=1)
+    plot_sources(ax, mixture, "val_loss", "val loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
@@ -43,9 +50,7 @@ def plot_training_curves(history: dict[str, list[tuple[int, float]]], path: str 
     if with_bpb:
         steps, values = zip(*history["val_bpb"])
         side.plot(steps, values, "o-", color="tab:red", label="val bits per byte", markersize=4)
-        for index, (label, figures) in enumerate(mixture.items()):
-            steps, values = zip(*figures["val_bpb"])
-            side.plot(steps, values, ".--", color=f"C{index + 2}", label=f"bpb: {label}", linewidth=1)
+        plot_sources(side, mixture, "val_bpb", "bpb")
         side.set_xlabel("step")
         side.set_ylabel("bits per byte")
         side.grid(alpha=0.3)

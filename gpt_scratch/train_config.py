@@ -52,7 +52,7 @@ class TrainConfig:
     bias: bool | None = None  # false: no biases in Linear and LayerNorm
     zero_init_residual: bool | None = None  # output projections (and an untied head) start at zero
     # --- tokenizer: gpt2, or a directory from `python -m gpt_scratch.tokenizer train` (the model's vocab follows) ---
-    tokenizer: str = "gpt2"
+    tokenizer: str | None = None  # null: GPT-2's, or init_from's own
     # Set to train the directory `tokenizer` names first, when it does not exist yet: a byte-level BPE of this many
     # tokens (rounded up to a multiple of 128) on `tokenizer_data`. An existing directory is used as it is, whatever
     # its size, and never overwritten (a resume with another tokenizer at the same path is refused by name).
@@ -96,7 +96,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "no"  # no, bf16, fp16
     compile: bool = False
-    # The LM head and its loss a chunk of positions at a time (gpt_scratch.head_loss): same loss and gradients,
+    # The LM head and its loss a chunk of positions at a time (gpt_scratch.training.head_loss): same loss and gradients,
     # without the (tokens x vocabulary) logits, a step's largest tensors, ever existing whole.
     chunked_head_loss: bool = True
     fp8: bool = False  # the blocks' linear layers in FP8 (torchao; GPUs with compute capability 8.9+: H100, H200, L4)
@@ -137,7 +137,7 @@ class TrainConfig:
                 raise ValueError(f"{option.name} ({value}) must be a finite number")
         if not self.run_dir.strip():  # "" would train (and export) into the working directory
             raise ValueError("run_dir is empty; name a directory for the run, e.g. runs/my-run")
-        if not self.tokenizer.strip():
+        if self.tokenizer is not None and not self.tokenizer.strip():
             raise ValueError(
                 "tokenizer is empty; use tokenizer: gpt2, or a tokenizer directory (e.g. runs/tokenizer-8k)"
             )
@@ -188,7 +188,7 @@ class TrainConfig:
                 raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")
         if self.fp8_head and not self.fp8:
             raise ValueError("fp8_head (true) puts the head in FP8 beside the blocks; set fp8: true as well")
-        if self.tokenizer_vocab_size is not None and self.tokenizer == "gpt2":
+        if self.tokenizer_vocab_size is not None and self.tokenizer in (None, "gpt2"):
             raise ValueError(
                 f"tokenizer_vocab_size ({self.tokenizer_vocab_size}) trains the tokenizer directory `tokenizer` "
                 "names, but tokenizer is gpt2; set tokenizer: DIR (e.g. runs/tokenizer-8k), or tokenizer_vocab_size: "
@@ -291,7 +291,7 @@ class TrainConfig:
         if self.tokenizer_vocab_size is not None and not tokenizer_exists(self.tokenizer):
             planned = rounded_vocab_size(self.tokenizer_vocab_size)
             return planned, planned - 1
-        tokenizer = load_tokenizer(self.tokenizer)
+        tokenizer = load_tokenizer(self.tokenizer or "gpt2")
         return tokenizer.vocab_size, tokenizer.eot_id
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from torch.distributed.fsdp import fully_shard
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, save_model_dir
-from gpt_scratch.head_loss import chunked_head_cross_entropy
 from gpt_scratch.training import weights_are_finite
+from gpt_scratch.training.head_loss import chunked_head_cross_entropy
 
 STEPS, LR = 3, 1e-3
 

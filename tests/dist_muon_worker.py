@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gpt_scratch import muon
+from gpt_scratch.training import muon
 
 SHAPES = [(8, 16), (16, 8), (8, 8), (12, 8), (4, 4)]
 

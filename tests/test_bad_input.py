@@ -150,7 +150,7 @@ def test_binary_noise_is_named_and_a_source_validation_would_take_whole_is_refus
     assert f"of the characters of {noise}/*.txt's held-out documents are not text (undecodable bytes or control " \
         "characters): is it a binary file?" in result.stdout, result.stdout  # fmt: skip
     assert (f"error: the 4 documents held out for validation are the whole of {few}, and none is left to train on; "
-            f"give {few} its own val_docs in the list form: data: [{{path: {few}, weight: 0.5, val_docs: 1}}, ...]"
+            f"give few its own val_docs in the list form: data: [{{path: {few}, weight: 0.5, val_docs: 1}}, ...]"
             ) in result.stderr, result.stderr  # fmt: skip
     assert not (tmp_path / "run" / "checkpoints").exists()  # a run refused in setup leaves no empty checkpoints/
     with pytest.raises(ValueError, match="has only 4 documents, fewer than the 20 asked for validation; lower "

@@ -8,7 +8,7 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.head_loss import chunked_head_cross_entropy
+from gpt_scratch.training.head_loss import chunked_head_cross_entropy
 
 from conftest import MODERN, left_padded_batch, ours_from
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from gpt_scratch.cpu_loss import causal_lm_cross_entropy
+from gpt_scratch.training.cpu_loss import causal_lm_cross_entropy
 
 
 @pytest.mark.parametrize("padded", [False, True])

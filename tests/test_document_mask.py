@@ -3,8 +3,8 @@
 import torch
 from accelerate import Accelerator
 
-from gpt_scratch.document_mask import document_position_ids
 from gpt_scratch.training import train_step
+from gpt_scratch.training.document_mask import document_position_ids
 
 from conftest import make_gpt2, ours_from
 

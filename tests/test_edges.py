@@ -213,7 +213,7 @@ def test_a_tokenizer_destination_that_cannot_be_written_is_refused_before_the_co
 def test_a_full_disk_at_the_final_export_is_one_line_and_leaves_nothing_half_written(mount):
     """A tiny GPT-2's weights are 13 MB; a 4 MB disk cannot hold them."""
     disk = mount("small", 4)
-    with pytest.raises(StorageError, match=r"could not write the model model in .*: the disk is full .* export"):
+    with pytest.raises(StorageError, match=r"could not write the model in .*: the disk is full .* export"):
         save_with_model_card(ours_from(make_gpt2()), disk / "model", None, data="d", command="c")
     assert list(disk.iterdir()) == []
 

@@ -1,5 +1,5 @@
-"""FP8 training through torchao (gpt_scratch.fp8), run on CPU with torchao's emulation of the float8 casts: within
-bf16's tolerance of the bf16 path, one graph under compile, ordinary weights in checkpoints and exports; refused
+"""FP8 training through torchao (gpt_scratch.training.fp8), run on CPU with torchao's emulation of the float8 casts:
+within bf16's tolerance of the bf16 path, one graph under compile, ordinary weights in checkpoints and exports; refused
 with one line where the hardware has no FP8."""
 
 import copy
@@ -12,8 +12,8 @@ from train_runs import run_train
 from transformers import AutoModelForCausalLM
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.fp8 import convert_to_fp8, fp8_layer_names, fp8_unavailable
 from gpt_scratch.saving import save_model_dir
+from gpt_scratch.training.fp8 import convert_to_fp8, fp8_layer_names, fp8_unavailable
 
 from conftest import MODERN
 

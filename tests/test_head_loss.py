@@ -1,5 +1,6 @@
-"""The chunked head + loss (gpt_scratch.head_loss) against the plain head and transformers' causal-LM loss: the same
-loss and gradients in fp32 (1e-5 relative), within bf16's rounding under autocast; and when the model uses it."""
+"""The chunked head + loss (gpt_scratch.training.head_loss) against the plain head and transformers' causal-LM loss:
+the same loss and gradients in fp32 (1e-5 relative), within bf16's rounding under autocast; and when the model
+uses it."""
 
 import functools
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.head_loss import chunked_head_cross_entropy
+from gpt_scratch.training.head_loss import chunked_head_cross_entropy
 
 from conftest import MODERN
 

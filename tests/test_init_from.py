@@ -236,3 +236,40 @@ def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_
     assert f"error: init_from {readme}: {readme} is not a PyTorch checkpoint file" in result.stderr, result.stderr
     assert "init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint" in result.stderr
     assert not checkpoint_dirs(tmp_path / "run")
+
+
+def test_a_fine_tune_resumes_from_its_checkpoint_alone_with_the_source_gone_and_offline(tmp_path, corpus, gpt2_dir):
+    """Resume used to reload init_from's source only to overwrite its weights: a requeued job on a fresh offline
+    node, or after the source moved, failed. The checkpoint records the architecture, the tokenizer and where the run
+    started (the card still names it); the export of a checkpoint by ``python -m gpt_scratch.export`` says the same."""
+    source = tmp_path / "source"
+    shutil.copytree(gpt2_dir, source)
+    # A constant learning rate after warmup: steps 1-6 of a 6-step run are those of a run stopped at 3 and resumed.
+    args = ["--init_from", str(source), "--data", str(corpus), "--hellaswag_data", "null", "--checkpoint_interval",
+            "3", "--min_lr", "3e-3", "--warmup_steps", "1", "--tokenizer", "gpt2"]  # fmt: skip
+    run_train(tmp_path / "straight", *args, "--max_steps", "6")
+    run_train(tmp_path / "resumed", *args, "--max_steps", "3")
+    shutil.rmtree(source)
+    resumed = run_train(tmp_path / "resumed", *args, "--max_steps", "6", "--resume", "auto",
+                        env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert "resumed from" in resumed.stdout
+    straight, again = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(straight[name], again[name]) for name in straight)  # bitwise
+    card = (tmp_path / "resumed" / "model" / "README.md").read_text()
+    assert f"- started from: model directory {source}" in card, card
+    exported = tmp_path / "exported"
+    run_command("-m gpt_scratch.export", str(checkpoint_dirs(tmp_path / "resumed")[-1]), str(exported))
+    assert f"- started from: model directory {source}" in (exported / "README.md").read_text()
+
+
+def test_an_explicit_gpt2_tokenizer_that_contradicts_the_source_is_refused(tmp_path, corpus, tiny_tokenizer):
+    """tokenizer: gpt2 was the default and could not be told from it: with a source of its own tokenizer it silently
+    became the source's. The default is now unset; gpt2 given is checked like any other tokenizer."""
+    tiny = load_tokenizer(str(tiny_tokenizer))
+    model = make_modern(vocab_size=tiny.vocab_size, bos_token_id=tiny.eot_id, eos_token_id=tiny.eot_id,
+                        pad_token_id=tiny.eot_id)  # fmt: skip
+    own = save_model_dir(model, tmp_path / "own", tiny.hf_tokenizer(128))
+    result = run_train(tmp_path / "run", "--init_from", str(own), "--data", str(corpus), *SHORT, "--tokenizer", "gpt2",
+                       check=False)  # fmt: skip
+    assert result.returncode == 1 and "error: tokenizer gpt2 encodes text differently from init_from" in result.stderr
+    assert not checkpoint_dirs(tmp_path / "run")

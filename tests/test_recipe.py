@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 from train_runs import MODERN_ARGS, run_train, tiny_shards, trainer_state
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.muon import Muon
 from gpt_scratch.train_config import TrainConfig
 from gpt_scratch.training import apply_schedule, build_optimizers, lr_multiplier, role_learning_rates
+from gpt_scratch.training.muon import Muon
 
 from conftest import MODERN, TINY
 

@@ -4,6 +4,7 @@ the fix, before step 1 where possible, never a partial checkpoint or shard left 
 import json
 
 import pytest
+import torch
 from train_runs import run_command, run_train
 
 from gpt_scratch.checkpoint import checkpoint_dirs, checkpoint_problem
@@ -105,3 +106,29 @@ def test_a_write_refused_by_a_read_only_file_system_is_not_advised_to_free_space
     error = write_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path, 10**6, "the model", "Free space")
     assert str(error) == f"could not write the model in {tmp_path}: Read-only file system. Make {tmp_path} writable, " \
         "or choose another directory"  # fmt: skip
+
+
+def test_the_best_weights_are_replaced_durably(tmp_path, monkeypatch):
+    """export_best's weights replaced best/ with a bare os.replace: after a power loss the new name could stand over
+    unwritten data. Now the file is fsynced before the rename and the directory after it, as every checkpoint is."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    from gpt_scratch.checkpoint import BEST_WEIGHTS, keep_best_weights
+
+    from conftest import make_modern
+
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    model = make_modern()
+    try:
+        keep_best_weights(Accelerator(cpu=True), model, tmp_path)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # the next in-process run builds its own
+    best = tmp_path / BEST_WEIGHTS
+    assert str(best.with_name(f".{best.name}.tmp")) in synced and str(best.parent) in synced, synced
+    assert synced.index(str(best.parent)) > synced.index(str(best.with_name(f".{best.name}.tmp")))
+    assert all(torch.equal(tensor, model.state_dict()[name]) for name, tensor in load_file(best).items())

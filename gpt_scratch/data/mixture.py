@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from ..tokenizer import TextTokenizer
 from .shards import MANIFEST, TokenShardBatches
 from .sources import TextSource
-from .stream import PackedBatches
+from .stream import PackedBatches, ReadOptions
 
 ENTRY_KEYS = ("path", "weight", "name", "split", "text_column", "token_shards", "label", "val_docs")
 
@@ -77,7 +78,7 @@ def _entry_from_mapping(index: int, entry: Any, defaults: TextSource) -> Mixture
         raise ValueError(
             f"data: entry {index + 1} has unknown key(s) {', '.join(unknown)}; known: {', '.join(ENTRY_KEYS)}"
         )
-    path, label = str(entry["path"]), str(entry.get("label") or entry["path"])
+    path, label = str(entry["path"]), str(entry.get("label") or "")
     source = TextSource(path, entry.get("name", defaults.name), str(entry.get("split", defaults.split)),
                         str(entry.get("text_column", defaults.text_column)))  # fmt: skip
     shards, val_docs = entry.get("token_shards"), entry.get("val_docs")
@@ -108,7 +109,7 @@ def mixture_entries(
             )
         for shard_dir, weight in token_shards.items():
             shard_dir = str(shard_dir)
-            raw.append(MixtureEntry(shard_dir, manifest_source(shard_dir), _weight(shard_dir, weight), shard_dir))
+            raw.append(MixtureEntry("", manifest_source(shard_dir), _weight(shard_dir, weight), shard_dir))
     elif token_shards is not None:
         raise ValueError(
             f"token_shards ({token_shards!r}) names one source's shards, but data is a mixture; give each entry its "
@@ -117,20 +118,48 @@ def mixture_entries(
     elif isinstance(data, dict):
         for path, weight in data.items():
             source = TextSource(str(path), name, split, text_column)
-            raw.append(MixtureEntry(str(path), source, _weight(str(path), weight)))
+            raw.append(MixtureEntry("", source, _weight(str(path), weight)))
     elif isinstance(data, list):
         raw = [_entry_from_mapping(index, entry, defaults) for index, entry in enumerate(data)]
     if not raw:
         raise ValueError("data: the mixture is empty; name at least one source with a weight")
-    labels = [entry.label for entry in raw]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    # The same source twice without labels of their own, or two entries given the same label: which is which?
+    named = [entry.label or entry.token_shards or entry.source.path for entry in raw]
+    repeated = sorted({name for name in named if named.count(name) > 1})
     if repeated:
         raise ValueError(f"data: {', '.join(repeated)} appears more than once; give each entry its own label")
+    # Named by where their text comes from; a mapping of shard directories by the directories (one source may have
+    # been prepared twice).
+    where = [entry.token_shards if isinstance(token_shards, dict) else entry.source.path for entry in raw]
+    raw = [dataclasses.replace(entry, label=label) for entry, label in zip(raw, default_labels(raw, where))]
     # Scaled by the largest first (a sum of weights near the largest float would overflow to inf and make every share
     # 0), and summed exactly (math.fsum): the shares do not depend on the order the sources are listed in.
     largest = max(entry.weight for entry in raw)
     total = math.fsum(entry.weight / largest for entry in raw)
     return [dataclasses.replace(entry, weight=entry.weight / largest / total) for entry in raw]
+
+
+GLOB = re.compile(r"[*?\[\]]")
+SUFFIX = re.compile(r"\.(jsonl|json|parquet|txt|md|py|csv)$")
+
+
+def default_labels(entries: list[MixtureEntry], paths: list[str]) -> list[str]:
+    """Each entry's label: its own, else the clean stem of where it comes from (``data/code/**/*.py`` -> ``code``,
+    ``runs/words.jsonl`` -> ``words``, ``HuggingFaceFW/fineweb-edu`` -> ``fineweb-edu``), unique in the mixture
+    (``part[01].jsonl`` and ``part[23].jsonl`` of one directory -> ``part01``, ``part23``): what the log, the trackers'
+    keys (``val/<label>/loss``) and the card name it by."""
+
+    def stem(path: str, keep_glob: bool) -> str:
+        parts = [part for part in path.rstrip("/").split("/") if part not in ("", ".", "..")]
+        plain = parts if keep_glob else [part for part in parts if not GLOB.search(part)]
+        return SUFFIX.sub("", GLOB.sub("", plain[-1])) if plain else ""
+
+    labels = [entry.label or stem(path, False) or path for entry, path in zip(entries, paths)]
+    for longer in (lambda path: stem(path, True), lambda path: path):  # the path whole: no shorter name tells apart
+        taken = [label for label in labels if labels.count(label) > 1]
+        labels = [longer(path) or label if label in taken and not entry.label else label
+                  for entry, path, label in zip(entries, paths, labels)]  # fmt: skip
+    return labels
 
 
 def config_mixture(config) -> list[MixtureEntry] | None:
@@ -195,30 +224,23 @@ class MixtureBatches(torch.utils.data.IterableDataset):
     def __init__(
         self,
         entries: list[MixtureEntry],
-        batch_size: int,
-        seq_len: int,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        shuffle_buffer: int = 1000,
-        val_docs: int = 0,
-        window_shuffle: int = 0,
-        tokenizer: TextTokenizer | None = None,
+        options: ReadOptions,
         skip_tokens: list[int] | None = None,
         tokenize_threads: int = 4,
     ) -> None:
+        """``options``: how this consumer reads (its ``val_docs``: what each source holds out unless its entry sets
+        its own); ``skip_tokens``: the tokens each prepared source's held-out documents take."""
         super().__init__()
-        self.entries, self.batch_size, self.seq_len = entries, batch_size, seq_len
-        self.rank, self.world_size = rank, world_size
+        self.entries, self.batch_size, self.seq_len = entries, options.batch_size, options.seq_len
+        self.rank, self.world_size = options.rank, options.world_size
         self.weights = [entry.weight for entry in entries]
         labels = sorted(entry.label for entry in entries)
         self._tie = [-labels.index(entry.label) for entry in entries]
         skip_tokens = skip_tokens or [0] * len(entries)
         self.readers: list[PackedBatches | _ShardRows] = [
-            _ShardRows(entry, seq_len, skip, tokenizer) if entry.token_shards else
-            PackedBatches(entry.source, 1, seq_len, rank, world_size, seed=seed, shuffle_buffer=shuffle_buffer,
-                          val_docs=entry.held_out(val_docs), window_shuffle=window_shuffle, tokenizer=tokenizer,
-                          tokenize_threads=tokenize_threads)
+            _ShardRows(entry, options.seq_len, skip, options.tokenizer) if entry.token_shards else
+            PackedBatches(entry.source, **dataclasses.replace(options, batch_size=1, val_docs=entry.held_out(
+                options.val_docs)).stream(), tokenize_threads=tokenize_threads)
             for entry, skip in zip(entries, skip_tokens)
         ]  # fmt: skip
         self.row = 0  # global rows drawn so far, of every consumer

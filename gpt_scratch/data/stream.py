@@ -20,9 +20,11 @@ How a stream is split and resumed:
 """
 
 import copy
+import dataclasses
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -197,6 +199,32 @@ def tokenize_documents(tokenizer: TextTokenizer | None, texts: list[str], pool: 
     """The tokens of ``texts`` (GPT-2's when ``tokenizer`` is None) as one uint32 array, ``<|endoftext|>`` before
     each document (``TextTokenizer.encode_documents``)."""
     return (tokenizer or load_tokenizer("gpt2")).encode_documents(texts, pool)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How one consumer reads its sources: what ``PackedBatches``, ``MixtureBatches`` and ``TokenShardBatches``
+    share (the keyword arguments of each, by these names)."""
+
+    batch_size: int
+    seq_len: int
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    val_docs: int = 0
+    window_shuffle: int = 0
+    tokenizer: TextTokenizer | None = None
+
+    def stream(self) -> dict[str, Any]:
+        """The keyword arguments of a stream (``PackedBatches``, ``MixtureBatches``)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def shards(self) -> dict[str, Any]:
+        """The keyword arguments of ``TokenShardBatches``: no shuffling, no documents to hold out (it starts after
+        their tokens)."""
+        names = ("batch_size", "seq_len", "rank", "world_size", "tokenizer")
+        return {name: getattr(self, name) for name in names}
 
 
 class PackedBatches(torch.utils.data.IterableDataset):

@@ -133,10 +133,10 @@ def tokenizer_exists(spec: str) -> bool:
     return spec == GPT2 or (directory.is_dir() and any(directory.iterdir()))
 
 
-def load_tokenizer(spec: str) -> TextTokenizer:
-    """``"gpt2"`` or a tokenizer directory, as a ``TextTokenizer``; a missing or unusable directory is a one-line
-    error that says what to do."""
-    if spec == GPT2:
+def load_tokenizer(spec: str | None) -> TextTokenizer:
+    """``"gpt2"`` (or None, a config's default) or a tokenizer directory, as a ``TextTokenizer``; a missing or
+    unusable directory is a one-line error that says what to do."""
+    if spec is None or spec == GPT2:
         return _gpt2()
     directory = Path(spec).expanduser()
     if not directory.is_dir():

@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from ..data.sources import NOT_TEXT_WARNING, TextSource, checked_texts, not_text
 from ..saving import save_tokenizer
 from ..storage import holds_working_directory
 from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
-from .text_tokenizer import load_tokenizer
+from .text_tokenizer import load_tokenizer, tokenizer_exists
 
 PATTERNS = {
     "gpt2-no-lookahead": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""",
@@ -205,3 +205,32 @@ def training_lock(out_dir: str | Path, say: Callable[[str], None] = print) -> It
             say(f"tokenizer: another run is training {out_dir}; waiting for it, to use the same one")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def prepare_tokenizer(config, accelerator) -> None:
+    """Train the tokenizer directory a run's config (a TrainConfig) names when ``tokenizer_vocab_size`` is set and it
+    does not exist yet: the main process trains it (as ``python -m gpt_scratch.tokenizer train`` would) while the
+    others wait."""
+    if config.tokenizer_vocab_size is None:
+        return
+    with accelerator.main_process_first(), ExitStack() as held:  # the same barrier on every process
+        if not accelerator.is_main_process:
+            return
+        held.enter_context(training_lock(config.tokenizer, accelerator.print))  # another run may be training it
+        if tokenizer_exists(config.tokenizer):
+            size = load_tokenizer(config.tokenizer).vocab_size
+            if size != rounded_vocab_size(config.tokenizer_vocab_size):
+                accelerator.print(
+                    f"tokenizer: {config.tokenizer} exists ({size:,} tokens) and is used as it is; "
+                    f"tokenizer_vocab_size ({config.tokenizer_vocab_size}) applies to training a missing one"
+                )
+            return
+        if config.tokenizer_data is None:  # the run's own data, read as the run reads it
+            source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+        else:
+            source = TextSource(config.tokenizer_data)
+        accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
+        # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
+        summary = train_tokenizer(source, config.tokenizer_vocab_size, config.tokenizer,
+                                  val_docs=max(config.val_docs, VAL_DOCS))  # fmt: skip
+        accelerator.print(summary.line(config.tokenizer))

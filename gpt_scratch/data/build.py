@@ -1,0 +1,106 @@
+"""The run's data, from its config: this process's training batches and every source's validation windows, for one
+source or a mixture alike (``run_data``). What train.py reads; how it is read lives in the modules beside this one.
+
+- One source is a mixture of one: a ``MixtureEntry`` labelled with its path, read by its own pipeline as before
+  (``PackedBatches`` streaming it, or ``TokenShardBatches`` over its prepared shards), reported as one source.
+- A mixture (``data: {SOURCE: WEIGHT}``, a list of entries, or ``token_shards: {DIR: WEIGHT}``) is parsed once, here,
+  and read by ``MixtureBatches``; each source's validation and draw are reported apart.
+- Each source holds out its first ``val_docs`` documents (its own, in a mixture entry that sets them): they are read
+  now, before step 1, so a source that cannot spare them, a missing shard directory or data that is not text is said
+  before any training.
+- DataLoader workers (``data_workers``) read the batches off the training loop and resume exactly (``WorkerBatches``).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..tokenizer import TextTokenizer
+from .mixture import MixtureBatches, MixtureEntry, check_shard_directories, config_mixture, describe
+from .shards import TokenShardBatches, shards_identity
+from .sources import TextSource
+from .stream import PackedBatches, ReadOptions, WorkerBatches, token_windows, validation_tokens
+
+
+@dataclass
+class RunData:
+    """What a run trains and validates on."""
+
+    train: Any  # next_batch(), state_dict(), load_state_dict(); a mixture's also `drawn` (rows per source)
+    validation: dict[str, list[torch.Tensor]]  # each source's validation windows, by its label
+    sources: list[MixtureEntry]  # one source, or a mixture's
+    mixed: bool  # a mixture: each source is validated and counted apart
+
+    def describe(self) -> str:
+        """The data in one phrase: the source, or ``a 70%, b 30%``."""
+        return describe(self.sources) if self.mixed else self.sources[0].source.path
+
+    def shards_identities(self) -> dict[str, str]:
+        """Each prepared source's shard identity, by label: a resume recognises the same shards at another path and
+        refuses others, for every source of a mixture too."""
+        return {entry.label: shards_identity(entry.token_shards) for entry in self.sources if entry.token_shards}
+
+
+def run_sources(config) -> tuple[list[MixtureEntry], bool]:
+    """The run's sources (a TrainConfig's ``data`` and ``token_shards``), and whether they are a mixture."""
+    if mixture := config_mixture(config):
+        return mixture, True
+    source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+    shards = config.token_shards if isinstance(config.token_shards, str) else None
+    return [MixtureEntry(config.data, source, 1.0, shards)], False
+
+
+def own_val_docs(entry: MixtureEntry) -> str:
+    """What to change when a mixture source cannot spare its held-out documents: its own val_docs (the run's would
+    shrink every source's validation)."""
+    return (f"give {entry.label} its own val_docs in the list form: data: [{{path: {entry.source.path}, weight: "
+            f"{entry.weight:.4g}, val_docs: {{spare}}}}, ...]")  # fmt: skip
+
+
+def validation_windows(config, entry: MixtureEntry, tokens: torch.Tensor, mixed: bool) -> list[torch.Tensor]:
+    """One source's validation windows; in a mixture, an error naming the source."""
+    try:
+        return token_windows(tokens, config.seq_len, config.micro_batch_size)[: config.val_batches]
+    except ValueError as error:
+        if not mixed:
+            raise
+        raise ValueError(f"data: {entry.label}: {error}; raise val_docs or lower seq_len") from None
+
+
+def run_data(
+    config, tokenizer: TextTokenizer, rank: int, world_size: int, accumulation: int, say: Callable[[str], None]
+) -> RunData:
+    """This process's training batches and the validation windows of every source, from the config."""
+    sources, mixed = run_sources(config)
+    check_shard_directories(sources)
+    held_out = {entry.label: validation_tokens(entry.source, entry.held_out(config.val_docs), tokenizer,
+                                               own_val_docs(entry) if mixed else None, say)
+                for entry in sources}  # fmt: skip
+    validation = {entry.label: validation_windows(config, entry, held_out[entry.label], mixed) for entry in sources}
+    options = ReadOptions(config.micro_batch_size, config.seq_len, rank, world_size, config.seed,
+                          config.shuffle_buffer, config.val_docs, config.window_shuffle, tokenizer)  # fmt: skip
+    if mixed:
+        say(f"data: a mixture of {len(sources)} sources by training tokens: {describe(sources)}")
+        skips = [len(tokens) for tokens in held_out.values()]
+        train = read_by_workers(config, MixtureBatches(sources, options, skip_tokens=skips), accumulation)
+    elif sources[0].token_shards:
+        # The first val_docs documents open shard 0 (shards keep the source's order): start training after them.
+        (entry,) = sources
+        train = TokenShardBatches(entry.token_shards, start_token=len(held_out[entry.label]), source=entry.source,
+                                  **options.shards())  # fmt: skip
+    else:
+        train = read_by_workers(config, PackedBatches(sources[0].source, **options.stream()), accumulation)
+    return RunData(train, validation, sources, mixed)
+
+
+def read_by_workers(config, dataset, accumulation: int):
+    """``dataset`` read in ``data_workers`` DataLoader worker processes, off the training loop (they tokenize there)
+    and resuming exactly; ``dataset`` itself when there are none."""
+    if not config.data_workers:
+        return dataset
+    # Snapshots at checkpoint steps make a resume replay nothing; the cap bounds the replay after a SIGTERM.
+    return WorkerBatches(
+        dataset, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
+    )

@@ -1,0 +1,104 @@
+"""What a run says about itself: the log line of an interval and of an evaluation, the trackers' scalars, the loss
+curve's title and the model card's figures. Words and numbers only: train.py computes, this module phrases.
+
+- ``log_line``: ``step 100/300 | loss 3.2 | lr 3.00e-03 | grad norm 0.812 | 9,870 tok/s | MFU 41.0% | ETA 2.1 min``;
+- ``evaluation_line``: ``eval step 100: val loss 3.1 | val bpb 1.5 | hellaswag acc_norm 0.2950``, and a mixture's
+  ``by source: ...`` line (each source's figures and its share of the tokens drawn);
+- ``tracker_scalars``: ``eval/val_loss``, ``eval/<task>/<metric>``, a mixture's ``val/<source>/loss`` and
+  ``drawn/<source>/tokens``;
+- ``plot_title``, ``card_sources``, ``evaluation_description``: the curve's title, the card's mixture table and how
+  its scores were made.
+"""
+
+from pathlib import Path
+
+import torch
+
+from .tasks import TASKS, resolve_task_names
+
+
+def log_line(done: int, max_steps: int, loss: float, lr: float, norm: float, tokens_per_s: float,
+             tokens_per_step: int, mfu: float | None) -> str:  # fmt: skip
+    """One interval of training in a line, with the time left at this speed."""
+    eta = (max_steps - done) * tokens_per_step / tokens_per_s
+    memory = f" | peak mem {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    return (
+        f"step {done:>6}/{max_steps} | loss {loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | "
+        f"{tokens_per_s:,.0f} tok/s" + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "") + memory
+        + f" | ETA {eta / 60:.1f} min"
+    )  # fmt: skip
+
+
+def headline_metric(result: dict) -> str:
+    """The metric a task's curve shows: acc_norm where the task has it (lm-eval's usual headline), else acc."""
+    return "acc_norm" if "acc_norm" in result else "acc"
+
+
+def evaluation_lines(step: int, results: dict) -> list[str]:
+    """An evaluation in a line (validation, each benchmark task's headline metric, the centred mean), and for a
+    mixture a second: each source's validation figures and its share of the tokens drawn."""
+    tasks = results.get("tasks", {})
+    tasks_text = "".join(f" | {name} {headline_metric(result)} {result[headline_metric(result)]:.4f}"
+                         for name, result in tasks.items() if name in TASKS)  # fmt: skip
+    if "aggregate" in tasks:
+        tasks_text += f" | centered acc {tasks['aggregate']['centered_acc']:.4f}"
+    lines = [f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{tasks_text}"]
+    if "sources" in results:
+        total = sum(results["drawn"].values())
+        lines.append("  by source: " + " | ".join(
+            f"{label} val loss {figures['val_loss']:.4f} bpb {figures['val_bpb']:.4f}, drawn "
+            f"{results['drawn'][label]:,} tokens ({100 * results['drawn'][label] / max(total, 1):.1f}%)"
+            for label, figures in results["sources"].items()
+        ))  # fmt: skip
+    return lines
+
+
+def tracker_scalars(results: dict) -> dict[str, float]:
+    """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``; a
+    mixture's ``val/<source>/loss``, ``val/<source>/bpb`` and ``drawn/<source>/tokens``."""
+    scalars = {f"eval/{name}": value for name, value in results.items() if name not in ("tasks", "sources", "drawn")}
+    for label, figures in results.get("sources", {}).items():  # a mixture's sources
+        scalars[f"val/{label}/loss"], scalars[f"val/{label}/bpb"] = figures["val_loss"], figures["val_bpb"]
+        scalars[f"drawn/{label}/tokens"] = results["drawn"][label]
+    for name, result in results.get("tasks", {}).items():
+        if name == "aggregate":
+            scalars["eval/centered_acc"] = result["centered_acc"]
+            continue
+        scalars.update({f"eval/{name}/{metric}": value for metric, value in result.items() if metric != "details"})
+    return scalars
+
+
+def evaluation_tasks(config) -> tuple[list[str], dict[str, str], dict[str, int | None]]:
+    """The benchmark tasks each evaluation of a run (a TrainConfig) scores, with their data and item limits:
+    ``eval_tasks``, and HellaSwag where ``hellaswag_data`` names its data (its own options, as before the others)."""
+    names = resolve_task_names(config.eval_tasks) if config.eval_tasks else []
+    data = dict(config.eval_task_data)
+    limits: dict[str, int | None] = {name: config.eval_task_limit for name in names}
+    if config.hellaswag_data:
+        names = names if "hellaswag" in names else ["hellaswag", *names]
+        data.setdefault("hellaswag", config.hellaswag_data)
+        limits["hellaswag"] = config.hellaswag_limit
+    return names, data, limits
+
+
+def evaluation_description(config) -> str:
+    """How the model card's scores were made, in words: shots, and each task's data and items."""
+    names, data, limits = evaluation_tasks(config)
+    sources = ", ".join(f"{name}: {data.get(name) or TASKS[name].hub[0]} (first {limits[name] or 'all'} items)"
+                        for name in names)  # fmt: skip
+    return f"{config.eval_num_fewshot}-shot; {sources}"
+
+
+def plot_title(run_dir: Path, model, data: str) -> str:
+    """The run and its model's size, e.g. ``quickstart: 4 layers x 128, 1.3M parameters, on python-stdlib``."""
+    parameters = sum(p.numel() for p in model.parameters())
+    size = f"{model.config.n_layer} layers x {model.config.n_embd}, {parameters / 1e6:.1f}M parameters"
+    return f"{run_dir.name}: {size}, on {data}"
+
+
+def card_sources(sources: list, mixed: bool, results: dict) -> list[dict] | None:
+    """The card's table of a mixture's sources: weight, tokens drawn, and the last evaluation's figures."""
+    if not mixed:
+        return None
+    return [{"label": entry.label, "weight": entry.weight, "drawn": results["drawn"][entry.label],
+             **results["sources"][entry.label]} for entry in sources]  # fmt: skip
