@@ -34,6 +34,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import step_options  # noqa: E402  (bench/common.py, beside this script)
+
 from gpt_scratch import GPTScratchForCausalLM, gpt2_tokenizer  # noqa: E402
 from gpt_scratch.data import TextSource, token_windows, validation_tokens  # noqa: E402
 from gpt_scratch.data.sources import _stdlib_files  # noqa: E402
@@ -129,13 +131,10 @@ def held_out_loss(model, windows: list[torch.Tensor]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    step_options(parser, seq_len=256, micro_batch=4)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--files", type=int, default=60, help="standard-library files in the corpus")
     parser.add_argument("--val-docs", type=int, default=10)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -33,6 +33,8 @@ from accelerate import Accelerator
 from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import step_options  # noqa: E402  (bench/common.py, beside this script)
+
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_to_gpt2  # noqa: E402
 from gpt_scratch.train_config import MODEL_OPTIONS, TrainConfig  # noqa: E402
@@ -66,14 +68,11 @@ class FixedBatches:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    step_options(parser, seq_len=128, micro_batch=8)
     parser.add_argument("--preset", default=None, help="a GPTScratchConfig preset instead of the 4x256 model")
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--accumulation", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--compile", action="store_true")
     parser.add_argument("--only", choices=["ours", "hf", "modern", "gpt2", "bf16", "fp8"], default=None)
     parser.add_argument("--modern", action="store_true", help="the modern recipe against our GPT-2 architecture")
     parser.add_argument("--fp8", action="store_true", help="ours in FP8 against ours in bf16")

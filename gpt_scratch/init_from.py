@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .configuration_gpt_scratch import GPTScratchConfig
+from .data.build import prepare_tokenizer
 from .model_files import check_model_directory
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .tokenizer import load_tokenizer
@@ -173,8 +174,6 @@ def first_model(config: TrainConfig, checkpoint: Path | None, accelerator) -> tu
     if config.init_from:
         start = start_from(config)
         return start.model, {"description": start.description, "base_model": start.base_model}
-    from .tokenizer.trainer import prepare_tokenizer
-
     config.tokenizer = config.tokenizer or GPT2
     prepare_tokenizer(config, accelerator)
     return GPTScratchForCausalLM(config.model_config()), None

@@ -45,22 +45,29 @@ def endings_with(gold_text: str, others: list[str], rng: random.Random) -> tuple
     return endings, gold
 
 
-def activitynet_row(rng: random.Random, index: int) -> dict:
-    label_text, (ctx_a, subject, action) = rng.choice(sorted(ACTIVITIES.items()))
-    actions = sorted(f"{other} carefully and keeps going." for _, _, other in ACTIVITIES.values())
-    endings, gold = endings_with(f"{action} carefully and keeps going.", actions, rng)
+def sample_row(index: int, label_text: str, ctx_a: str, ctx_b: str, endings: list[str], gold: int, source_id: str,
+               split_type: str) -> dict:  # fmt: skip
+    """One item in HellaSwag's schema; the label an int in odd rows (the original jsonl), a string in even ones (the
+    Hub dataset)."""
     return {
         "ind": index,
         "activity_label": label_text,
         "ctx_a": ctx_a,
-        "ctx_b": subject,
-        "ctx": f"{ctx_a} {subject}",
+        "ctx_b": ctx_b,
+        "ctx": f"{ctx_a} {ctx_b}".strip(),
         "endings": endings,
-        "source_id": f"activitynet~v_sample{index:04d}",
+        "source_id": source_id,
         "split": "val",
-        "split_type": "indomain",
+        "split_type": split_type,
         "label": gold if index % 2 else str(gold),
     }
+
+
+def activitynet_row(rng: random.Random, index: int) -> dict:
+    label_text, (ctx_a, subject, action) = rng.choice(sorted(ACTIVITIES.items()))
+    actions = sorted(f"{other} carefully and keeps going." for _, _, other in ACTIVITIES.values())
+    endings, gold = endings_with(f"{action} carefully and keeps going.", actions, rng)
+    return sample_row(index, label_text, ctx_a, subject, endings, gold, f"activitynet~v_sample{index:04d}", "indomain")
 
 
 def wikihow_row(rng: random.Random, index: int) -> dict:
@@ -69,18 +76,7 @@ def wikihow_row(rng: random.Random, index: int) -> dict:
     ctx_b = "" if index % 3 == 0 else "[substeps] Keep  your tools nearby."
     steps = sorted(f"[substeps] {other}  Then check the result." for _, _, other in WIKIHOW.values())
     endings, gold = endings_with(f"[substeps] {next_step}  Then check the result.", steps, rng)
-    return {
-        "ind": index,
-        "activity_label": label_text,
-        "ctx_a": ctx_a,
-        "ctx_b": ctx_b,
-        "ctx": f"{ctx_a} {ctx_b}".strip(),
-        "endings": endings,
-        "source_id": f"wikihow~{index:05d}",
-        "split": "val",
-        "split_type": "zeroshot",
-        "label": gold if index % 2 else str(gold),
-    }
+    return sample_row(index, label_text, ctx_a, ctx_b, endings, gold, f"wikihow~{index:05d}", "zeroshot")
 
 
 def main() -> None:

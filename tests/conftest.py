@@ -22,6 +22,7 @@ from gpt_scratch import (
     GPTScratchForCausalLM,  # noqa: E402
 )
 from gpt_scratch.data import TextSource  # noqa: E402
+from gpt_scratch.data.sources import SourceTexts  # noqa: E402
 from gpt_scratch.modeling_gpt_scratch import state_dict_from_gpt2  # noqa: E402
 from gpt_scratch.tokenizer.trainer import train_tokenizer  # noqa: E402
 
@@ -91,7 +92,7 @@ def tiny_tokenizer(tmp_path_factory, train_corpus) -> Path:
     run with three checkpoints: 25 s; with this one: 3 s). A test about GPT-2's tokenizer passes ``--tokenizer
     gpt2`` (the last value wins)."""
     path = tmp_path_factory.mktemp("tokenizer") / "tiny"
-    train_tokenizer(TextSource(str(train_corpus)), 384, path, val_docs=10)
+    train_tokenizer(SourceTexts(TextSource(str(train_corpus)), val_docs=10), 384, path)
     TINY_ARGS.extend(["--tokenizer", str(path)])
     return path
 

@@ -17,6 +17,7 @@ from train_runs import run_command, run_train
 from transformers import AutoModelForCausalLM
 
 from gpt_scratch.data import TextSource
+from gpt_scratch.data.sources import SourceTexts
 from gpt_scratch.divergence import lower_learning_rates, quarantine_after
 from gpt_scratch.run_lock import RunLock
 from gpt_scratch.saving import save_with_model_card
@@ -205,7 +206,7 @@ def test_a_tokenizer_destination_that_cannot_be_written_is_refused_before_the_co
     message = {"file": "is a file, not a directory", "non-empty directory": "is not empty",
                "working directory": "is the working directory"}[kind]  # fmt: skip
     with pytest.raises(ValueError, match=f"{message}.*choose another --out"):
-        train_tokenizer(missing, 512, out)
+        train_tokenizer(SourceTexts(missing, 200), 512, out)
     if kind == "non-empty directory":
         assert (out / "mine.txt").read_text() == "keep me"
 

@@ -112,7 +112,7 @@ def test_batch_size_does_not_change_results(model):
 def test_two_processes_equal_one(tmp_path, model_dir, model):
     out = tmp_path / "result.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", free_port(), str(ROOT / "tests" / "dist_hellaswag_worker.py"),
+               "--master_port", free_port(), str(ROOT / "tests" / "dist_eval_worker.py"), "hellaswag",
                str(model_dir), str(SAMPLE), str(out), "27"]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}

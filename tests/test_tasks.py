@@ -75,8 +75,8 @@ def test_every_task_equals_lm_eval(model_dir, model, lm_eval_tasks, task_data, n
 def test_two_processes_equal_one(tmp_path, model_dir, model, task_data):
     out = tmp_path / "result.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
-               str(ROOT / "tests" / "dist_tasks_worker.py"), str(model_dir), json.dumps(task_data), str(out), "3",
-               "7"]  # fmt: skip
+               str(ROOT / "tests" / "dist_eval_worker.py"), "tasks", str(model_dir), json.dumps(task_data), str(out),
+               "7", "3"]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

@@ -12,15 +12,17 @@ source or a mixture alike (``run_data``). What train.py reads; how it is read li
 """
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..tokenizer import TextTokenizer
+from ..tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
+from ..tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer, training_lock
 from .mixture import MixtureBatches, MixtureEntry, check_shard_directories, config_mixture, describe
 from .shards import TokenShardBatches, shards_identity
-from .sources import TextSource
+from .sources import SourceTexts, TextSource
 from .stream import PackedBatches, ReadOptions, WorkerBatches, token_windows, validation_tokens
 
 
@@ -104,3 +106,33 @@ def read_by_workers(config, dataset, accumulation: int):
     return WorkerBatches(
         dataset, config.data_workers, snapshot_every=min(config.checkpoint_interval * accumulation, 256)
     )
+
+
+def prepare_tokenizer(config, accelerator) -> None:
+    """Train the tokenizer directory a run's config (a TrainConfig) names when ``tokenizer_vocab_size`` is set and it
+    does not exist yet, on the run's own data (or ``tokenizer_data``): the main process trains it (as ``python -m
+    gpt_scratch.tokenizer train`` would) while the others wait. Here, with the run's data, because it reads a
+    source: the trainer itself (``gpt_scratch.tokenizer.trainer``) only reads text it is given."""
+    if config.tokenizer_vocab_size is None:
+        return
+    with accelerator.main_process_first(), ExitStack() as held:  # the same barrier on every process
+        if not accelerator.is_main_process:
+            return
+        held.enter_context(training_lock(config.tokenizer, accelerator.print))  # another run may be training it
+        if tokenizer_exists(config.tokenizer):
+            size = load_tokenizer(config.tokenizer).vocab_size
+            if size != rounded_vocab_size(config.tokenizer_vocab_size):
+                accelerator.print(
+                    f"tokenizer: {config.tokenizer} exists ({size:,} tokens) and is used as it is; "
+                    f"tokenizer_vocab_size ({config.tokenizer_vocab_size}) applies to training a missing one"
+                )
+            return
+        if config.tokenizer_data is None:  # the run's own data, read as the run reads it
+            source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+        else:
+            source = TextSource(config.tokenizer_data)
+        accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
+        # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
+        summary = train_tokenizer(SourceTexts(source, max(config.val_docs, VAL_DOCS)), config.tokenizer_vocab_size,
+                                  config.tokenizer)  # fmt: skip
+        accelerator.print(summary.line(config.tokenizer))

@@ -10,11 +10,14 @@ import glob
 import os
 import re
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datasets import IterableDataset, load_dataset
+
+from ..tokenizer.trainer import NOT_TEXT_WARNING
 
 FINEWEB_EDU = ("HuggingFaceFW/fineweb-edu", "sample-10BT")
 PYTHON_STDLIB = "python-stdlib"
@@ -177,7 +180,6 @@ def validation_documents(source: TextSource, num_docs: int, fix: str | None = No
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, newline, return
-NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
 
 
 def not_text_characters(text: str) -> int:
@@ -206,3 +208,41 @@ def checked_texts(texts: list, source: TextSource) -> list[str]:
                 f"such rows, or choose the right text_column"
             )
     return texts
+
+
+class SourceTexts:
+    """A source's documents as a tokenizer trainer reads them (``gpt_scratch.tokenizer.trainer.Corpus``): the first
+    ``val_docs`` held out (read when first asked for: the trainer checks its destination first), the rest in
+    canonical order until either bound, counted (documents, bytes, characters that are not text) on a progress bar
+    as they are read."""
+
+    def __init__(
+        self, source: TextSource, val_docs: int, max_docs: int | None = None, max_bytes: int | None = None
+    ) -> None:
+        self.source, self.name, self.val_docs, self.max_docs, self.max_bytes = (source, source.path, val_docs,
+                                                                                  max_docs, max_bytes)  # fmt: skip
+        self.documents = self.bytes = self.not_text = 0
+
+    @functools.cached_property
+    def held_out(self) -> list[str]:
+        return [row["text"] for row in open_documents(self.source).take(self.val_docs)]  # an empty source fails here
+
+    def __iter__(self) -> Iterator[str]:
+        from tqdm.auto import tqdm
+
+        with tqdm(desc=f"reading {self.source.path}", unit=" docs") as bar:
+            for batch in open_documents(self.source).skip(len(self.held_out)).iter(batch_size=256):
+                for text in checked_texts(batch["text"], self.source):
+                    if self._full():
+                        return
+                    self.documents += 1
+                    self.bytes += len(text.encode("utf-8", "surrogatepass"))
+                    self.not_text += not_text_characters(text)
+                    bar.update(1)
+                    bar.set_postfix_str(f"{self.bytes / 1e6:,.1f} MB", refresh=False)
+                    yield text
+
+    def _full(self) -> bool:
+        return (self.max_docs is not None and self.documents >= self.max_docs) or (
+            self.max_bytes is not None and self.bytes >= self.max_bytes
+        )

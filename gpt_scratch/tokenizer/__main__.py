@@ -3,7 +3,7 @@
 import argparse
 
 from .. import cli
-from ..data.sources import TextSource
+from ..data.sources import SourceTexts, TextSource
 from .trainer import PATTERNS, VAL_DOCS, train_tokenizer
 
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--model_max_length", type=int, default=1024)
     args = parser.parse_args(argv)
     source = TextSource(args.data, args.data_name, args.data_split, args.text_column)
-    summary = train_tokenizer(source, args.vocab_size, args.out, args.pattern, args.val_docs, args.max_docs,
-                              args.max_bytes, args.model_max_length)  # fmt: skip
+    corpus = SourceTexts(source, args.val_docs, args.max_docs, args.max_bytes)
+    summary = train_tokenizer(corpus, args.vocab_size, args.out, args.pattern, args.model_max_length)
     print(summary.line(args.out))
 
 

@@ -23,15 +23,15 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from ..data.sources import NOT_TEXT_WARNING, TextSource, checked_texts, not_text_characters, open_documents
-from ..saving import save_tokenizer
 from ..storage import holds_working_directory
+from .files import save_tokenizer
 from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
-from .text_tokenizer import load_tokenizer, tokenizer_exists
+from .text_tokenizer import load_tokenizer
 
 PATTERNS = {
     "gpt2-no-lookahead": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""",
@@ -40,6 +40,7 @@ PATTERNS = {
 ROUND_TO = 128
 VAL_DOCS = 200  # documents held out by default: train.py's default val_docs
 MIN_VOCAB = 256 + 1  # every byte, and <|endoftext|>
+NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
 
 
 @dataclass
@@ -75,38 +76,17 @@ def rounded_vocab_size(vocab_size: int) -> int:
     return -(-vocab_size // ROUND_TO) * ROUND_TO
 
 
-@dataclass
-class Corpus:
-    """The source's documents in canonical order after the first ``skip``, until either bound is reached; counts
-    what it gave and shows it on a progress bar."""
+class Corpus(Protocol):
+    """The text a tokenizer is trained on (``gpt_scratch.data.SourceTexts`` reads a source so): the held-out
+    documents, and the rest as they are read, counted."""
 
-    source: TextSource
-    skip: int
-    max_docs: int | None
-    max_bytes: int | None
-    documents: int = 0
-    bytes: int = 0
-    not_text: int = 0  # characters that no text holds: undecodable bytes (U+FFFD) and control characters
+    name: str  # where the text comes from, for messages
+    held_out: list[str]  # the first documents, never trained on: the summary measures bytes per token there
+    documents: int  # read so far (after iterating: all), with their bytes and characters that are not text
+    bytes: int
+    not_text: int
 
-    def __iter__(self) -> Iterator[str]:
-        from tqdm.auto import tqdm
-
-        with tqdm(desc=f"reading {self.source.path}", unit=" docs") as bar:
-            for batch in open_documents(self.source).skip(self.skip).iter(batch_size=256):
-                for text in checked_texts(batch["text"], self.source):
-                    if self._full():
-                        return
-                    self.documents += 1
-                    self.bytes += len(text.encode("utf-8", "surrogatepass"))
-                    self.not_text += not_text_characters(text)
-                    bar.update(1)
-                    bar.set_postfix_str(f"{self.bytes / 1e6:,.1f} MB", refresh=False)
-                    yield text
-
-    def _full(self) -> bool:
-        return (self.max_docs is not None and self.documents >= self.max_docs) or (
-            self.max_bytes is not None and self.bytes >= self.max_bytes
-        )
+    def __iter__(self) -> Iterator[str]: ...
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -126,16 +106,14 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def train_tokenizer(
-    source: TextSource,
+    corpus: Corpus,
     vocab_size: int,
     out_dir: str | Path,
     pattern: str = "gpt2-no-lookahead",
-    val_docs: int = VAL_DOCS,
-    max_docs: int | None = None,
-    max_bytes: int | None = None,
     model_max_length: int = 1024,
 ) -> TrainingSummary:
-    """Train, check and save a byte-level BPE; nothing is written unless it all succeeds."""
+    """Train, check and save a byte-level BPE on ``corpus`` (e.g. ``SourceTexts(TextSource("python-stdlib"),
+    val_docs=200)``); nothing is written unless it all succeeds."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if pattern not in PATTERNS:
@@ -143,7 +121,7 @@ def train_tokenizer(
     target = rounded_vocab_size(vocab_size)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    held_out = [row["text"] for row in open_documents(source).take(val_docs)]  # an empty source fails here
+    held_out = corpus.held_out
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PATTERNS[pattern]), behavior="isolated"),
@@ -156,14 +134,13 @@ def train_tokenizer(
         show_progress=False,  # our bar counts documents as they stream in; the merges take a second after
     )
     started = time.perf_counter()
-    corpus = Corpus(source, len(held_out), max_docs, max_bytes)
     tokenizer.train_from_iterator(corpus, trainer)
     if corpus.documents == 0 and not any(text.strip() for text in held_out):
-        raise ValueError(f"{source.path} holds no text (only empty files or documents); point --data at text")
+        raise ValueError(f"{corpus.name} holds no text (only empty files or documents); point --data at text")
     if corpus.documents == 0:
         raise ValueError(
-            f"no documents to train on: {source.path} has {len(held_out)} document(s), all held out by --val_docs "
-            f"{val_docs} (or --max_docs/--max_bytes is 0); use more text or a smaller --val_docs"
+            f"no documents to train on: {corpus.name} has {len(held_out)} document(s), all held out by --val_docs "
+            f"(or --max_docs/--max_bytes is 0); use more text or a smaller --val_docs"
         )
     if tokenizer.get_vocab_size() != target - 1:
         raise ValueError(
@@ -205,32 +182,3 @@ def training_lock(out_dir: str | Path, say: Callable[[str], None] = print) -> It
             say(f"tokenizer: another run is training {out_dir}; waiting for it, to use the same one")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-def prepare_tokenizer(config, accelerator) -> None:
-    """Train the tokenizer directory a run's config (a TrainConfig) names when ``tokenizer_vocab_size`` is set and it
-    does not exist yet: the main process trains it (as ``python -m gpt_scratch.tokenizer train`` would) while the
-    others wait."""
-    if config.tokenizer_vocab_size is None:
-        return
-    with accelerator.main_process_first(), ExitStack() as held:  # the same barrier on every process
-        if not accelerator.is_main_process:
-            return
-        held.enter_context(training_lock(config.tokenizer, accelerator.print))  # another run may be training it
-        if tokenizer_exists(config.tokenizer):
-            size = load_tokenizer(config.tokenizer).vocab_size
-            if size != rounded_vocab_size(config.tokenizer_vocab_size):
-                accelerator.print(
-                    f"tokenizer: {config.tokenizer} exists ({size:,} tokens) and is used as it is; "
-                    f"tokenizer_vocab_size ({config.tokenizer_vocab_size}) applies to training a missing one"
-                )
-            return
-        if config.tokenizer_data is None:  # the run's own data, read as the run reads it
-            source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
-        else:
-            source = TextSource(config.tokenizer_data)
-        accelerator.print(f"tokenizer: {config.tokenizer} does not exist yet; training it on {source.path}")
-        # At least the run's validation documents held out, and the CLI's default: the same tokenizer it makes.
-        summary = train_tokenizer(source, config.tokenizer_vocab_size, config.tokenizer,
-                                  val_docs=max(config.val_docs, VAL_DOCS))  # fmt: skip
-        accelerator.print(summary.line(config.tokenizer))
