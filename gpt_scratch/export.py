@@ -84,7 +84,7 @@ def card_details(state: dict, results: dict | None = None) -> dict:
         "val_loss": last.get("val_loss"),
         "val_bpb": last.get("val_bpb"),
         "evaluation": last.get("tasks"),
-        "evaluation_setup": evaluation_description(config) if last.get("tasks") else "",
+        "evaluation_description": evaluation_description(config) if last.get("tasks") else "",
         "base_model": origin.get("base_model"),
         "started_from": origin.get("description"),
         "val_start": val_start,

@@ -251,7 +251,7 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
     if info.get("mixture"):
         lines += ["", *mixture_table(info["mixture"])]
     if info.get("evaluation"):
-        lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_setup", ""))]
+        lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_description", ""))]
     lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))
@@ -271,7 +271,7 @@ def save_with_model_card(
     val_bpb: float | None = None,
     tokenizer_name: str | None = None,
     evaluation: dict | None = None,
-    evaluation_setup: str = "",
+    evaluation_description: str = "",
     repo_id: str | None = None,
     base_model: str | None = None,
     started_from: str | None = None,
@@ -300,7 +300,7 @@ def save_with_model_card(
         "val_bpb": val_bpb,
         "tokenizer": tokenizer_name,
         "evaluation": evaluation,
-        "evaluation_setup": evaluation_setup,
+        "evaluation_description": evaluation_description,
         "command": command,
         "base_model": base_model,
         "started_from": started_from,

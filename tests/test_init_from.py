@@ -198,7 +198,9 @@ class _RunsCode:
         return (exec, ("raise SystemExit('the pickle ran its code')",))
 
 
-def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_and_eval_py(tmp_path, gpt2_dir):
+def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_and_eval_py(
+    tmp_path, gpt2_dir, benchmark_task_data
+):
     """What a truncated download, a config edited by hand, a pickle that holds code or a folder without weights gave:
     safetensors' and json's tracebacks, and torch's refusal ending in the advice to retry with weights_only=False."""
     weights = (gpt2_dir / "model.safetensors").read_bytes()
@@ -224,7 +226,7 @@ def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_
             run_train(tmp_path / "run", "--init_from", str(directory), *SHORT, check=False),
             run_command("eval.py", "perplexity", "--model", str(directory), "--data", "x.txt", check=False),
             run_command("eval.py", "tasks", "--model", str(directory), "--tasks", "copa", "--data",
-                        "copa=nowhere.jsonl", check=False),
+                        f"copa={benchmark_task_data['copa']}", check=False),
         ):  # fmt: skip
             printed = result.stdout + result.stderr
             assert result.returncode == 1 and "Traceback" not in printed and "ran its code" not in printed, printed

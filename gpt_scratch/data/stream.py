@@ -21,6 +21,7 @@ How a stream is split and resumed:
 
 import copy
 import dataclasses
+import signal
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -404,11 +405,20 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._pending_state = state if state.get("documents") is not None else None
 
 
-class WorkerBatches:
-    """``PackedBatches`` read and tokenized by DataLoader worker processes, off the training loop, resuming exactly.
+def leave_stopping_to_the_run(worker_id: int) -> None:
+    """In a DataLoader worker: ignore SIGTERM and SIGINT. A scheduler's scancel signals every process of the job, and
+    a terminal's Ctrl-C the whole process group, workers included; a worker that died of it would end the training
+    process's DataLoader with an error before the run could checkpoint. The run stops (and ends its workers) itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    torchdata's ``StatefulDataLoader`` snapshots every worker's ``PackedBatches.state_dict()`` and restores them in
-    new workers, so a resumed run gets exactly the batch that would have come next.
+
+class WorkerBatches:
+    """A stream's batches (``PackedBatches``, or a mixture's ``MixtureBatches``) read and tokenized by DataLoader
+    worker processes, off the training loop, resuming exactly.
+
+    torchdata's ``StatefulDataLoader`` snapshots every worker's copy of the stream (its ``state_dict()``) and restores
+    them in new workers, so a resumed run gets exactly the batch that would have come next.
     Workers split the source further (consumer = process x workers + worker), so the order of documents depends on
     ``num_workers``: resume with the same number.
     """
@@ -428,13 +438,14 @@ class WorkerBatches:
         self.drawn = None if entries is None else torch.zeros(len(entries), dtype=torch.int64)
         self.loader = StatefulDataLoader(
             dataset,
-            batch_size=None,  # PackedBatches yields whole (B, T) batches
+            batch_size=None,  # the stream yields whole (B, T) batches
             num_workers=num_workers,
             prefetch_factor=prefetch_factor,
             persistent_workers=True,
             # Workers send their state (with the shuffle buffer) every snapshot_every batches, not every batch; a
             # resume restores the last snapshot and regenerates the batches since, so it stays exact.
             snapshot_every_n_steps=snapshot_every,
+            worker_init_fn=leave_stopping_to_the_run,
         )
         self._batches: Iterator | None = None
 
