@@ -19,6 +19,7 @@ are the run's.
 """
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,9 @@ TAKES = (
     "init_from takes gpt2 ... gpt2-xl or a Hub id, a model directory, a nanoGPT .pt checkpoint, or a checkpoint "
     "of this project (run_dir/checkpoints/step-N)"
 )
+# A model directory's tokenizer: what transformers writes for one, and the chat template beside it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja")  # fmt: skip
 # What a Hub download of a model takes: weights, config, tokenizer, code; not the other frameworks' copies.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.py", "*.jinja", "README.md"]
 
@@ -172,8 +176,24 @@ def first_model(config: TrainConfig, checkpoint: Path | None, accelerator) -> tu
         architecture = GPTScratchConfig.from_dict({**state["model_config"], **dropout})
         return GPTScratchForCausalLM(architecture), state.get("origin")
     if config.init_from:
+        choose = config.tokenizer is None
         start = start_from(config)
+        if choose and config.tokenizer != GPT2:  # the source's own: a copy in the run, which resumes without it
+            config.tokenizer = keep_tokenizer(config.tokenizer, Path(config.run_dir) / "tokenizer", accelerator)
         return start.model, {"description": start.description, "base_model": start.base_model}
     config.tokenizer = config.tokenizer or GPT2
     prepare_tokenizer(config, accelerator)
     return GPTScratchForCausalLM(config.model_config()), None
+
+
+def keep_tokenizer(source: str, directory: Path, accelerator) -> str:
+    """The tokenizer files of a pretrained source copied into the run, byte for byte (the same identity: shards made
+    with the source's tokenizer are still its), by the main process while the others wait: a resume, or the export
+    of a checkpoint, reads them there and not from the source."""
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not (directory / "tokenizer.json").is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            for name in TOKENIZER_FILES:
+                if (Path(source) / name).is_file():
+                    shutil.copy2(Path(source) / name, directory / name)
+    return str(directory)

@@ -240,15 +240,20 @@ def test_damaged_and_hostile_weights_are_one_line_naming_the_file_for_init_from_
     assert not checkpoint_dirs(tmp_path / "run")
 
 
-def test_a_fine_tune_resumes_from_its_checkpoint_alone_with_the_source_gone_and_offline(tmp_path, corpus, gpt2_dir):
+def test_a_fine_tune_resumes_from_its_checkpoint_alone_with_the_source_gone_and_offline(
+    tmp_path, corpus, tiny_tokenizer
+):
     """Resume used to reload init_from's source only to overwrite its weights: a requeued job on a fresh offline
-    node, or after the source moved, failed. The checkpoint records the architecture, the tokenizer and where the run
-    started (the card still names it); the export of a checkpoint by ``python -m gpt_scratch.export`` says the same."""
-    source = tmp_path / "source"
-    shutil.copytree(gpt2_dir, source)
+    node, or after the source moved, failed. The checkpoint records the architecture and where the run started (the
+    card still names it), and the run keeps the source's own tokenizer; the export of a checkpoint by ``python -m
+    gpt_scratch.export`` says the same."""
+    tiny = load_tokenizer(str(tiny_tokenizer))
+    model = make_modern(seed=3, vocab_size=tiny.vocab_size, bos_token_id=tiny.eot_id, eos_token_id=tiny.eot_id,
+                        pad_token_id=tiny.eot_id)  # fmt: skip
+    source = save_model_dir(model, tmp_path / "source", tiny.hf_tokenizer(128))
     # A constant learning rate after warmup: steps 1-6 of a 6-step run are those of a run stopped at 3 and resumed.
     args = ["--init_from", str(source), "--data", str(corpus), "--hellaswag_data", "null", "--checkpoint_interval",
-            "3", "--min_lr", "3e-3", "--warmup_steps", "1", "--tokenizer", "gpt2"]  # fmt: skip
+            "3", "--min_lr", "3e-3", "--warmup_steps", "1", "--tokenizer", "null"]  # fmt: skip
     run_train(tmp_path / "straight", *args, "--max_steps", "6")
     run_train(tmp_path / "resumed", *args, "--max_steps", "3")
     shutil.rmtree(source)
