@@ -154,8 +154,26 @@ def cases(work: Path):
                              str(work / f"from-{kind}"))  # fmt: skip
             elif program == "perplexity":
                 result = run("eval.py", "perplexity", "--model", str(directory), "--data", str(corpus))
-            else:
-                result = run("eval.py", "tasks", "--model", str(directory), "--tasks", "copa")
+            else:  # the task's data given (a file in COPA's schema), so that the model is what is loaded
+                copa = work / "copa.jsonl"
+                copa.write_text(
+                    "".join(
+                        json.dumps(
+                            {
+                                "premise": "The man fell.",
+                                "choice1": "He slipped.",
+                                "choice2": "He sang.",
+                                "question": "cause",
+                                "idx": i,
+                                "label": 0,
+                            }
+                        )
+                        + "\n"
+                        for i in range(4)
+                    )
+                )
+                result = run("eval.py", "tasks", "--model", str(directory), "--tasks", "copa", "--data",
+                             f"copa={copa}", "--num_fewshot", "0")  # fmt: skip
             if (ROOT / "PWNED").exists():
                 return "data lost", "the pickle ran its code"
             if "weights_only=False" in result.stdout + result.stderr:
