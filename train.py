@@ -259,7 +259,7 @@ def claim_run_dir(config: TrainConfig, accelerator: Accelerator, cleanup: ExitSt
     lock = RunLock(run_dir).acquire()  # a second run on this run_dir stops now
     cleanup.callback(lock.release)  # on any exit but kill -9, whose lock the kernel drops with the process
     # A new run must not replace a finished one, nor take over its checkpoints.
-    if config.resume is None and (problem := another_run_problem(run_dir)):
+    if config.resume is None and (problem := another_run_problem(run_dir, config.to_dict())):
         raise ValueError(problem)
     if lock.note:
         print(lock.note)

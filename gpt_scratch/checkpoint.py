@@ -132,12 +132,14 @@ def no_such_checkpoint(path: Path, run_dir: str | Path | None = None) -> str:
     return f"checkpoint {path} does not exist ({listed})"
 
 
-def another_run_problem(run_dir: str | Path) -> str | None:
+def another_run_problem(run_dir: str | Path, config: dict[str, Any] | None = None) -> str | None:
     """Why a new run (no ``--resume``) must not start in ``run_dir``: it holds another run's checkpoints or its
     exported model, which the new run would replace (and a later ``--resume auto`` would take the old checkpoints for
-    the new run's). None when the directory holds no run."""
+    the new run's). None when the directory holds no run. With ``config`` (the new run's settings), a run of other
+    settings that define a run is told to choose another directory: resuming it would be refused."""
     run_dir = Path(run_dir)
-    held = [f"checkpoints/{p.name}" for p in checkpoint_dirs(run_dir)][-2:]
+    checkpoints = checkpoint_dirs(run_dir)
+    held = [f"checkpoints/{p.name}" for p in checkpoints][-2:]
     model_dir = run_dir / "model"
     if model_dir.is_dir() and any(model_dir.iterdir()):
         held.append(f"the exported model {model_dir}")
@@ -145,10 +147,30 @@ def another_run_problem(run_dir: str | Path) -> str | None:
         return None
     other = next(run_dir.with_name(f"{run_dir.name}-{n}") for n in range(2, 10_000)
                  if not run_dir.with_name(f"{run_dir.name}-{n}").exists())  # fmt: skip
+    differ = other_settings(checkpoints[-1], config) if checkpoints and config else {}
+    if differ:
+        listed = ", ".join(f"{k}: {old!r} there, {new!r} here" for k, (old, new) in list(differ.items())[:4])
+        return (f"{run_dir} holds another run with other settings ({listed}), which a new run there would replace. "
+                f"Start this one in another directory, e.g. --run_dir {other}")  # fmt: skip
     return (
         f"{run_dir} holds another run ({', '.join(held)}), which a new run there would replace. Continue that run "
         f"with --resume auto, or start this one in another directory, e.g. --run_dir {other}"
     )
+
+
+def other_settings(checkpoint: Path, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The settings that define a run in which ``config`` differs from the run ``checkpoint`` belongs to (its
+    tokenizer when both name one: an unset tokenizer is resolved only at the start)."""
+    from .train_config import TrainConfig
+
+    try:
+        saved = {**TrainConfig().to_dict(), **json.loads((checkpoint / STATE_FILE).read_text()).get("config", {})}
+    except (OSError, ValueError):
+        return {}
+    changed = settings_changed(saved, config)
+    if config.get("tokenizer") is None:
+        changed.pop("tokenizer", None)
+    return {k: v for k, v in changed.items() if k in RUN_DEFINING_SETTINGS}
 
 
 def _unordered(value: Any) -> Any:

@@ -28,7 +28,9 @@ MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "padded_vocab_size", "position_e
 @dataclass
 class TrainConfig:
     # --- run ---
-    run_dir: str = "runs/quickstart"  # checkpoints, logs, loss curve and the exported model go here
+    # Checkpoints, logs, loss curve and the exported model go here. The default is a run without a config's own
+    # directory: never a preset's (runs/quickstart is the quickstart's, whose model the docs use).
+    run_dir: str = "runs/defaults"
     seed: int = 1337
     # --- model: a GPTScratchConfig preset, with optional overrides; or a pretrained model to start from ---
     # A pretrained model's weights to start from (gpt_scratch.init_from): gpt2 ... gpt2-xl or a Hub id, a model

@@ -96,6 +96,11 @@ def test_an_export_never_replaces_a_run_a_directory_of_other_files_or_the_workin
     assert f"error: {run_dir} holds another run (checkpoints/step-000002, the exported model {run_dir / 'model'})" \
         in result.stderr and f"--resume auto, or start this one in another directory, e.g. --run_dir {run_dir}-2" \
         in result.stderr, result.stderr  # fmt: skip
+    # ... and a run of other settings there is not told to resume it (that would be refused): another directory.
+    result = run_train(run_dir, *args, "--max_steps", "4", "--seq_len", "16", check=False)
+    assert f"error: {run_dir} holds another run with other settings (seq_len: 32 there, 16 here), which a new run " \
+        f"there would replace. Start this one in another directory, e.g. --run_dir {run_dir}-2" in result.stderr, \
+        result.stderr  # fmt: skip
     assert snapshot(tmp_path) == before
     # An earlier export (the run's own, a to-gpt2 output) is replaced; a new directory is made.
     gpt2_format = tmp_path / "gpt2-format"
@@ -175,7 +180,7 @@ def test_an_empty_config_file_is_refused_not_trained_as_the_defaults(tmp_path):
     config.write_text("# nothing yet\n")
     with pytest.raises(ValueError, match=f"{config} is empty"):
         parse_args([str(config)])
-    assert parse_args([]).run_dir == "runs/quickstart"  # no file: the defaults
+    assert parse_args([]).run_dir == "runs/defaults"  # no file: the defaults, in a directory of their own
 
 
 def test_a_run_lock_that_is_a_directory_or_fails_with_an_io_error_is_one_line(tmp_path, monkeypatch):
