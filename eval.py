@@ -15,7 +15,6 @@
 Results are printed and, with --output, saved by `evaluate.save` (which records versions and the time).
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -120,8 +119,9 @@ def write_lm_eval_copies(data: list[str], out: str) -> None:
     print(f"wrote tasks {names} to {out}; run: lm_eval --include_path {out} --tasks {names} ...")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     from gpt_scratch.tasks.definitions import TASKS  # the task table only: no model, no data
@@ -130,17 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     hellaswag.add_argument("--model", required=True, help="a model directory or Hub id")
     hellaswag.add_argument("--data", default="data/hellaswag_sample.jsonl", help=".jsonl/.parquet file or Hub id")
     hellaswag.add_argument("--limit", type=cli.positive_int, default=None, help="the first N items (default: all)")
-    hellaswag.add_argument("--batch-size", type=cli.positive_int, default=32)
-    hellaswag.add_argument("--style", default="lm-eval", choices=["lm-eval", "nanogpt"])
+    hellaswag.add_argument("--batch_size", type=cli.positive_int, default=32, help="endings scored per forward")
+    hellaswag.add_argument("--style", default="lm-eval", choices=["lm-eval", "nanogpt"],
+                           help="lm-eval's prompt and metrics, or build-nanogpt's hellaswag.py")  # fmt: skip
 
     perplexity = commands.add_parser("perplexity", help="validation loss and perplexity on a text source")
-    perplexity.add_argument("--model", required=True)
+    perplexity.add_argument("--model", required=True, help="a model directory or Hub id")
     perplexity.add_argument("--data", default="python-stdlib", help="any source gpt_scratch.data reads")
     perplexity.add_argument("--name", default=None, help="Hub dataset config")
-    perplexity.add_argument("--split", default="train")
-    perplexity.add_argument("--text-column", default="text")
-    perplexity.add_argument("--max-tokens", type=cli.positive_int, default=100_000)
-    perplexity.add_argument("--seq-len", type=int, default=None, help="window length (default: the model's)")
+    perplexity.add_argument("--split", default="train", help="the dataset split")
+    perplexity.add_argument("--text_column", default="text", help="the column that holds the text")
+    perplexity.add_argument("--max_tokens", type=cli.positive_int, default=100_000, help="tokens scored, at most")
+    perplexity.add_argument("--seq_len", type=int, default=None, help="window length (default: the model's)")
     perplexity.add_argument("--stride", type=int, default=None, help="window step (default: the window length)")
 
     suite = commands.add_parser("tasks", help="benchmark tasks (ARC, PIQA, ...), each identical to lm-eval's")
@@ -150,16 +151,16 @@ def main(argv: list[str] | None = None) -> None:
     suite.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
                        help="a task's local data: a file (the scored split) or a directory of split files; "
                        "repeat per task (default: the Hub dataset lm-eval reads)")  # fmt: skip
-    suite.add_argument("--num_fewshot", "--num-fewshot", type=int, default=0)
+    suite.add_argument("--num_fewshot", type=int, default=0, help="examples before each item, as lm-eval's")
     suite.add_argument(
         "--limit", type=cli.positive_int, default=None, help="the first N items of each task (default: all)"
     )
-    suite.add_argument("--batch-size", type=cli.positive_int, default=32)
+    suite.add_argument("--batch_size", type=cli.positive_int, default=32, help="sequences scored per forward")
 
     task = commands.add_parser("lm-eval-task", help="write lm-eval tasks that read local files")
     task.add_argument("--data", required=True, action="append", metavar="FILE | TASK=PATH",
                       help="a HellaSwag file, or TASK=PATH (a file or directory of split files), per task")  # fmt: skip
-    task.add_argument("--out", required=True)
+    task.add_argument("--out", required=True, help="the directory to write the task files to")
 
     for sub in (hellaswag, perplexity, suite):
         sub.add_argument("--device", default=default_device, help="cpu, cuda, cuda:1... (default: cuda when there is "
@@ -172,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
             help="weights' dtype; auto: bfloat16 on a GPU, float32 on a CPU",
         )
         sub.add_argument("--output", default=None, help="save results here with evaluate.save (file or folder)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.command == "lm-eval-task":
         write_lm_eval_copies(args.data, args.out)

@@ -50,3 +50,50 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number (leave the option out for no limit)")
     return value
+
+
+class _Commands(argparse._SubParsersAction):
+    """Subcommands whose own ``--help`` opens with what they do (their one-line help)."""
+
+    def add_parser(self, name: str, **kwargs):
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; each option's default after its meaning, unless the meaning says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in help_text or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse as every program here uses it: both spellings of every option are taken (``--max_tokens`` and
+    ``--max-tokens``, as train.py takes both), ``--help`` shows one (snake_case, train.py's) with each option's
+    meaning and default, and each subcommand's ``--help`` says what it does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(self.spelled_as_known(args), namespace)
+
+    def spelled_as_known(self, args: list[str]) -> list[str]:
+        """``args`` with each option in the spelling this parser knows (``-`` and ``_`` read alike)."""
+        known = {name: name for action in self._actions for name in action.option_strings}
+        known.update({name.replace("-", "_"): name for name in list(known) if name.startswith("--")})
+        spelled = []
+        for index, arg in enumerate(args):
+            if arg == "--":
+                return spelled + args[index:]
+            if arg.startswith("--"):
+                key, equals, value = arg.partition("=")
+                arg = known.get("--" + key[2:].replace("-", "_"), key) + equals + value
+            spelled.append(arg)
+        return spelled

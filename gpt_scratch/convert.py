@@ -8,7 +8,6 @@ The GPT-2 mapping itself lives with the model (``GPTScratchForCausalLM.from_gpt2
 the Hub with it; this module adds the directories around it and the nanoGPT format.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -161,23 +160,29 @@ def from_nanogpt(path: str | os.PathLike, activation: str | None = None) -> GPTS
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.convert", description=__doc__.splitlines()[0])
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(prog="python -m gpt_scratch.convert", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("from-gpt2", help="a GPT-2 checkpoint (Hub id or directory) to a gpt-scratch model")
-    one.add_argument("source")
-    one.add_argument("out_dir")
+    one.add_argument("source", help="a Hub id (gpt2 ... gpt2-xl) or a GPT-2 directory")
+    one.add_argument("out_dir", help="the model directory to write")
     two = commands.add_parser("to-gpt2", help="a gpt-scratch model directory to GPT-2 format")
-    two.add_argument("model_dir")
-    two.add_argument("out_dir")
+    two.add_argument("model_dir", help="a gpt-scratch model directory")
+    two.add_argument("out_dir", help="the GPT-2 directory to write")
     three = commands.add_parser("from-nanogpt", help="a nanoGPT / build-nanogpt .pt checkpoint to a model directory")
-    three.add_argument("checkpoint")
-    three.add_argument("out_dir")
-    three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None)
+    three.add_argument("checkpoint", help="the .pt file")
+    three.add_argument("out_dir", help="the model directory to write")
+    three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None,
+                       help="the MLP's GELU (default: nanoGPT's gelu, build-nanogpt's gelu_new)")  # fmt: skip
     four = commands.add_parser("unpad", help="a copy with exactly vocab_size embedding and head rows (for vLLM)")
-    four.add_argument("model_dir")
-    four.add_argument("out_dir")
-    args = parser.parse_args(argv)
+    four.add_argument("model_dir", help="a model directory with a padded vocabulary")
+    four.add_argument("out_dir", help="the model directory to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.command in ("from-gpt2", "to-gpt2", "unpad"):
         cli.check_local_model(args.source if args.command == "from-gpt2" else args.model_dir)
     if args.command == "from-gpt2":

@@ -271,19 +271,26 @@ def train(model: GPT, data: torch.Tensor, steps: int, batch_size: int = 16, lr: 
     return losses
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.educational", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line this program takes (``--help`` prints it)."""
+    from . import cli  # the command line only: the model above reads without the rest of the package
+
+    parser = cli.Parser(prog="python -m gpt_scratch.educational", description=__doc__.splitlines()[0])
     parser.add_argument("--text", required=True, help="any text file")
-    parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--n-positions", type=int, default=64)
-    parser.add_argument("--n-embd", type=int, default=64)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--n-layer", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--sample-tokens", type=int, default=300)
-    args = parser.parse_args(argv)
+    parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char", help="characters, or GPT-2's BPE")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps")
+    parser.add_argument("--batch_size", type=int, default=16, help="windows per step")
+    parser.add_argument("--n_positions", type=int, default=64, help="the context: tokens per window")
+    parser.add_argument("--n_embd", type=int, default=64, help="the width")
+    parser.add_argument("--n_head", type=int, default=4, help="attention heads")
+    parser.add_argument("--n_layer", type=int, default=2, help="blocks")
+    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's learning rate")
+    parser.add_argument("--sample_tokens", type=int, default=300, help="tokens sampled after training")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if not Path(args.text).is_file():
         raise FileNotFoundError(f"no such file: {args.text} (--text takes any text file, e.g. README.md)")
     text = Path(args.text).read_text(encoding="utf-8", errors="replace")

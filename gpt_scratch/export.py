@@ -3,7 +3,6 @@
 python -m gpt_scratch.export runs/quickstart/checkpoints/step-001100 my-gpt [--push-to-hub you/my-gpt]
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -108,12 +107,17 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     )
 
 
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(prog="python -m gpt_scratch.export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a checkpoint directory, e.g. runs/quickstart/checkpoints/step-001100")
+    parser.add_argument("out_dir", help="the model directory to write (new, empty, or an earlier export)")
+    parser.add_argument("--push_to_hub", default=None, help="a Hub repo id to publish to")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.export", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("out_dir")
-    parser.add_argument("--push-to-hub", default=None, help="a Hub repo id to publish to")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     out = export_checkpoint(args.checkpoint, args.out_dir)
     print(f"exported {out}")
     if args.push_to_hub and not push_to_hub(out, args.push_to_hub):

@@ -5,12 +5,13 @@ The mistakes run as real processes (their ``__main__`` lines, what libraries pri
 interpreter exit are the subject), all at once; ``--help`` runs through the same entry points in this process.
 """
 
+import argparse
 import os
 import subprocess
 import sys
 
 import pytest
-from train_runs import ROOT, run_command, train_in_process
+from train_runs import PROGRAMS, ROOT, run_command, train_in_process
 
 # (program, arguments of a mistake, the start of its one line)
 MISTAKES = [
@@ -54,7 +55,7 @@ def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothin
         ("train.py", ["-h"], ["usage: python train.py"]),
         ("eval.py", ["--help"], ["{hellaswag,perplexity,tasks,lm-eval-task}"]),
         ("eval.py", ["tasks", "--help"], ["arc_easy, arc_challenge, piqa", "default: cuda when there is one"]),
-        ("-m gpt_scratch.export", ["--help"], ["checkpoint", "out_dir", "--push-to-hub"]),
+        ("-m gpt_scratch.export", ["--help"], ["checkpoint", "out_dir", "--push_to_hub"]),
         ("-m gpt_scratch.convert", ["--help"], ["from-gpt2", "to-gpt2", "from-nanogpt"]),
         ("-m gpt_scratch.data", ["--help"], ["prepare"]),
         ("-m gpt_scratch.tokenizer", ["--help"], ["train"]),
@@ -89,3 +90,33 @@ def test_a_launcher_that_cannot_be_run_is_one_line_saying_why(tmp_path, capsys):
         assert requeue.main([str(launcher), "--max_steps", "1"]) == 1
         printed = capsys.readouterr()
         assert printed.err.startswith(f"error: {launcher} {message}") and printed.err.count("\n") == 1, printed.err
+
+
+def test_every_program_takes_both_spellings_of_each_option_and_its_help_shows_one_with_its_meaning():
+    """eval.py took --num_fewshot but not --max_tokens, export --push-to-hub but not --push_to_hub (train.py's
+    spelling): every option is now taken either way, --help shows the snake_case one with what it does and its
+    default, and each subcommand's help says what it does."""
+    import importlib
+
+    for program, module_name in PROGRAMS.items():
+        if program == "-m gpt_scratch.requeue":  # it takes a launcher's command line, not options of its own
+            continue
+        parser = importlib.import_module(module_name).build_parser()
+        parsers = [parser] + [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                              for sub in action.choices.values()]  # fmt: skip
+        for sub in parsers:
+            if sub is not parser or len(parsers) == 1:
+                assert sub.description, (program, sub.prog)
+            for action in sub._actions:
+                if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                    continue
+                assert action.help, (program, sub.prog, action.dest)  # every option says what it does
+                for name in action.option_strings:
+                    assert "-" not in name[2:], (program, name)  # one spelling shown: train.py's
+                    other = "--" + name[2:].replace("_", "-")
+                    assert sub.spelled_as_known([other, "x"]) == [name, "x"], (program, other)
+                    assert sub.spelled_as_known([f"{other}=x"]) == [f"{name}=x"], (program, other)
+    # And as a user types them: the kebab spelling of the docs until now, through the real entry point.
+    result = run_command("eval.py", "perplexity", "--model", "/no/such/model", "--max-tokens", "5", "--text-column",
+                         "text", check=False)  # fmt: skip
+    assert "error: model directory not found: /no/such/model" in result.stderr, result.stderr

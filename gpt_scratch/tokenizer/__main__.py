@@ -1,20 +1,19 @@
 """``python -m gpt_scratch.tokenizer train --data SOURCE --vocab_size N --out DIR``: a byte-level BPE of your own."""
 
-import argparse
-
 from .. import cli
 from ..data.sources import SourceTexts, TextSource
 from .trainer import PATTERNS, VAL_DOCS, train_tokenizer
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpt_scratch.tokenizer", description="Tokenizer utilities.")
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(prog="python -m gpt_scratch.tokenizer", description="Tokenizer utilities.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a byte-level BPE on a text source (see gpt_scratch.tokenizer)")
     train.add_argument("--data", required=True, help="python-stdlib, fineweb-edu, a Hub dataset id, or local files")
     train.add_argument("--data_name", default=None, help="Hub dataset config, e.g. sample-10BT")
-    train.add_argument("--data_split", default="train")
-    train.add_argument("--text_column", default="text")
+    train.add_argument("--data_split", default="train", help="the dataset split")
+    train.add_argument("--text_column", default="text", help="the column that holds the text")
     train.add_argument(
         "--vocab_size", type=cli.positive_int, required=True, help="rounded up to a multiple of 128, e.g. 4096"
     )
@@ -27,8 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument(
         "--max_bytes", type=cli.positive_int, default=None, help="train on about this many bytes of text"
     )
-    train.add_argument("--model_max_length", type=int, default=1024)
-    args = parser.parse_args(argv)
+    train.add_argument("--model_max_length", type=int, default=1024, help="the length the tokenizer's config records")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     source = TextSource(args.data, args.data_name, args.data_split, args.text_column)
     corpus = SourceTexts(source, args.val_docs, args.max_docs, args.max_bytes)
     summary = train_tokenizer(corpus, args.vocab_size, args.out, args.pattern, args.model_max_length)
