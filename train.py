@@ -31,6 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.checkpoint import (
@@ -404,8 +405,10 @@ def fit(run: Run) -> dict:
     results = {}
     if run.start_step == 0:  # where training starts: the first point of every curve (a fine-tune's "before")
         results = evaluate(run, 0)
-    bar = tqdm(total=config.max_steps, initial=run.start_step, disable=not accelerator.is_local_main_process,
-               desc="training", dynamic_ncols=True)  # fmt: skip
+    # On a terminal only (disable=None: not when stderr is a file): a log redirected to a file gets the log lines,
+    # not a bar that every evaluation line is glued to.
+    bar = tqdm(total=config.max_steps, initial=run.start_step, disable=None if accelerator.is_local_main_process
+               else True, desc="training", dynamic_ncols=True)  # fmt: skip
     interval_start, interval_tokens = time.perf_counter(), 0
     # The bar closes before an error reaches the user, so that the error is the last line they see.
     with stop_requests() as stop_requested, bar, peer_loss_said_at_once(bar):
@@ -501,6 +504,10 @@ def main(argv: list[str]) -> None:
     as exceptions, and nothing is left held (the run lock, signal handlers) when it returns or raises."""
     started = time.perf_counter()
     with ExitStack() as cleanup:
+        # transformers' own bars (Loading weights, Writing model shards) are not the run's progress: off while it runs.
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            cleanup.callback(hf_logging.enable_progress_bar)
         run = setup(argv, cleanup)
         run.started = started
         resume(run)

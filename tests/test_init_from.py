@@ -254,12 +254,18 @@ def test_a_fine_tune_resumes_from_its_checkpoint_alone_with_the_source_gone_and_
     # A constant learning rate after warmup: steps 1-6 of a 6-step run are those of a run stopped at 3 and resumed.
     args = ["--init_from", str(source), "--data", str(corpus), "--hellaswag_data", "null", "--checkpoint_interval",
             "3", "--min_lr", "3e-3", "--warmup_steps", "1", "--tokenizer", "null"]  # fmt: skip
-    run_train(tmp_path / "straight", *args, "--max_steps", "6")
+    loaded = run_train(tmp_path / "straight", *args, "--max_steps", "6")
     run_train(tmp_path / "resumed", *args, "--max_steps", "3")
     shutil.rmtree(source)
     resumed = run_train(tmp_path / "resumed", *args, "--max_steps", "6", "--resume", "auto",
                         env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert "resumed from" in resumed.stdout
+    # A log that is not a terminal (here, captured): lines of the run only, each on its own line; no bar of
+    # transformers' loading or saving, no progress bar for the evaluation lines to be glued to.
+    printed = loaded.stdout + loaded.stderr + resumed.stdout + resumed.stderr
+    assert "model: model directory" in printed and "exported" in printed  # it did load and save
+    assert "Writing model shards" not in printed and "Loading weights" not in printed and "training:" not in printed
+    assert all(line.startswith("eval step") for line in printed.splitlines() if "eval step" in line), printed
     straight, again = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert all(torch.equal(straight[name], again[name]) for name in straight)  # bitwise
     card = (tmp_path / "resumed" / "model" / "README.md").read_text()
