@@ -1,6 +1,5 @@
 """Write a complete, self-contained model directory: all that the Auto classes and pipeline need."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from .checksum import file_digest
 from .storage import holds_working_directory, write_failure
 from .tokenizer import gpt2_tokenizer
 from .tokenizer.files import save_tokenizer
@@ -23,23 +23,16 @@ def default_generation_config(model: PreTrainedModel) -> GenerationConfig:
 
 
 # What proves a directory is an export of this project, and so may be replaced by the next one: a list of the files
-# the export wrote, each with its size and SHA-256, written last (``move_into_place``). A directory without it (a
-# model the user saved or downloaded, whose card starts with ``---`` like ours), or whose files are not exactly those
-# (a file added, edited or removed since), is refused: only what the project wrote and can prove it wrote is replaced.
+# the export wrote, each with its size and checksum (BLAKE2b, as checkpoints record theirs), written last
+# (``move_into_place``). A directory without it (a model the user saved or downloaded, whose card starts with ``---``
+# like ours), or whose files are not exactly those (a file added, edited or removed since), is refused: only what the
+# project wrote and can prove it wrote is replaced.
 EXPORT_MARKER = ".gpt-scratch-export.json"
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def written_files(directory: Path) -> dict[str, dict]:
-    """Each file in ``directory`` (not the marker) with its size and SHA-256: what an export's marker records."""
-    return {path.name: {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+    """Each file in ``directory`` (not the marker) with its size and checksum: what an export's marker records."""
+    return {path.name: {"bytes": path.stat().st_size, "blake2b": file_digest(path)}
             for path in sorted(directory.iterdir()) if path.name != EXPORT_MARKER}  # fmt: skip
 
 
