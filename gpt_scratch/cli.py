@@ -26,7 +26,7 @@ def run(main: Callable[[], object], extra_errors: tuple[type[BaseException], ...
         raise SystemExit(1) from None
 
 
-def check_local_model(name_or_path: str, role: str = "", files: bool = True) -> None:
+def check_local_model(name_or_path: str, files: bool = True) -> None:
     """A path that cannot be a Hub id (``./x``, ``/x``, ``~/x``, ``a/b/c``), or whose first part is a local directory
     (``runs/x``, beside ``runs/``), must be an existing directory: say so, instead of the Hub client's complaint about
     repo id characters or about reaching the Hub. With ``files``, a local directory's files are checked before
@@ -40,7 +40,7 @@ def check_local_model(name_or_path: str, role: str = "", files: bool = True) -> 
     if files and os.path.isdir(directory):
         from .model_files import check_model_directory
 
-        check_model_directory(directory, role)
+        check_model_directory(directory)
 
 
 def positive_int(text: str) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import STATE_FILE
 from .configuration_gpt_scratch import GPTScratchConfig
 from .data.build import prepare_tokenizer
 from .model_files import check_model_directory
@@ -153,11 +154,16 @@ def start_from(config: TrainConfig) -> PretrainedStart:
             f"({theirs.description}): the model's embeddings are for the source's ids. Remove tokenizer: to use "
             "the source's"
         )
-    dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
-    model = GPTScratchForCausalLM(GPTScratchConfig.from_dict({**source.to_dict(), **dropout}))
+    model = GPTScratchForCausalLM(with_run_dropout(source.to_dict(), config))
     model.load_state_dict(start.model.state_dict())
     start.model = model
     return start
+
+
+def with_run_dropout(architecture: dict, config: TrainConfig) -> GPTScratchConfig:
+    """A pretrained model's architecture (its config as a dict) with the run's dropout: a training setting."""
+    dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
+    return GPTScratchConfig.from_dict({**architecture, **dropout})
 
 
 def first_model(config: TrainConfig, checkpoint: Path | None, accelerator) -> tuple[GPTScratchForCausalLM, dict | None]:
@@ -170,11 +176,9 @@ def first_model(config: TrainConfig, checkpoint: Path | None, accelerator) -> tu
     offline node, or after the source directory was moved, resumes all the same.
     """
     if config.init_from and checkpoint is not None:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        state = json.loads((checkpoint / STATE_FILE).read_text())
         config.tokenizer = config.tokenizer or state["config"].get("tokenizer") or GPT2
-        dropout = {"resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}
-        architecture = GPTScratchConfig.from_dict({**state["model_config"], **dropout})
-        return GPTScratchForCausalLM(architecture), state.get("origin")
+        return GPTScratchForCausalLM(with_run_dropout(state["model_config"], config)), state.get("origin")
     if config.init_from:
         choose = config.tokenizer is None
         start = start_from(config)
