@@ -83,14 +83,13 @@ from gpt_scratch.training import (
     flops_per_token,
     generate_samples,
     lr_multiplier,
-    mixture_validation_metrics,
     peak_flops,
     prepare_with_schedules,
     role_learning_rates,
+    run_validation,
     schedule_summary,
     train_step,
     use_training_loss,
-    validation_metrics,
     weights_are_finite,
 )
 from gpt_scratch.training.fp8 import convert_to_fp8, fp8_unavailable
@@ -316,22 +315,17 @@ def resume(run: Run) -> None:
 
 
 def validate(run: Run, step: int) -> dict:
-    """The validation loss and bits per byte; of a mixture, each source's (``sources``) with the mixed text's, and
-    the training tokens drawn from each source so far, over every process (``drawn``), also kept in the history."""
-    config, accelerator, data = run.config, run.accelerator, run.data
-    if not data.mixed:
-        (windows,) = data.validation.values()
-        return validation_metrics(run.model, windows, accelerator, run.eot_token_id, run.token_bytes)
-    weights = {entry.label: entry.weight for entry in data.sources}
-    results = mixture_validation_metrics(run.model, data.validation, weights, accelerator, run.eot_token_id,
-                                         run.token_bytes)  # fmt: skip
-    rows = accelerator.reduce(data.train.drawn.to(accelerator.device).clone(), reduction="sum")
-    results["drawn"] = {entry.label: int(count) * config.seq_len for entry, count in zip(data.sources, rows.tolist())}
-    curves = run.history.setdefault("val_sources", {})
-    for label, figures in results["sources"].items():
+    """The validation loss and bits per byte (of a mixture, each source's too, and the tokens drawn from each), kept
+    in the history."""
+    results = run_validation(run.model, run.data, run.accelerator, run.eot_token_id, run.token_bytes,
+                             run.config.seq_len)  # fmt: skip
+    run.history["val_loss"].append((step, results["val_loss"]))
+    run.history["val_bpb"].append((step, results["val_bpb"]))
+    for label, figures in results.get("sources", {}).items():  # a mixture's sources
         for name, value in figures.items():
-            curves.setdefault(label, {}).setdefault(name, []).append((step, value))
-    run.history.setdefault("drawn", []).append((step, results["drawn"]))
+            run.history.setdefault("val_sources", {}).setdefault(label, {}).setdefault(name, []).append((step, value))
+    if "drawn" in results:
+        run.history.setdefault("drawn", []).append((step, results["drawn"]))
     return results
 
 
@@ -340,8 +334,6 @@ def evaluate(run: Run, step: int) -> dict:
     one."""
     config, accelerator = run.config, run.accelerator
     results = validate(run, step)
-    run.history["val_loss"].append((step, results["val_loss"]))
-    run.history["val_bpb"].append((step, results["val_bpb"]))
     names, data, limits = evaluation_tasks(config)
     if names:
         tasks = evaluate_tasks(run.raw_model, run.tokenizer, names, data, config.eval_num_fewshot, limits,
@@ -363,9 +355,8 @@ def evaluate(run: Run, step: int) -> dict:
         if samples:
             (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
         if step > 0:  # one point is no curve: step 0's is drawn with the next evaluation's
-            data_name = f"a mixture of {len(run.data.sources)} sources" if run.data.mixed else run.data.describe()
             plot_training_curves(run.history, run.run_dir / "loss.png",
-                                 title=plot_title(run.run_dir, run.raw_model, data_name))  # fmt: skip
+                                 title=plot_title(run.run_dir, run.raw_model, run.data))  # fmt: skip
     accelerator.log(tracker_scalars(results), step=step)
     if config.export_best and results["val_loss"] < run.history.get("best", [None, math.inf])[1]:
         keep_best_weights(accelerator, run.model, run.run_dir)
@@ -375,13 +366,11 @@ def evaluate(run: Run, step: int) -> dict:
 
 def run_state(run: Run, step: int) -> dict:
     """What a checkpoint records of the run besides the weights and data: what a resume and the model card read."""
-    state = {"step": step, "history": run.history, "config": run.config.to_dict(),
-             "tokens_seen": step * run.config.tokens_per_step, "tokenizer_identity": run.text_tokenizer.identity(),
-             "commands": run.commands, "seconds": run.seconds(), "model_config": run.raw_model.config.to_dict(),
-             "origin": run.origin, "token_shards_identities": run.data.shards_identities()}  # fmt: skip
-    if isinstance(run.config.token_shards, str):  # so that a resume recognises the same shards at another path
-        state["token_shards_identity"] = state["token_shards_identities"][run.config.data]
-    return state
+    # The shards' identities: a resume recognises the same shards at another path, and refuses others.
+    return {"step": step, "history": run.history, "config": run.config.to_dict(),
+            "tokens_seen": step * run.config.tokens_per_step, "tokenizer_identity": run.text_tokenizer.identity(),
+            "commands": run.commands, "seconds": run.seconds(), "model_config": run.raw_model.config.to_dict(),
+            "origin": run.origin, "token_shards_identities": run.data.shards_identities()}  # fmt: skip
 
 
 def save(run: Run, step: int) -> None:

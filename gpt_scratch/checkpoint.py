@@ -158,13 +158,19 @@ def another_run_problem(run_dir: str | Path, config: dict[str, Any] | None = Non
     )
 
 
+def saved_settings(state: dict[str, Any]) -> dict[str, Any]:
+    """The settings a checkpoint's state records; a setting added after it was written had its default then (e.g.
+    document_mask: off)."""
+    from .train_config import TrainConfig
+
+    return {**TrainConfig().to_dict(), **state.get("config", {})}
+
+
 def other_settings(checkpoint: Path, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The settings that define a run in which ``config`` differs from the run ``checkpoint`` belongs to (its
     tokenizer when both name one: an unset tokenizer is resolved only at the start)."""
-    from .train_config import TrainConfig
-
     try:
-        saved = {**TrainConfig().to_dict(), **json.loads((checkpoint / STATE_FILE).read_text()).get("config", {})}
+        saved = saved_settings(json.loads((checkpoint / STATE_FILE).read_text()))
     except (OSError, ValueError):
         return {}
     changed = settings_changed(saved, config)
@@ -191,41 +197,39 @@ def check_resumable(
     checkpoint: Path,
     config: dict[str, Any],
     world_size: int,
-    shards: dict[str, str] | str | None = None,
+    shards: dict[str, str] | None = None,
     tokenizer: dict[str, str] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume that would make the run something else; return the legitimate changes (to apply and log).
 
     Two changes only look run-defining: ``micro_batch_size`` with the same ``tokens_per_step`` (the gradient
     accumulation changes, the tokens of each step do not; not with DataLoader workers, whose batches are whole), and
-    ``token_shards`` moved to another path (``shards``: the identity of the shards now, compared with the saved one;
-    of each prepared source of a mixture, by label), and likewise ``tokenizer`` (``tokenizer``: its identity now).
-    Shards or a tokenizer changed in place (prepared or trained again) are refused although their path is the same.
+    ``token_shards`` moved to another path (``shards``: the identity of each prepared source's shards now, by label,
+    compared with the saved ones), and likewise ``tokenizer`` (``tokenizer``: its identity now). Shards or a
+    tokenizer changed in place (prepared or trained again) are refused although their path is the same.
     """
-    from .train_config import TrainConfig
-
     state = json.loads((checkpoint / STATE_FILE).read_text())
-    # A setting added after the checkpoint was written had its default then (e.g. document_mask: off).
-    saved = {**TrainConfig().to_dict(), **state.get("config", {})}
+    saved = saved_settings(state)
     changed = settings_changed(saved, config)
     defining = {k: v for k, v in changed.items() if k in RUN_DEFINING_SETTINGS}
     same_tokens = "tokens_per_step" not in changed and not config.get("data_workers")
     if "micro_batch_size" in defining and same_tokens:
         del defining["micro_batch_size"]
-    if isinstance(shards, dict):  # every prepared source of the run (one, or a mixture's), by label
-        saved_each = state.get("token_shards_identities") or {}
-        other = sorted(label for label in shards if label in saved_each and saved_each[label] != shards[label])
-        if other:
-            was, now = saved_each[other[0]][:12], shards[other[0]][:12]
-            defining["token_shards"] = (f"{', '.join(other)} (identity {was})", f"other shards there (identity {now})")
-        shards = next(iter(shards.values())) if isinstance(config.get("token_shards"), str) and shards else None
-    saved_shards = state.get("token_shards_identity")
-    if shards is not None and saved_shards is not None:
-        if saved_shards == shards:
-            defining.pop("token_shards", None)  # the same shards, moved
-        else:  # other shards, at another path or rewritten in place at the same one
-            defining["token_shards"] = (f"{saved.get('token_shards')} (identity {saved_shards[:12]})",
-                                        f"{config.get('token_shards')} (identity {shards[:12]})")  # fmt: skip
+    # Each prepared source's shards, by label (a checkpoint from before mixtures recorded its one source's alone).
+    saved_shards = state.get("token_shards_identities") or (
+        {saved.get("data"): state["token_shards_identity"]} if "token_shards_identity" in state else {}
+    )
+    shards = shards or {}
+    other = sorted(label for label in shards if label in saved_shards and saved_shards[label] != shards[label])
+    if other:  # other shards, at another path or rewritten in place at the same one
+
+        def named(settings: dict) -> str:  # one source's by its path, a mixture's by their labels
+            return settings["token_shards"] if isinstance(settings.get("token_shards"), str) else ", ".join(other)
+
+        defining["token_shards"] = (f"{named(saved)} (identity {saved_shards[other[0]][:12]})",
+                                    f"{named(config)} (identity {shards[other[0]][:12]})")  # fmt: skip
+    elif shards and shards.keys() <= saved_shards.keys():
+        defining.pop("token_shards", None)  # the same shards, moved
     saved_tokenizer = state.get("tokenizer_identity")
     if tokenizer is not None and saved_tokenizer is not None:
         if saved_tokenizer["sha256"] == tokenizer["sha256"]:

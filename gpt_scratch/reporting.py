@@ -89,11 +89,13 @@ def evaluation_description(config) -> str:
     return f"{config.eval_num_fewshot}-shot; {sources}"
 
 
-def plot_title(run_dir: Path, model, data: str) -> str:
-    """The run and its model's size, e.g. ``quickstart: 4 layers x 128, 1.3M parameters, on python-stdlib``."""
+def plot_title(run_dir: Path, model, data) -> str:
+    """The run, its model's size and its data (a ``gpt_scratch.data.RunData``), e.g. ``quickstart: 4 layers x 128,
+    1.3M parameters, on python-stdlib``; a mixture is counted, its sources are in the legend."""
     parameters = sum(p.numel() for p in model.parameters())
     size = f"{model.config.n_layer} layers x {model.config.n_embd}, {parameters / 1e6:.1f}M parameters"
-    return f"{run_dir.name}: {size}, on {data}"
+    on = f"a mixture of {len(data.sources)} sources" if data.mixed else data.describe()
+    return f"{run_dir.name}: {size}, on {on}"
 
 
 def card_sources(sources: list, mixed: bool, results: dict) -> list[dict] | None:

@@ -10,7 +10,13 @@
 - ``fp8``: the blocks' linear layers in FP8 (torchao).
 """
 
-from .evaluation import generate_samples, mixture_validation_metrics, validation_loss, validation_metrics
+from .evaluation import (
+    generate_samples,
+    mixture_validation_metrics,
+    run_validation,
+    validation_loss,
+    validation_metrics,
+)
 from .optimizers import (
     apply_schedule,
     build_optimizers,
@@ -38,6 +44,7 @@ __all__ = [
     "peak_flops",
     "prepare_with_schedules",
     "role_learning_rates",
+    "run_validation",
     "schedule_summary",
     "train_step",
     "use_training_loss",

@@ -74,6 +74,21 @@ def mixture_validation_metrics(
     return {**mixture, "sources": sources}
 
 
+def run_validation(model, data, accelerator: Accelerator, eot_token_id: int | None, token_bytes: torch.Tensor,
+                   seq_len: int) -> dict:  # fmt: skip
+    """The validation of a run's data (``gpt_scratch.data.RunData``): its one source's loss and bits per byte; of a
+    mixture, each source's (``sources``) with the mixed text's, and the training tokens drawn from each source so
+    far, over every process (``drawn``)."""
+    if not data.mixed:
+        (windows,) = data.validation.values()
+        return validation_metrics(model, windows, accelerator, eot_token_id, token_bytes)
+    weights = {entry.label: entry.weight for entry in data.sources}
+    results = mixture_validation_metrics(model, data.validation, weights, accelerator, eot_token_id, token_bytes)
+    rows = accelerator.reduce(data.train.drawn.to(accelerator.device).clone(), reduction="sum")
+    results["drawn"] = {entry.label: int(count) * seq_len for entry, count in zip(data.sources, rows.tolist())}
+    return results
+
+
 def validation_loss(model, batches: list[torch.Tensor], accelerator: Accelerator, eot_token_id: int | None) -> float:
     """Mean next-token loss over the fixed validation windows (``validation_metrics``' ``val_loss``)."""
     return validation_metrics(model, batches, accelerator, eot_token_id)["val_loss"]
