@@ -81,7 +81,8 @@ class Corpus(Protocol):
     documents, and the rest as they are read, counted."""
 
     name: str  # where the text comes from, for messages
-    held_out: list[str]  # the first documents, never trained on: the summary measures bytes per token there
+    val_docs: int  # how many of the first documents are held out
+    held_out: list[str]  # those documents, never trained on: the summary measures bytes per token there
     documents: int  # read so far (after iterating: all), with their bytes and characters that are not text
     bytes: int
     not_text: int
@@ -140,7 +141,7 @@ def train_tokenizer(
     if corpus.documents == 0:
         raise ValueError(
             f"no documents to train on: {corpus.name} has {len(held_out)} document(s), all held out by --val_docs "
-            f"(or --max_docs/--max_bytes is 0); use more text or a smaller --val_docs"
+            f"{corpus.val_docs} (or --max_docs/--max_bytes is 0); use more text or a smaller --val_docs"
         )
     if tokenizer.get_vocab_size() != target - 1:
         raise ValueError(
