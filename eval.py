@@ -17,14 +17,18 @@ Results are printed and, with --output, saved by `evaluate.save` (which records 
 
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from gpt_scratch import cli
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+
+def resolve_dtype(dtype: str, device: str) -> "torch.dtype":
     """``auto``: bfloat16 on a GPU that has it (as models are trained there), float32 elsewhere."""
+    import torch  # here, not at the top: --help answers before torch loads
+
     if dtype != "auto":
         return getattr(torch, dtype)
     on_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -32,9 +36,12 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def load_model(name_or_path: str, device: str, dtype: str):
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cli.check_local_model(name_or_path)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
     )
@@ -123,7 +130,6 @@ def build_parser() -> cli.Parser:
     """The command line this program takes (``--help`` prints it)."""
     parser = cli.Parser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     from gpt_scratch.tasks.definitions import TASKS  # the task table only: no model, no data
 
     hellaswag = commands.add_parser("hellaswag", help="HellaSwag acc / acc_norm, identical to lm-eval's")
@@ -163,8 +169,8 @@ def build_parser() -> cli.Parser:
     task.add_argument("--out", required=True, help="the directory to write the task files to")
 
     for sub in (hellaswag, perplexity, suite):
-        sub.add_argument("--device", default=default_device, help="cpu, cuda, cuda:1... (default: cuda when there is "
-                         f"one, else cpu: {default_device} here)")  # fmt: skip
+        sub.add_argument("--device", default="auto", help="cpu, cuda, cuda:1..., or auto: cuda when there is one, else "
+                         "cpu (default: auto)")  # fmt: skip
         sub.add_argument(
             "--dtype",
             "--torch_dtype",

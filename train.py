@@ -26,6 +26,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+if __name__ == "__main__":  # --help and a mistake in the command or config answer now, not after torch loads (seconds)
+    from gpt_scratch import cli
+    from gpt_scratch.train_config import parse_args
+
+    cli.run(lambda: parse_args(sys.argv[1:]))  # main() parses again: the same light step
+
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed

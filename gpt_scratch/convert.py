@@ -14,9 +14,35 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import cli
+
+
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(prog="python -m gpt_scratch.convert", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("from-gpt2", help="a GPT-2 checkpoint (Hub id or directory) to a gpt-scratch model")
+    one.add_argument("source", help="a Hub id (gpt2 ... gpt2-xl) or a GPT-2 directory")
+    one.add_argument("out_dir", help="the model directory to write")
+    two = commands.add_parser("to-gpt2", help="a gpt-scratch model directory to GPT-2 format")
+    two.add_argument("model_dir", help="a gpt-scratch model directory")
+    two.add_argument("out_dir", help="the GPT-2 directory to write")
+    three = commands.add_parser("from-nanogpt", help="a nanoGPT / build-nanogpt .pt checkpoint to a model directory")
+    three.add_argument("checkpoint", help="the .pt file")
+    three.add_argument("out_dir", help="the model directory to write")
+    three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None,
+                       help="the MLP's GELU (default: nanoGPT's gelu, build-nanogpt's gelu_new)")  # fmt: skip
+    four = commands.add_parser("unpad", help="a copy with exactly vocab_size embedding and head rows (for vLLM)")
+    four.add_argument("model_dir", help="a model directory with a padded vocabulary")
+    four.add_argument("out_dir", help="the model directory to write")
+    return parser
+
+
+if __name__ == "__main__":  # --help and a mistyped option answer now, not after torch and transformers load (seconds)
+    build_parser().parse_args()
+
 import torch
 
-from . import cli
 from .configuration_gpt_scratch import GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM
 from .saving import check_export_target, move_into_place, save_tokenizer, save_with_model_card, staging_dir
@@ -158,27 +184,6 @@ def from_nanogpt(path: str | os.PathLike, activation: str | None = None) -> GPTS
             f"unexpected {result.unexpected_keys}"
         )
     return model.eval()
-
-
-def build_parser() -> cli.Parser:
-    """The command line this program takes (``--help`` prints it)."""
-    parser = cli.Parser(prog="python -m gpt_scratch.convert", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    one = commands.add_parser("from-gpt2", help="a GPT-2 checkpoint (Hub id or directory) to a gpt-scratch model")
-    one.add_argument("source", help="a Hub id (gpt2 ... gpt2-xl) or a GPT-2 directory")
-    one.add_argument("out_dir", help="the model directory to write")
-    two = commands.add_parser("to-gpt2", help="a gpt-scratch model directory to GPT-2 format")
-    two.add_argument("model_dir", help="a gpt-scratch model directory")
-    two.add_argument("out_dir", help="the GPT-2 directory to write")
-    three = commands.add_parser("from-nanogpt", help="a nanoGPT / build-nanogpt .pt checkpoint to a model directory")
-    three.add_argument("checkpoint", help="the .pt file")
-    three.add_argument("out_dir", help="the model directory to write")
-    three.add_argument("--activation", choices=["gelu", "gelu_new"], default=None,
-                       help="the MLP's GELU (default: nanoGPT's gelu, build-nanogpt's gelu_new)")  # fmt: skip
-    four = commands.add_parser("unpad", help="a copy with exactly vocab_size embedding and head rows (for vLLM)")
-    four.add_argument("model_dir", help="a model directory with a padded vocabulary")
-    four.add_argument("out_dir", help="the model directory to write")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,28 @@ import math
 import time
 from pathlib import Path
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line this program takes (``--help`` prints it)."""
+    from . import cli  # the command line only: the model above reads without the rest of the package
+
+    parser = cli.Parser(prog="python -m gpt_scratch.educational", description=__doc__.splitlines()[0])
+    parser.add_argument("--text", required=True, help="any text file")
+    parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char", help="characters, or GPT-2's BPE")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps")
+    parser.add_argument("--batch_size", type=int, default=16, help="windows per step")
+    parser.add_argument("--n_positions", type=int, default=64, help="the context: tokens per window")
+    parser.add_argument("--n_embd", type=int, default=64, help="the width")
+    parser.add_argument("--n_head", type=int, default=4, help="attention heads")
+    parser.add_argument("--n_layer", type=int, default=2, help="blocks")
+    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's learning rate")
+    parser.add_argument("--sample_tokens", type=int, default=300, help="tokens sampled after training")
+    return parser
+
+
+if __name__ == "__main__":  # --help and a mistyped option answer now, not after torch has loaded (a second or more)
+    build_parser().parse_args()
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -269,24 +291,6 @@ def train(model: GPT, data: torch.Tensor, steps: int, batch_size: int = 16, lr: 
             print(f"step {step:5d} | loss {loss.item():.4f}")
     model.eval()
     return losses
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line this program takes (``--help`` prints it)."""
-    from . import cli  # the command line only: the model above reads without the rest of the package
-
-    parser = cli.Parser(prog="python -m gpt_scratch.educational", description=__doc__.splitlines()[0])
-    parser.add_argument("--text", required=True, help="any text file")
-    parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char", help="characters, or GPT-2's BPE")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps")
-    parser.add_argument("--batch_size", type=int, default=16, help="windows per step")
-    parser.add_argument("--n_positions", type=int, default=64, help="the context: tokens per window")
-    parser.add_argument("--n_embd", type=int, default=64, help="the width")
-    parser.add_argument("--n_head", type=int, default=4, help="attention heads")
-    parser.add_argument("--n_layer", type=int, default=2, help="blocks")
-    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's learning rate")
-    parser.add_argument("--sample_tokens", type=int, default=300, help="tokens sampled after training")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,9 +6,23 @@ python -m gpt_scratch.export runs/quickstart/checkpoints/step-001100 my-gpt [--p
 import json
 from pathlib import Path
 
+from . import cli
+
+
+def build_parser() -> cli.Parser:
+    """The command line this program takes (``--help`` prints it)."""
+    parser = cli.Parser(prog="python -m gpt_scratch.export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a checkpoint directory, e.g. runs/quickstart/checkpoints/step-001100")
+    parser.add_argument("out_dir", help="the model directory to write (new, empty, or an earlier export)")
+    parser.add_argument("--push_to_hub", default=None, help="a Hub repo id to publish to")
+    return parser
+
+
+if __name__ == "__main__":  # --help and a mistyped option answer now, not after torch and transformers load (seconds)
+    build_parser().parse_args()
+
 from safetensors.torch import load_file
 
-from . import cli
 from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .configuration_gpt_scratch import GPTScratchConfig
 from .data.build import run_sources
@@ -105,15 +119,6 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         tokenizer_name=tokenizer.description,
         **card_details(state),
     )
-
-
-def build_parser() -> cli.Parser:
-    """The command line this program takes (``--help`` prints it)."""
-    parser = cli.Parser(prog="python -m gpt_scratch.export", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="a checkpoint directory, e.g. runs/quickstart/checkpoints/step-001100")
-    parser.add_argument("out_dir", help="the model directory to write (new, empty, or an earlier export)")
-    parser.add_argument("--push_to_hub", default=None, help="a Hub repo id to publish to")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

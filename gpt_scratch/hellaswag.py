@@ -18,7 +18,6 @@ per-token log-likelihood) so curves from that project can be compared.
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +27,10 @@ import torch
 
 from .jsonl import json_lines
 from .loglikelihood import continuation_logliks, encode_pairs, model_max_length  # noqa: F401 (this module's API)
+from .tasks.definitions import hellaswag_preprocess as preprocess
 
 HUB_DATASET = "Rowan/hellaswag"
 REQUIRED_FIELDS = ("activity_label", "ctx_a", "ctx_b", "endings", "label")
-
-
-def preprocess(text: str) -> str:
-    """lm-eval's hellaswag text cleanup (WikiHow rows carry bracketed markup)."""
-    text = text.strip()
-    text = text.replace(" [title]", ". ")
-    text = re.sub("\\[.*?\\]", "", text)
-    return text.replace("  ", " ")
 
 
 @dataclass(frozen=True)

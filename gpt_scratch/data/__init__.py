@@ -5,32 +5,14 @@
 - ``shards``: tokenize once into memory-mapped uint16 shards with a manifest, read them back (``TokenShardBatches``).
 """
 
-from .shards import TokenShardBatches, check_fits_uint16, prepare_shards
-from .sources import FINEWEB_EDU, PYTHON_STDLIB, TextSource, open_documents, validation_documents
-from .stream import (
-    DocumentStream,
-    PackedBatches,
-    WorkerBatches,
-    token_windows,
-    tokenize_documents,
-    validation_batches,
-    validation_tokens,
-)
+from ..lazy import lazy_exports
 
-__all__ = [
-    "FINEWEB_EDU",
-    "PYTHON_STDLIB",
-    "DocumentStream",
-    "PackedBatches",
-    "TextSource",
-    "TokenShardBatches",
-    "WorkerBatches",
-    "check_fits_uint16",
-    "open_documents",
-    "prepare_shards",
-    "token_windows",
-    "tokenize_documents",
-    "validation_batches",
-    "validation_documents",
-    "validation_tokens",
-]
+# imported on first use: ``python -m gpt_scratch.data --help`` answers before torch loads
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".shards": ["TokenShardBatches", "check_fits_uint16", "prepare_shards"],
+    ".sources": ["FINEWEB_EDU", "PYTHON_STDLIB", "TextSource", "open_documents", "validation_documents"],
+    ".stream": ["DocumentStream", "PackedBatches", "WorkerBatches", "token_windows", "tokenize_documents",
+                "validation_batches", "validation_tokens"],
+})  # fmt: skip
+
+__all__ = __dir__()

@@ -1,9 +1,6 @@
 """``python -m gpt_scratch.data prepare SOURCE OUT_DIR [--tokenizer DIR]``: tokenize a source into uint16 shards."""
 
 from .. import cli
-from ..tokenizer import load_tokenizer
-from .shards import prepare_shards
-from .sources import TextSource
 
 
 def build_parser() -> cli.Parser:
@@ -23,6 +20,10 @@ def build_parser() -> cli.Parser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from ..tokenizer import load_tokenizer  # after parsing: --help answers before torch loads
+    from .shards import prepare_shards
+    from .sources import TextSource
+
     source = TextSource(args.source, args.name, args.split, args.text_column)
     tokenizer = load_tokenizer(args.tokenizer)  # a bad directory fails before anything is written
     paths = prepare_shards(source, args.out_dir, args.shard_tokens, tokenizer)

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from ..tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
-from ..tokenizer.trainer import VAL_DOCS, rounded_vocab_size, train_tokenizer, training_lock
+from ..tokenizer.choices import VAL_DOCS
+from ..tokenizer.trainer import rounded_vocab_size, train_tokenizer, training_lock
 from .mixture import MixtureBatches, MixtureEntry, check_shard_directories, config_mixture, describe
 from .shards import TokenShardBatches, shards_identity
 from .sources import SourceTexts, TextSource

@@ -3,11 +3,19 @@ Hub dataset and split it reads, its prompt (``doc_to_text``), choices (``doc_to_
 (``doc_to_target``) and metrics. The YAML and helper files of each are in ``lm_eval/tasks/<name>/``; a field here
 says which one it mirrors."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..hellaswag import preprocess as hellaswag_preprocess
+
+def hellaswag_preprocess(text: str) -> str:
+    """lm-eval's hellaswag text cleanup (WikiHow rows carry bracketed markup)."""
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
 
 Row = dict[str, Any]
 

@@ -6,18 +6,13 @@
 - ``trainer``: ``python -m gpt_scratch.tokenizer train``, a byte-level BPE trained on any text source.
 """
 
-from .gpt2 import EOT_ID, EOT_TOKEN, GPT2_SPLIT_PATTERN, VOCAB_FILE, VOCAB_SHA256, gpt2_encoding, gpt2_tokenizer
-from .text_tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
+from ..lazy import lazy_exports
 
-__all__ = [
-    "EOT_ID",
-    "EOT_TOKEN",
-    "GPT2_SPLIT_PATTERN",
-    "VOCAB_FILE",
-    "VOCAB_SHA256",
-    "TextTokenizer",
-    "gpt2_encoding",
-    "gpt2_tokenizer",
-    "load_tokenizer",
-    "tokenizer_exists",
-]
+# imported on first use: ``python -m gpt_scratch.tokenizer --help`` answers before torch loads
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".gpt2": ["EOT_ID", "EOT_TOKEN", "GPT2_SPLIT_PATTERN", "VOCAB_FILE", "VOCAB_SHA256", "gpt2_encoding",
+              "gpt2_tokenizer"],
+    ".text_tokenizer": ["TextTokenizer", "load_tokenizer", "tokenizer_exists"],
+})  # fmt: skip
+
+__all__ = __dir__()

@@ -1,8 +1,7 @@
 """``python -m gpt_scratch.tokenizer train --data SOURCE --vocab_size N --out DIR``: a byte-level BPE of your own."""
 
 from .. import cli
-from ..data.sources import SourceTexts, TextSource
-from .trainer import PATTERNS, VAL_DOCS, train_tokenizer
+from .choices import PATTERNS, VAL_DOCS
 
 
 def build_parser() -> cli.Parser:
@@ -32,6 +31,9 @@ def build_parser() -> cli.Parser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from ..data.sources import SourceTexts, TextSource  # after parsing: --help answers before they load
+    from .trainer import train_tokenizer
+
     source = TextSource(args.data, args.data_name, args.data_split, args.text_column)
     corpus = SourceTexts(source, args.val_docs, args.max_docs, args.max_bytes)
     summary = train_tokenizer(corpus, args.vocab_size, args.out, args.pattern, args.model_max_length)

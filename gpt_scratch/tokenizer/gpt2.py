@@ -18,13 +18,12 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
+from .choices import GPT2_SPLIT_PATTERN
+
 VOCAB_FILE = Path(__file__).parent.parent / "assets" / "gpt2.tiktoken"
 VOCAB_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 EOT_TOKEN = "<|endoftext|>"
 EOT_ID = 50256
-# GPT-2's pre-tokenizer split (from OpenAI's encoder.py). tiktoken's and transformers' converter defaults differ from
-# it, and any difference changes the ids.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 def _verified_vocab_path(path: Path = VOCAB_FILE) -> str:

@@ -29,16 +29,12 @@ from pathlib import Path
 from typing import Protocol
 
 from ..storage import holds_working_directory
+from .choices import PATTERNS
 from .files import save_tokenizer
-from .gpt2 import EOT_TOKEN, GPT2_SPLIT_PATTERN, fast_tokenizer, gpt2_encoding
+from .gpt2 import EOT_TOKEN, fast_tokenizer, gpt2_encoding
 from .text_tokenizer import load_tokenizer
 
-PATTERNS = {
-    "gpt2-no-lookahead": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""",
-    "gpt2": GPT2_SPLIT_PATTERN,
-}
 ROUND_TO = 128
-VAL_DOCS = 200  # documents held out by default: train.py's default val_docs
 MIN_VOCAB = 256 + 1  # every byte, and <|endoftext|>
 NOT_TEXT_WARNING = 0.01  # above this fraction of its characters, a corpus is probably binary data
 
