@@ -15,11 +15,13 @@
 Results are printed and, with --output, saved by `evaluate.save` (which records versions and the time).
 """
 
+import glob
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpt_scratch import cli
+from gpt_scratch.hub import offline_unless_reachable
 
 if TYPE_CHECKING:
     import torch
@@ -39,13 +41,24 @@ def load_model(name_or_path: str, device: str, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from gpt_scratch.hub import offline_already
+
     cli.check_local_model(name_or_path)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, trust_remote_code=True, dtype=resolve_dtype(dtype, device)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    except OSError as error:
+        if not offline_already() or Path(name_or_path).expanduser().is_dir():
+            raise
+        raise OSError(
+            f"{name_or_path} is not in the local Hugging Face cache, and the Hub is offline; give a model directory "
+            "(e.g. runs/quickstart/model, from python train.py configs/quickstart.yaml), or run once with the network "
+            "to cache it"
+        ) from error
     check_vocabularies_agree(name_or_path, model.config, len(tokenizer))
     return model.to(device).eval(), tokenizer
 
@@ -182,6 +195,18 @@ def build_parser() -> cli.Parser:
     return parser
 
 
+def from_the_hub(args, names: list[str], data: dict[str, str]) -> list[str]:
+    """What this command would download: the model unless it is a directory, the data not given as local files."""
+    wanted = [] if Path(args.model).expanduser().is_dir() else [args.model]
+    if args.command == "tasks":
+        wanted += [f"{name}'s data" for name in names if name not in data]
+    elif args.command == "hellaswag" and not Path(args.data).exists():
+        wanted.append(f"HellaSwag ({args.data})")
+    elif args.command == "perplexity" and args.data != "python-stdlib" and not glob.glob(args.data):
+        wanted.append(args.data)
+    return wanted
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
@@ -193,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
 
         names, data = resolve_task_names(args.tasks), task_data(args.data)  # bad names fail before the model loads
         cli.check_local_model(args.model, files=False)  # a model that is not there before the tasks' data loads
+        if wanted := from_the_hub(args, names, data):
+            offline_unless_reachable(", ".join(wanted))
         loaded, failures = loadable_tasks(names, data, args)
         if loaded:
             model, tokenizer = load_model(args.model, args.device, args.dtype)
@@ -205,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         return
 
+    cli.check_local_model(args.model, files=False)
+    if wanted := from_the_hub(args, [], {}):
+        offline_unless_reachable(", ".join(wanted))
     model, tokenizer = load_model(args.model, args.device, args.dtype)
     if args.command == "hellaswag":
         from gpt_scratch.hellaswag import evaluate_hellaswag

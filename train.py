@@ -57,6 +57,7 @@ from gpt_scratch.init_from import first_model
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.reporting import (
+    early_estimate,
     evaluation_lines,
     evaluation_tasks,
     headline_metric,
@@ -422,6 +423,11 @@ def fit(run: Run) -> dict:
             run.history["train_loss"].append((done, train_loss))
             bar.update(1)
             interval_tokens += config.tokens_per_step
+            if step == run.start_step:
+                warm_start = time.perf_counter()
+            elif step == run.start_step + 1 and accelerator.is_local_main_process and (line := early_estimate(
+                    time.perf_counter() - warm_start, config.max_steps - done, config.log_interval)):  # fmt: skip
+                bar.write(line)
 
             if done % config.log_interval == 0 or done == config.max_steps:
                 tokens_per_s = interval_tokens / (time.perf_counter() - interval_start)

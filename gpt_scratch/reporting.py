@@ -2,6 +2,7 @@
 curve's title and the model card's figures. Words and numbers only: train.py computes, this module phrases.
 
 - ``log_line``: ``step 100/300 | loss 3.2 | lr 3.00e-03 | grad norm 0.812 | 9,870 tok/s | MFU 41.0% | ETA 2.1 min``;
+- ``early_estimate``: a long run's expected time, after its second step (before the first log line);
 - ``evaluation_line``: ``eval step 100: val loss 3.1 | val bpb 1.5 | hellaswag acc_norm 0.2950``, and a mixture's
   ``by source: ...`` line (each source's figures and its share of the tokens drawn);
 - ``tracker_scalars``: ``eval/val_loss``, ``eval/<task>/<metric>``, a mixture's ``val/<source>/loss`` and
@@ -25,8 +26,29 @@ def log_line(done: int, max_steps: int, loss: float, lr: float, norm: float, tok
     return (
         f"step {done:>6}/{max_steps} | loss {loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | "
         f"{tokens_per_s:,.0f} tok/s" + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "") + memory
-        + f" | ETA {eta / 60:.1f} min"
+        + f" | ETA {duration(eta)}"
     )  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``12.5 min``, ``13.9 h``: a time as a user reads it."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+LONG_RUN_SECONDS = 30 * 60  # runs expected to take longer say so after their second step
+
+
+def early_estimate(step_seconds: float, steps_left: int, log_interval: int) -> str | None:
+    """How long a long run will take, said after a step past the warm-up (the first step compiles and fills caches),
+    before the first log line: GPT-2's fine-tune on a CPU takes minutes a step, and its user should not wait for
+    line 1 at step ``log_interval`` (40 minutes) to learn that the run takes hours. None for a short run."""
+    left = step_seconds * steps_left
+    if left < LONG_RUN_SECONDS or log_interval <= 2:
+        return None
+    return (f"a step takes {duration(step_seconds)}: the {steps_left} steps left will take about {duration(left)} at "
+            f"this speed (the log line every {log_interval} steps tells more)")  # fmt: skip
 
 
 def headline_metric(result: dict) -> str:

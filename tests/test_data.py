@@ -285,6 +285,26 @@ def test_the_stream_state_is_compact_and_resumes_exactly(tmp_path):
     assert all(torch.equal(resumed.next_batch()[0], batch) for batch in expected)
 
 
+def test_epochs_are_counted_by_the_tokens_emitted_not_by_the_documents_read_ahead(tmp_path, docs):
+    """A source of 9 documents is read 256 documents at a time (about 28 epochs in one read): the epoch a stream
+    reports is that of the tokens it has emitted, ceil(emitted / epoch tokens) - 1 (epoch tokens counted with
+    tiktoken), also after a resume; the tokens themselves are those of the read-ahead stream."""
+    write_jsonl(tmp_path / "small.jsonl", docs[:9])
+    source, seq_len = TextSource(str(tmp_path / "small.jsonl")), 16
+    epoch_tokens = sum(len(ids) + 1 for ids in gpt2_encoding().encode_ordinary_batch(docs[:9]))  # + <|endoftext|>
+    data = PackedBatches(source, batch_size=1, seq_len=seq_len, shuffle_buffer=4)
+    seen = []
+    for windows in range(1, 3 * epoch_tokens // seq_len):
+        seen.append(data.next_windows(1)[0])
+        assert data.epoch == -(-windows * seq_len // epoch_tokens) - 1, windows
+        if windows == epoch_tokens // seq_len + 3:  # in epoch 2, its start in the buffer behind: resume there
+            state = data.state_dict()
+            data = PackedBatches(source, batch_size=1, seq_len=seq_len, shuffle_buffer=4)
+            data.load_state_dict(state)
+    tokens = np.concatenate([window[:-1] for window in seen])
+    assert sorted(tokens[:epoch_tokens].tolist()) == sorted(tokens[epoch_tokens : 2 * epoch_tokens].tolist())
+
+
 def windows_of(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[int, ...]]:
     """Every row of the batches as its T + 1 tokens (inputs and the last target)."""
     return [tuple(x.tolist()) + (y[-1].item(),) for inputs, targets in batches for x, y in zip(inputs, targets)]

@@ -1,8 +1,9 @@
-"""Every program a user starts, as the process they start: ``--help`` lists its options (rc 0), and a mistake is one
-``error:`` line on stderr (rc 1) with nothing else there: no traceback, no warning printed at import or at exit.
+"""Every program a user starts, as the process they start: ``--help`` lists its options (rc 0) before torch or
+transformers load, and a mistake is one ``error:`` line on stderr (rc 1) with nothing else there: no traceback, no
+warning printed at import or at exit.
 
-The mistakes run as real processes (their ``__main__`` lines, what libraries print on import, what happens at
-interpreter exit are the subject), all at once; ``--help`` runs through the same entry points in this process.
+They run as real processes (their ``__main__`` lines, what libraries print on import, what they import, what happens
+at interpreter exit are the subject), all at once.
 """
 
 import argparse
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from train_runs import PROGRAMS, ROOT, run_command, train_in_process
+from train_runs import PROGRAMS, ROOT, run_command
 
 # (program, arguments of a mistake, the start of its one line)
 MISTAKES = [
@@ -54,7 +55,7 @@ def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothin
                                   "  --resume (str | None, default null)", "\"auto\" (newest complete checkpoint"]),
         ("train.py", ["-h"], ["usage: python train.py"]),
         ("eval.py", ["--help"], ["{hellaswag,perplexity,tasks,lm-eval-task}"]),
-        ("eval.py", ["tasks", "--help"], ["arc_easy, arc_challenge, piqa", "default: cuda when there is one"]),
+        ("eval.py", ["tasks", "--help"], ["arc_easy, arc_challenge, piqa", "auto: cuda when there is one"]),
         ("-m gpt_scratch.export", ["--help"], ["checkpoint", "out_dir", "--push_to_hub"]),
         ("-m gpt_scratch.convert", ["--help"], ["from-gpt2", "to-gpt2", "from-nanogpt"]),
         ("-m gpt_scratch.data", ["--help"], ["prepare"]),
@@ -63,15 +64,33 @@ def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothin
         ("-m gpt_scratch.requeue", ["--help"], ["python -m gpt_scratch.requeue torchrun --nproc_per_node 8"]),
     ],
 )  # fmt: skip
-def test_every_program_answers_help_with_its_options(program, arguments, shown):
-    env = {**os.environ, "GPT_SCRATCH_TRACEBACK": ""}
-    if program == "train.py":
-        result = train_in_process(arguments, env)
-    else:
-        result = run_command(program, *arguments, check=False)
+def test_every_program_answers_help_with_its_options_before_importing_torch(program, arguments, shown):
+    """``-X importtime`` lists every module the process imported: neither torch nor transformers (seconds: help and
+    a mistyped option answer at once, #43)."""
+    command = [sys.executable, "-X", "importtime", *program.split(), *arguments]
+    if program.endswith(".py"):
+        command[3] = str(ROOT / program)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     for text in shown:
         assert text in result.stdout, (text, result.stdout[-3000:])
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+    assert not imported & {"torch", "transformers", "datasets", "accelerate"}, sorted(imported)
+
+
+def test_offline_a_program_says_so_at_once_and_names_what_it_could_not_get(tmp_path):
+    """No network and HF_HUB_OFFLINE unset (the Hub's endpoint refuses): eval.py works from the cache at once, not
+    after five retries per file (25 s), and the error names the model asked for, not the Hub client's words."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_HUB_OFFLINE", "HF_DATASETS"))}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "cache"), GPT_SCRATCH_TRACEBACK="")
+    result = subprocess.run([sys.executable, str(ROOT / "eval.py"), "tasks", "--model", "gpt2", "--tasks",
+                             "hellaswag,copa", "--data", "hellaswag=data/hellaswag_sample.jsonl", "--limit", "2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Retrying" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    notice, error = result.stderr.splitlines()
+    assert notice.startswith("the Hugging Face Hub cannot be reached: gpt2, copa's data from the local cache only")
+    assert error.startswith("error: gpt2 is not in the local Hugging Face cache, and the Hub is offline")
 
 
 def test_a_launcher_that_cannot_be_run_is_one_line_saying_why(tmp_path, capsys):

@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file
 from train_runs import MODERN_ARGS, ROOT, TINY, free_port, run_train, trainer_state
 
+from gpt_scratch import reporting
 from gpt_scratch.checkpoint import checkpoint_dirs, resolve_resume
 from gpt_scratch.data import TextSource, prepare_shards
+from gpt_scratch.reporting import early_estimate
 from gpt_scratch.tokenizer import load_tokenizer
 from gpt_scratch.train_config import TrainConfig, build_config, parse_args
 
@@ -97,6 +99,21 @@ def test_main_in_process_leaves_no_lock_or_signal_handler_behind(tmp_path, corpu
     assert failed.returncode == 1 and "training stopped instead of continuing on NaN" in failed.stderr
     assert not (tmp_path / "run" / "run.lock").exists()
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_long_run_says_how_long_it_will_take_after_its_second_step(tmp_path, corpus, monkeypatch):
+    """A run of hours (GPT-2's fine-tune on a CPU: 250 s a step, log lines every 10) says its expected time after
+    step 2, before its first log line; here every run counts as long."""
+    assert early_estimate(250, 198, 10) == ("a step takes 4.2 min: the 198 steps left will take about 13.8 h at this "
+                                            "speed (the log line every 10 steps tells more)")  # fmt: skip
+    assert early_estimate(1.5, 198, 10) is None  # five minutes: the log lines say it soon enough
+    monkeypatch.setattr(reporting, "LONG_RUN_SECONDS", 0)
+    result = run_train(tmp_path / "run", "--data", str(corpus), "--max_steps", "5", "--log_interval", "5",
+                       "--hellaswag_data", "null")  # fmt: skip
+    printed = result.stdout + result.stderr
+    said = re.search(r"a step takes ([0-9.]+) s: the 3 steps left will take about ([0-9.]+) s", printed)
+    assert said and abs(3 * float(said.group(1)) - float(said.group(2))) <= 2, printed[-2000:]
+    assert printed.index(said.group(0)) < printed.index("step      5/5")
 
 
 def test_missing_corpus_fails_with_a_clear_message(tmp_path):

@@ -19,6 +19,7 @@ How a stream is split and resumed:
   count; training skips them.
 """
 
+import collections
 import copy
 import dataclasses
 import signal
@@ -90,6 +91,7 @@ class DocumentStream:
         self._rows: Iterator | None = None
         self._open_shard: IterableDataset | None = None
         self._epoch_docs = 0
+        self.documents_epoch = 0  # the epoch of the documents next_documents returned last
 
     def _my_shards(self) -> list[int]:
         order = list(range(self.num_shards))
@@ -123,10 +125,11 @@ class DocumentStream:
             self.shard_pos, self.shard_state, self._rows = self.shard_pos + 1, None, None
         return None
 
-    def next_documents(self, count: int) -> list[str]:
+    def next_documents(self, count: int, one_epoch: bool = False) -> list[str]:
         """Up to ``count`` documents in shuffled order; starts the next epoch when this one runs out.
 
-        Fewer than ``count`` (possibly none) only when ``epochs`` were asked for and they are done.
+        Fewer than ``count`` (possibly none) only when ``epochs`` were asked for and they are done, or, with
+        ``one_epoch``, where an epoch ends: then every document returned is of one epoch, ``documents_epoch``.
         """
         out: list[str] = []
         while len(out) < count and self.epoch != self.epochs:
@@ -144,16 +147,20 @@ class DocumentStream:
                     )
                 self.epoch, self.shard_pos, self.shard_state, self._rows = self.epoch + 1, 0, None, None
                 self._epoch_docs = 0
+                if one_epoch and out:
+                    break
                 continue
             if not self.shuffle:
                 taken = self.buffer[: count - len(out)]
                 out.extend(taken)
+                self.documents_epoch = self.epoch
                 del self.buffer[: len(taken)]
                 continue
             # Draw a random document from the buffer (swap with the last, pop): O(1), uniform.
             index = int(self.rng.integers(len(self.buffer)))
             self.buffer[index], self.buffer[-1] = self.buffer[-1], self.buffer[index]
             out.append(self.buffer.pop())
+            self.documents_epoch = self.epoch  # the buffer holds one epoch's documents: it drains before the next
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -265,6 +272,9 @@ class PackedBatches(torch.utils.data.IterableDataset):
         self._pool: ThreadPoolExecutor | None = None
         self._docs: DocumentStream | None = None
         self._tokens = np.empty(0, dtype=np.uint32)  # tokenized, not yet emitted
+        # Where each epoch's tokens begin in the buffer (positions counted from the stream's first token), and the
+        # epoch of the tokens emitted last: the stream reads ahead, a small source many epochs at once.
+        self._tokens_start, self._epoch_starts, self._emitted_epoch = 0, collections.deque(), 0
         self._windows: list[np.ndarray] = []  # cut, waiting to be drawn (window_shuffle)
         self._window_rng: np.random.Generator | None = None
         self._pending_state: dict[str, Any] | None = None
@@ -281,8 +291,10 @@ class PackedBatches(torch.utils.data.IterableDataset):
 
     @property
     def epoch(self) -> int:
-        """The epoch (from 0) of the source this consumer reads now."""
-        return self._docs.epoch if self._docs is not None else 0
+        """The epoch (from 0) of the last tokens this consumer emitted (not of the documents it has read ahead)."""
+        while self._epoch_starts and self._epoch_starts[0][0] < self._tokens_start:
+            self._emitted_epoch = self._epoch_starts.popleft()[1]
+        return self._emitted_epoch
 
     def _ensure_stream(self) -> DocumentStream:
         if self._pool is None:  # created lazily: a DataLoader worker builds its own
@@ -304,6 +316,9 @@ class PackedBatches(torch.utils.data.IterableDataset):
             if self._pending_state is not None:
                 self._docs.load_state_dict(self._pending_state["documents"])
                 self._tokens = np.asarray(self._pending_state["tokens"], dtype=np.uint32)  # a tensor or a list
+                # (saved before epochs were counted by what was emitted: the documents' epoch)
+                self._emitted_epoch = self._pending_state.get("emitted_epoch", self._docs.epoch)
+                self._epoch_starts = collections.deque(map(tuple, self._pending_state.get("epoch_starts", [])))
                 if "windows" in self._pending_state:
                     self._windows = list(np.asarray(self._pending_state["windows"], dtype=np.uint32))
                     self._window_rng.bit_generator.state = self._pending_state["window_rng"]
@@ -317,9 +332,12 @@ class PackedBatches(torch.utils.data.IterableDataset):
         chunks = [self._tokens]
         have = len(self._tokens)
         while have < needed:
-            texts = docs.next_documents(256)
+            texts = docs.next_documents(256, one_epoch=True)
             if not texts:
                 break  # the requested epochs are done
+            known = self._epoch_starts[-1][1] if self._epoch_starts else self._emitted_epoch
+            if docs.documents_epoch > known:
+                self._epoch_starts.append((self._tokens_start + have, docs.documents_epoch))
             flat = self.tokenizer.encode_documents(texts, self._pool)
             chunks.append(flat)
             have += len(flat)
@@ -350,6 +368,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
             raise StopIteration
         windows = np.lib.stride_tricks.sliding_window_view(self._tokens[: rows * seq_len + 1], seq_len + 1)
         self._tokens = self._tokens[rows * seq_len :]  # the last target is the next window's first input
+        self._tokens_start += rows * seq_len
         return windows[::seq_len]
 
     def _shuffled_windows(self, count: int) -> list[np.ndarray]:
@@ -370,6 +389,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
                     cut = np.lib.stride_tricks.sliding_window_view(self._tokens[: count * seq_len + 1], seq_len + 1)
                     self._windows.extend(cut[::seq_len].copy())
                     self._tokens = self._tokens[count * seq_len :]
+                    self._tokens_start += count * seq_len
             if not self._windows:
                 break
             pick = int(self._window_rng.integers(len(self._windows)))
@@ -391,7 +411,9 @@ class PackedBatches(torch.utils.data.IterableDataset):
             return copy.deepcopy(self._pending_state) or {"documents": None, "tokens": []}
         # Pending tokens as one uint16 tensor (ids of a vocabulary up to 65536), not a pickled list of Python ints.
         dtype = np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.int32  # torch has no uint32 to save
-        state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(dtype))}
+        state = {"documents": self._docs.state_dict(), "tokens": torch.from_numpy(self._tokens.astype(dtype)),
+                 "emitted_epoch": self.epoch,  # (reading it drops the epoch starts behind the buffer)
+                 "epoch_starts": [[at - self._tokens_start, epoch] for at, epoch in self._epoch_starts]}  # fmt: skip
         if self.window_shuffle:
             windows = np.stack(self._windows) if self._windows else np.empty((0, self.seq_len + 1))
             state["windows"] = torch.from_numpy(windows.astype(dtype))
@@ -401,6 +423,7 @@ class PackedBatches(torch.utils.data.IterableDataset):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._docs = None
         self._tokens = np.empty(0, dtype=np.uint32)
+        self._tokens_start, self._epoch_starts, self._emitted_epoch = 0, collections.deque(), 0
         self._windows = []
         self._pending_state = state if state.get("documents") is not None else None
 
