@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
 from gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.chat_template import chat_tokenizer, fit_model_to_tokenizer
 from gpt_scratch.checkpoint import (
     BEST_WEIGHTS,
     another_run_problem,
@@ -50,7 +51,7 @@ from gpt_scratch.checkpoint import (
     save_checkpoint,
 )
 from gpt_scratch.cli import USER_ERRORS
-from gpt_scratch.data.build import RunData, run_data
+from gpt_scratch.data.build import RunData, chat_data, conversation_data, run_data
 from gpt_scratch.divergence import CheckpointHealth, DivergedError, command_with, divergence_error
 from gpt_scratch.export import card_details
 from gpt_scratch.init_from import first_model
@@ -85,6 +86,7 @@ from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
     apply_schedule,
     build_optimizers,
+    chat_samples,
     check_optimizer_fits_parallelism,
     describe_optimizers,
     flops_per_token,
@@ -127,7 +129,7 @@ class Run:
     data: RunData  # this process's training batches, every source's validation windows
     accumulation: int
     eot_token_id: int | None  # set when document_mask is on
-    token_bytes: torch.Tensor  # each id's length in bytes: validation's bits per byte
+    token_bytes: torch.Tensor | None  # each id's length in bytes: validation's bits per byte (not of a chat's answers)
     # The pretrained model the run started from (init_from: its description and Hub id), or None: random weights.
     # Kept in every checkpoint, so that a resumed fine-tune's card names it without reading the source again.
     origin: dict | None = None
@@ -223,12 +225,21 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     # checkpoint, without reading the source again (gpt_scratch.init_from); else the preset does.
     model, origin = first_model(config, checkpoint, accelerator)
     text_tokenizer = load_tokenizer(config.tokenizer)  # the model's vocab_size and <|endoftext|> id are its own
+    tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
+    chat = chat_data(config)
+    if chat:  # a chat fine-tune: the template and its tokens (padded rows, or new ones), before the optimizer
+        tokenizer = chat_tokenizer(tokenizer, config)
+        fit_model_to_tokenizer(model, tokenizer, accelerator.print)
     describe_start(config, model, origin, text_tokenizer, accelerator, accumulation)
     if config.fp8:  # before the optimizers and the wrapping: both then see the converted layers
         converted = convert_to_fp8(model, include_head=config.fp8_head)
         accelerator.print(f"FP8 (torchao float8 training): {len(converted)} linear layers")
-    data = run_data(config, text_tokenizer, accelerator.process_index, accelerator.num_processes, accumulation,
-                    accelerator.print)  # fmt: skip
+    if chat:
+        data = conversation_data(config, tokenizer, accelerator.process_index, accelerator.num_processes,
+                                 accelerator.print)  # fmt: skip
+    else:
+        data = run_data(config, text_tokenizer, accelerator.process_index, accelerator.num_processes, accumulation,
+                        accelerator.print)  # fmt: skip
     check_optimizer_fits_parallelism(config, accelerator.distributed_type)
     optimizers = build_optimizers(model, config, accelerator.device)
     default = (
@@ -240,15 +251,14 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     )
     raw_model = accelerator.unwrap_model(prepared)
     accelerator.print(f"loss: {use_training_loss(raw_model, config, accelerator.device, config.compile)}")
-    tokenizer = text_tokenizer.hf_tokenizer(model.config.n_positions)
     # The model traces as one graph (tests/test_compile.py); under DDP, Accelerate's wrapper splits it at gradient
     # buckets, by design. Evaluation and sampling call the plain model.
     forward = torch.compile(prepared) if config.compile else prepared
     # document_mask: <|endoftext|> opens each packed document; attention stays within documents.
     eot_token_id = tokenizer.eos_token_id if config.document_mask else None
     return Run(config, argv, accelerator, prepared, raw_model, forward, text_tokenizer, tokenizer, optimizers,
-               schedulers, data, accumulation, eot_token_id, text_tokenizer.token_bytes(), origin, checkpoint,
-               resume_notes)  # fmt: skip
+               schedulers, data, accumulation, eot_token_id, None if chat else text_tokenizer.token_bytes(), origin,
+               checkpoint, resume_notes)  # fmt: skip
 
 
 def claim_run_dir(config: TrainConfig, accelerator: Accelerator, cleanup: ExitStack) -> None:
@@ -327,7 +337,8 @@ def validate(run: Run, step: int) -> dict:
     results = run_validation(run.model, run.data, run.accelerator, run.eot_token_id, run.token_bytes,
                              run.config.seq_len)  # fmt: skip
     run.history["val_loss"].append((step, results["val_loss"]))
-    run.history["val_bpb"].append((step, results["val_bpb"]))
+    if "val_bpb" in results:
+        run.history["val_bpb"].append((step, results["val_bpb"]))
     for label, figures in results.get("sources", {}).items():  # a mixture's sources
         for name, value in figures.items():
             run.history.setdefault("val_sources", {}).setdefault(label, {}).setdefault(name, []).append((step, value))
@@ -353,7 +364,11 @@ def evaluate(run: Run, step: int) -> dict:
         run.history["task_results"] = {name: {k: v for k, v in result.items() if k != "details"}
                                        for name, result in tasks.items()}  # fmt: skip
     # On every process (FSDP gathers); at step 0 only from a pretrained start (random weights write noise).
-    samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device) if step or run.origin else []
+    samples = []
+    if run.data.prompts:  # a chat fine-tune: the replies to held-out prompts
+        samples = chat_samples(run.raw_model, run.tokenizer, run.data.prompts, config, accelerator.device)
+    elif step or run.origin:
+        samples = generate_samples(run.raw_model, run.tokenizer, config, accelerator.device)
     if accelerator.is_main_process:
         for line in evaluation_lines(step, results):
             run.say(line)
@@ -377,7 +392,9 @@ def run_state(run: Run, step: int) -> dict:
     return {"step": step, "history": run.history, "config": run.config.to_dict(),
             "tokens_seen": step * run.config.tokens_per_step, "tokenizer_identity": run.text_tokenizer.identity(),
             "commands": run.commands, "seconds": run.seconds(), "model_config": run.raw_model.config.to_dict(),
-            "origin": run.origin, "token_shards_identities": run.data.shards_identities()}  # fmt: skip
+            "origin": run.origin, "token_shards_identities": run.data.shards_identities(),
+            # a chat fine-tune's template: an export from a checkpoint carries it without reading the data again
+            "chat_template": run.tokenizer.chat_template if run.data.prompts else None}  # fmt: skip
 
 
 def save(run: Run, step: int) -> None:
@@ -482,6 +499,7 @@ def export(run: Run, results: dict) -> None:
     model = GPTScratchForCausalLM(run.raw_model.config)
     model.load_state_dict(weights, strict=not config.export_best)  # the best weights: a tied head once
     model.tie_weights()
+    model.generation_config = run.raw_model.generation_config  # a chat model's: it stops at the end of a turn
     export_dir = save_with_model_card(
         model,
         Path(config.export_dir or run.run_dir / "model"),

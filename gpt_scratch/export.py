@@ -23,6 +23,7 @@ if __name__ == "__main__":  # --help and a mistyped option answer now, not after
 
 from safetensors.torch import load_file
 
+from .chat_template import end_of_turn_ids, with_chat_template
 from .checkpoint import checkpoint_problem, no_such_checkpoint
 from .configuration_gpt_scratch import GPTScratchConfig
 from .data.build import run_sources
@@ -88,8 +89,8 @@ def card_details(state: dict, results: dict | None = None) -> dict:
     if "tasks" not in last and history.get("task_results"):  # the last evaluation's, as the history keeps them
         last["tasks"] = history["task_results"]
     origin = state.get("origin") or {}
-    val_start = next(((loss, bpb) for (step, loss), (_, bpb) in zip(history.get("val_loss", []),
-                      history.get("val_bpb", [])) if step == 0), None)  # fmt: skip
+    bpb_at = dict(history.get("val_bpb", []))  # none for a chat fine-tune: its loss counts the answers
+    val_start = next(((loss, bpb_at.get(0)) for step, loss in history.get("val_loss", []) if step == 0), None)
     return {
         "data": describe(sources) if mixed else config.data,
         "steps": state["step"],
@@ -102,6 +103,7 @@ def card_details(state: dict, results: dict | None = None) -> dict:
         "started_from": origin.get("description"),
         "val_start": val_start,
         "mixture": card_sources(sources, mixed, last) if "sources" in last else None,
+        "chat_template": state.get("chat_template"),
     }
 
 
@@ -111,10 +113,14 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     check_export_target(out_dir)  # before any work: a run directory given as the target would be deleted
     model, tokenizer, state = checkpoint_model(checkpoint)
     commands = [f"{entry['command']}  # from step {entry['from_step']}" for entry in state.get("commands", [])]
+    hf_tokenizer = tokenizer.hf_tokenizer(model.config.n_positions)
+    if state.get("chat_template"):  # a chat fine-tune's: its template and tokens, and generation stops at a turn's end
+        hf_tokenizer = with_chat_template(hf_tokenizer, state["chat_template"])
+        model.generation_config.eos_token_id = end_of_turn_ids(hf_tokenizer)
     return save_with_model_card(
         model,
         out_dir,
-        tokenizer.hf_tokenizer(model.config.n_positions),
+        hf_tokenizer,
         command="\n".join([*commands, f"python -m gpt_scratch.export {checkpoint} {out_dir}"]),
         tokenizer_name=tokenizer.description,
         **card_details(state),

@@ -64,7 +64,8 @@ def evaluation_lines(step: int, results: dict) -> list[str]:
                          for name, result in tasks.items() if name in TASKS)  # fmt: skip
     if "aggregate" in tasks:
         tasks_text += f" | centered acc {tasks['aggregate']['centered_acc']:.4f}"
-    lines = [f"eval step {step}: val loss {results['val_loss']:.4f} | val bpb {results['val_bpb']:.4f}{tasks_text}"]
+    bpb = f" | val bpb {results['val_bpb']:.4f}" if "val_bpb" in results else ""  # not of a chat's answers
+    lines = [f"eval step {step}: val loss {results['val_loss']:.4f}{bpb}{tasks_text}"]
     if "sources" in results:
         total = sum(results["drawn"].values())
         lines.append("  by source: " + " | ".join(

@@ -16,10 +16,13 @@ from .tokenizer.files import save_tokenizer
 
 
 def default_generation_config(model: PreTrainedModel) -> GenerationConfig:
-    """Generation defaults with eos and pad set, so ``generate`` needs no arguments and prints no warning."""
+    """Generation defaults with eos and pad set, so ``generate`` needs no arguments and prints no warning. The model's
+    own stop tokens are kept (a chat model stops at the end of a turn too)."""
     config = model.config
     pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-    return GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=pad)
+    own = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = own if isinstance(own, list) and config.eos_token_id in own else config.eos_token_id
+    return GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=eos, pad_token_id=pad)
 
 
 # What proves a directory is an export of this project, and so may be replaced by the next one: a list of the files
@@ -245,6 +248,12 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         lines += ["", *mixture_table(info["mixture"])]
     if info.get("evaluation"):
         lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_description", ""))]
+    if info.get("chat_template"):
+        lines += ["", "## Chat", "",
+                  "A chat model: its losses above count the answers only. `tokenizer.apply_chat_template(messages, "
+                  "add_generation_prompt=True)` renders a conversation with this template (`chat_template.jinja`), "
+                  "and `generate()` stops at the end of the turn:",
+                  "", "```jinja", info["chat_template"], "```"]  # fmt: skip
     lines += ["", "## How it was made", "```bash", info.get("command", ""), "```", ""]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines))
@@ -271,6 +280,7 @@ def save_with_model_card(
     val_start: tuple[float, float | None] | None = None,
     weights: str | None = None,
     mixture: list[dict] | None = None,
+    chat_template: str | None = None,
 ) -> Path:
     """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion).
 
@@ -300,6 +310,7 @@ def save_with_model_card(
         "val_start": val_start,
         "weights": weights,
         "mixture": mixture,
+        "chat_template": chat_template,
     }
     return save_model_dir(model, out_dir, tokenizer, card=info)
 

@@ -68,6 +68,11 @@ class TrainConfig:
     data_name: str | None = None  # Hub config, e.g. sample-10BT
     data_split: str = "train"
     text_column: str = "text"
+    # Rows of a chat fine-tune (docs/training.md, Chat): messages, prompt_completion or instruction; text is plain
+    # text; null: recognised from the columns (messages; prompt and completion; instruction and output; else text)
+    data_format: str | None = None
+    loss_on: str = "answers"  # conversations: the loss counts the answers (or the completion); all: every token
+    chat_template: str | None = None  # a Jinja file with {% generation %} markers; null: the model's own, else ours
     # A directory from `python -m gpt_scratch.data prepare` (read instead of data), or a mixture of them by weight:
     # {shards/fineweb: 0.7, shards/code: 0.3} (each validated on the source its manifest names)
     token_shards: str | dict | None = None
@@ -183,8 +188,11 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
         choices = {"mixed_precision": ("no", "bf16", "fp16"), "optimizer": ("adamw", "muon"),
+                   "loss_on": ("answers", "all"),
                    "lr_schedule": ("cosine", "wsd"),
                    "report_to": ("none", "tensorboard", "wandb", "trackio", "all")}  # fmt: skip
+        if self.data_format is not None:
+            choices["data_format"] = ("text", "messages", "prompt_completion", "instruction")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} ({getattr(self, name)!r}) must be one of {', '.join(allowed)}")

@@ -13,17 +13,19 @@ source or a mixture alike (``run_data``). What train.py reads; how it is read li
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..conversations import Conversation
 from ..tokenizer import TextTokenizer, load_tokenizer, tokenizer_exists
 from ..tokenizer.choices import VAL_DOCS
 from ..tokenizer.trainer import rounded_vocab_size, train_tokenizer, training_lock
 from .mixture import MixtureBatches, MixtureEntry, check_shard_directories, config_mixture, describe
+from .sft import ConversationBatches, Packer, batched, encode, packed_windows
 from .shards import TokenShardBatches, shards_identity
-from .sources import SourceTexts, TextSource
+from .sources import SourceTexts, TextSource, open_documents, source_format, source_is_local, validation_documents
 from .stream import PackedBatches, ReadOptions, WorkerBatches, token_windows, validation_tokens
 
 
@@ -35,6 +37,7 @@ class RunData:
     validation: dict[str, list[torch.Tensor]]  # each source's validation windows, by its label
     sources: list[MixtureEntry]  # one source, or a mixture's
     mixed: bool  # a mixture: each source is validated and counted apart
+    prompts: list = field(default_factory=list)  # a chat fine-tune's held-out prompts, whose replies are its samples
 
     def describe(self) -> str:
         """The data in one phrase: the source, or ``a 70%, b 30%``."""
@@ -50,7 +53,7 @@ def run_sources(config) -> tuple[list[MixtureEntry], bool]:
     """The run's sources (a TrainConfig's ``data`` and ``token_shards``), and whether they are a mixture."""
     if mixture := config_mixture(config):
         return mixture, True
-    source = TextSource(config.data, config.data_name, config.data_split, config.text_column)
+    source = TextSource(config.data, config.data_name, config.data_split, config.text_column, config.data_format)
     shards = config.token_shards if isinstance(config.token_shards, str) else None
     return [MixtureEntry(config.data, source, 1.0, shards)], False
 
@@ -70,6 +73,43 @@ def validation_windows(config, entry: MixtureEntry, tokens: torch.Tensor, mixed:
         if not mixed:
             raise
         raise ValueError(f"data: {entry.label}: {error}; raise val_docs or lower seq_len") from None
+
+
+SAMPLED_PROMPTS = 3  # held-out prompts whose replies a chat fine-tune's evaluation writes to samples.txt
+
+
+def chat_data(config) -> bool:
+    """Whether the run trains on conversations (a chat fine-tune): its one source has conversation rows."""
+    sources, mixed = run_sources(config)
+    if mixed:
+        if any(source_format(entry.source) != "text" for entry in sources if not entry.token_shards):
+            raise ValueError("a mixture of conversation sources is not supported yet; train on one conversation "
+                             "source (data: FILE), or give text sources only")  # fmt: skip
+        return False
+    return not sources[0].token_shards and source_format(sources[0].source) != "text"
+
+
+def conversation_data(config, chat_tokenizer, rank: int, world_size: int, say: Callable[[str], None]) -> RunData:
+    """A chat fine-tune's batches (``ConversationBatches``) and its held-out conversations' windows; every local
+    row is checked now, before step 1 (a bad row is one line naming it)."""
+    (entry,), _ = run_sources(config)
+    source = entry.source
+    documents = validation_documents(source, config.val_docs)
+    if source_is_local(source):
+        for _ in open_documents(source):  # each row is checked as it is read
+            pass
+    packer = Packer(config.seq_len, chat_tokenizer.eos_token_id)
+    held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on) for text in documents]
+    windows = batched(packed_windows(held_out, packer), config.micro_batch_size)[: config.val_batches]
+    if packer.truncated:
+        say(f"data: {packer.truncated} of the {len(documents)} held-out conversations are longer than seq_len + 1 "
+            f"({config.seq_len + 1} tokens) and are cut there")  # fmt: skip
+    train = ConversationBatches(source, chat_tokenizer, config.micro_batch_size, config.seq_len, rank, world_size,
+                                config.seed, config.shuffle_buffer, config.val_docs, config.loss_on)  # fmt: skip
+    say(f"data: {source.path}, {source_format(source)} rows, loss on {config.loss_on}, packed into windows of "
+        f"{config.seq_len + 1} tokens; {len(documents)} held out")  # fmt: skip
+    prompts = [Conversation.from_json(text).prompt() for text in documents[:SAMPLED_PROMPTS]]
+    return RunData(train, {entry.label: windows}, [entry], False, prompts)
 
 
 def run_data(

@@ -17,7 +17,10 @@ from typing import Any
 
 from datasets import IterableDataset, load_dataset
 
+from ..conversations import conversation, data_columns, recognised_format
 from ..tokenizer.trainer import NOT_TEXT_WARNING
+from .python_docs_chat import NAME as PYTHON_DOCS_CHAT
+from .python_docs_chat import python_docs_chat_file
 
 FINEWEB_EDU = ("HuggingFaceFW/fineweb-edu", "sample-10BT")
 PYTHON_STDLIB = "python-stdlib"
@@ -30,14 +33,16 @@ class TextSource:
 
     ``path`` is ``"fineweb-edu"`` (``HuggingFaceFW/fineweb-edu``, config ``sample-10BT`` unless ``name`` says
     otherwise), ``"python-stdlib"`` (the running interpreter's standard library sources: real text on every machine,
-    no download), a Hub dataset id (with ``name`` and ``split``), or local files: a file, a directory, or a glob of
-    ``.txt``/``.md``/``.py`` (one document per file), ``.jsonl``/``.json`` or ``.parquet`` files.
+    no download), ``"python-docs-chat"`` (conversations about the standard library answered by its docstrings:
+    ``python_docs_chat``), a Hub dataset id (with ``name`` and ``split``), or local files: a file, a directory, or a
+    glob of ``.txt``/``.md``/``.py`` (one document per file), ``.jsonl``/``.json`` or ``.parquet`` files.
     """
 
     path: str = "fineweb-edu"
     name: str | None = None
     split: str = "train"
     text_column: str = "text"
+    format: str | None = None  # text, messages, prompt_completion, instruction; None: recognised from the columns
 
 
 def _local_files(path: str) -> list[str] | None:
@@ -83,6 +88,8 @@ def open_documents(source: TextSource) -> IterableDataset:
         path, name = FINEWEB_EDU[0], name or FINEWEB_EDU[1]
     elif path == PYTHON_STDLIB:
         data_files = _stdlib_files()
+    elif path == PYTHON_DOCS_CHAT:
+        data_files = [python_docs_chat_file()]
     else:
         data_files = _local_files(path)
     files = None if data_files is None else tuple(data_files)
@@ -109,6 +116,9 @@ def _dataset_directory_files(path: str) -> list[str] | None:
 def _size_and_mtime(path: str) -> tuple[int, int]:
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns
+
+
+_FORMATS: dict[TextSource, str] = {}  # each opened source's format (set where its columns are read)
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,14 +154,42 @@ def _opened(
         if first is None:
             raise ValueError(f"data source {source.path} is empty: it holds no documents")
         columns = list(first)
-    if source.text_column not in columns:
+    data_format = source.format or recognised_format(columns, source.text_column)
+    if data_format is None:
         raise ValueError(
-            f"text column {source.text_column!r} not found in {source.path}; columns are {columns}: "
-            "pass the right one as text_column"
+            f"text column {source.text_column!r} not found in {source.path}; columns are {columns}: pass the right one "
+            "as text_column, or give conversation rows (messages; prompt and completion; instruction and output)"
         )
+    missing = [column for column in data_columns(data_format, source.text_column) if column not in columns]
+    if missing and not (data_format == "instruction" and missing == ["input"]):
+        raise ValueError(f"{source.path} is read as {data_format} rows but has no {', '.join(missing)} column; "
+                         f"its columns are {columns}")  # fmt: skip
+    _FORMATS[source] = data_format
+    if data_format != "text":  # each row as one document: the conversation, checked, as JSON (gpt_scratch.data.sft)
+        return dataset.map(as_conversation_document, with_indices=True, remove_columns=columns,
+                           fn_kwargs={"data_format": data_format, "path": source.path})  # fmt: skip
     if source.text_column != "text":
         dataset = dataset.rename_column(source.text_column, "text")
     return dataset.select_columns(["text"])
+
+
+def as_conversation_document(row: dict[str, Any], index: int, data_format: str, path: str) -> dict[str, str]:
+    """A conversation row as the one text column documents have: its checked common form, as JSON."""
+    return {"text": conversation(row, data_format, f"{path}, row {index + 1}").to_json()}
+
+
+def source_is_local(source: TextSource) -> bool:
+    """Local files (or the standard library), not a Hub dataset streamed from the network."""
+    path = source.path
+    return (
+        path in (PYTHON_STDLIB, PYTHON_DOCS_CHAT) or any(ch in path for ch in "*?[") or Path(path).expanduser().exists()
+    )
+
+
+def source_format(source: TextSource) -> str:
+    """``text``, or the conversation format of the source's rows (its ``format``, or recognised from its columns)."""
+    open_documents(source)
+    return _FORMATS[source]
 
 
 def validation_documents(source: TextSource, num_docs: int, fix: str | None = None) -> list[str]:

@@ -11,6 +11,7 @@
 """
 
 from .evaluation import (
+    chat_samples,
     generate_samples,
     mixture_validation_metrics,
     run_validation,
@@ -37,6 +38,7 @@ __all__ = [
     "describe_optimizers",
     "document_positions",
     "flops_per_token",
+    "chat_samples",
     "generate_samples",
     "lr_multiplier",
     "mixture_validation_metrics",

@@ -15,17 +15,22 @@ def validation_totals(
     model, batches: list[torch.Tensor], accelerator: Accelerator, eot_token_id: int | None, lengths: torch.Tensor | None
 ) -> torch.Tensor:
     """(summed nats, targets, bytes the targets spell) over the fixed validation windows, each process taking every
-    N-th batch (attention masked by document exactly as in training), summed over processes."""
+    N-th batch (attention masked by document exactly as in training), summed over processes. A batch is (B, T + 1)
+    tokens, or packed conversations' (inputs, targets, positions), whose targets count only the answers."""
     model.eval()
     totals = torch.zeros(3, device=accelerator.device)
     for batch in batches[accelerator.process_index :: accelerator.num_processes]:
-        batch = batch.to(accelerator.device)
-        inputs, targets = batch[:, :-1], batch[:, 1:]
-        with accelerator.autocast():
+        if isinstance(batch, torch.Tensor):
+            inputs, targets = batch[:, :-1].to(accelerator.device), batch[:, 1:].to(accelerator.device)
             positions = document_positions(inputs, eot_token_id)
+        else:
+            inputs, targets, position_ids = (part.to(accelerator.device) for part in batch)
+            positions = {"position_ids": position_ids}
+        with accelerator.autocast():
             loss = model(input_ids=inputs, shift_labels=targets, use_cache=False, **positions).loss
-        count = torch.tensor(float(targets.numel()), device=totals.device)
-        spelled = lengths[targets].sum().float() if lengths is not None else torch.zeros_like(count)
+        counted = targets != -100
+        count = counted.sum().float()
+        spelled = lengths[targets[counted]].sum().float() if lengths is not None else torch.zeros_like(count)
         totals += torch.stack([loss.float() * count, count, spelled])
     model.train()
     return accelerator.reduce(totals, reduction="sum")
@@ -108,3 +113,29 @@ def generate_samples(model, tokenizer, config: TrainConfig, device: torch.device
                              temperature=config.sample_temperature)  # fmt: skip
     model.train()
     return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+@torch.no_grad()
+def chat_samples(model, tokenizer, prompts: list, config: TrainConfig, device: torch.device) -> list[str]:
+    """The model's replies to held-out prompts (messages rendered through the chat template with the assistant's
+    opening, or a prompt string), each until its end of turn, as ``prompt -> reply`` text. Call it on every
+    process (FSDP)."""
+    model.eval()
+    replies = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        for prompt in prompts:
+            if isinstance(prompt, str):
+                ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+                shown = prompt
+            else:
+                ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)["input_ids"]  # fmt: skip
+                shown = f"{prompt[-1]['role']}: {prompt[-1]['content']}"  # the turn it answers
+            ids = ids[:, -model.config.n_positions + config.sample_tokens :].to(device)
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=config.sample_tokens,
+                                 do_sample=True, top_k=50, temperature=config.sample_temperature)  # fmt: skip
+            reply = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+            replies.append(f"{shown}\n-> {reply}")
+    model.train()
+    return replies

@@ -69,18 +69,33 @@ def train_step(
     ``forward`` is the model to call (compiled or not), ``model`` the prepared one (for no_sync and clipping). Any
     transformers causal LM works: ``labels`` ask for a loss, ``shift_labels`` give the targets (the window's next
     tokens, so all T predictions of a (T + 1)-token window count). With ``eot_token_id`` (document_mask) tokens
-    attend only within their document.
+    attend only within their document; a batch that brings its own position ids (packed conversations) uses them.
+
+    Data whose targets leave tokens out (``counts_targets``: a chat fine-tune's loss on the answers) is averaged over
+    the counted tokens of the whole step, every micro-batch and process together, as TRL and transformers' Trainer
+    do: the step's micro-batches are read first and their counted tokens summed over the processes, and each
+    micro-batch's summed loss is divided by that total (times the processes, whose gradients DDP averages).
     """
+    counts_targets = getattr(data, "counts_targets", False)
+    batches = [data.next_batch() for _ in range(accumulation)] if counts_targets else None
+    divisor = None
+    if counts_targets:
+        counted = sum((batch[1] != -100).sum() for batch in batches).to(accelerator.device)
+        divisor = accelerator.reduce(counted, reduction="sum").clamp(min=1) / accelerator.num_processes
     loss_sum = torch.zeros((), device=accelerator.device)
     for micro in range(accumulation):
-        inputs, targets = data.next_batch()
+        inputs, targets, *positions = batches[micro] if counts_targets else data.next_batch()
         inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
         # Gradients are averaged across processes only on the last micro-step of the accumulation.
         sync = nullcontext() if micro == accumulation - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
-            positions = document_positions(inputs, eot_token_id)
-            outputs = forward(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False, **positions)
-            loss = outputs.loss / accumulation
+            if positions:
+                positions = {"position_ids": positions[0].to(accelerator.device)}
+            else:
+                positions = document_positions(inputs, eot_token_id)
+            outputs = forward(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False,
+                              num_items_in_batch=divisor, **positions)  # fmt: skip
+            loss = outputs.loss if counts_targets else outputs.loss / accumulation
             accelerator.backward(loss)
         loss_sum += loss.detach()
     grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None

@@ -1,0 +1,158 @@
+"""Conversations as training batches: rendered by the chat template, the loss counted on the answers, packed.
+
+Each example becomes tokens and a mask of the tokens the loss counts, exactly as TRL's ``SFTTrainer`` makes them
+(``encode``): a conversation through ``apply_chat_template(..., return_assistant_tokens_mask=True)``, the assistant's
+tokens and each turn's ``<|end|>`` counted; a prompt-completion pair as the template (or, for strings, the text)
+renders the prompt and then the whole, the completion counted from where the two part; ``loss_on: all`` counts
+every token.
+
+``ConversationBatches`` packs them into windows of T + 1 tokens, back to back, as TRL's padding-free packing does: a
+conversation never spills into the next window (one that would not fit opens the next window; the rest of the window
+is padding the loss does not count), one longer than T + 1 tokens is cut to T + 1 and counted in ``truncated``, and
+every window carries position ids that restart at each conversation, so that attention stays inside it (the model
+reads restarting positions as packed sequences). A batch is (inputs, targets, positions), each (B, T): targets hold
+-100 where the loss does not count, the first token of each conversation included (nothing before it predicts it).
+The documents come from a ``DocumentStream`` (the conversations as JSON: ``sources.as_conversation_document``),
+shuffled and split across processes; the state resumes exactly.
+"""
+
+from typing import Any
+
+import torch
+
+from ..conversations import Conversation
+from .sources import TextSource
+from .stream import DocumentStream
+
+IGNORE = -100  # a target the loss does not count (transformers' and PyTorch's ignore_index)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def encode(example: Conversation, tokenizer, loss_on: str = "answers") -> tuple[list[int], list[int]]:
+    """(token ids, 1 where the loss counts the token) of one example, as TRL's SFTTrainer tokenizes it."""
+    if example.text is not None:  # prompt-completion of strings: the text, the completion ended by <|endoftext|>
+        prompt, completion = example.text
+        ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+        counted = common_prefix(tokenizer(prompt)["input_ids"], ids)
+        mask = [0] * counted + [1] * (len(ids) - counted)
+    elif example.prompt_messages is not None:  # prompt-completion of messages: the completion counts
+        messages = list(example.messages)
+        prompt = tokenizer.apply_chat_template(messages[: example.prompt_messages], add_generation_prompt=True,
+                                               tokenize=True, return_dict=True)["input_ids"]  # fmt: skip
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        counted = common_prefix(prompt, ids)
+        mask = [0] * counted + [1] * (len(ids) - counted)
+    else:
+        rendered = tokenizer.apply_chat_template(list(example.messages), tokenize=True, return_dict=True,
+                                                 return_assistant_tokens_mask=True)  # fmt: skip
+        ids, mask = rendered["input_ids"], rendered["assistant_masks"]
+        if 1 not in mask and loss_on == "answers":
+            raise ValueError("the chat template marks no assistant tokens ({% generation %}): nothing to learn from")
+    if loss_on == "all":
+        mask = [1] * len(ids)
+    return list(ids), list(mask)
+
+
+class Packer:
+    """Examples into windows of ``seq_len + 1`` tokens, each whole in one window (see the module's docstring)."""
+
+    def __init__(self, seq_len: int, pad_id: int) -> None:
+        self.seq_len, self.pad_id = seq_len, pad_id
+        self.truncated = 0  # examples cut to seq_len + 1 tokens
+
+    def fit(self, example: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
+        ids, mask = example
+        if len(ids) > self.seq_len + 1:
+            self.truncated += 1
+            ids, mask = ids[: self.seq_len + 1], mask[: self.seq_len + 1]
+        return ids, [0] + mask[1:]  # nothing before an example predicts its first token
+
+    def window(self, examples: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, ...]:
+        """(inputs, targets, positions) of T each, from examples that fit in T + 1 tokens together."""
+        ids, mask, positions = [], [], []
+        for example_ids, example_mask in examples:
+            ids += example_ids
+            mask += example_mask
+            positions += range(len(example_ids))
+        padding = self.seq_len + 1 - len(ids)
+        ids += [self.pad_id] * padding
+        mask += [0] * padding
+        positions += range(padding)  # one more sequence: the padding attends to itself only
+        tokens, counted = torch.tensor(ids), torch.tensor(mask, dtype=torch.bool)
+        targets = torch.where(counted[1:], tokens[1:], IGNORE)
+        return tokens[:-1], targets, torch.tensor(positions[:-1])
+
+
+def packed_windows(examples: list[tuple[list[int], list[int]]], packer: Packer) -> list[tuple[torch.Tensor, ...]]:
+    """Every window of a finite list of encoded examples, in order (the held-out conversations' windows)."""
+    windows, current, used = [], [], 0
+    for example in map(packer.fit, examples):
+        if used + len(example[0]) > packer.seq_len + 1:
+            windows.append(packer.window(current))
+            current, used = [], 0
+        current.append(example)
+        used += len(example[0])
+    if current:
+        windows.append(packer.window(current))
+    return windows
+
+
+def batched(windows: list[tuple[torch.Tensor, ...]], batch_size: int) -> list[tuple[torch.Tensor, ...]]:
+    """Windows stacked into batches of ``batch_size`` (the last may be smaller)."""
+    return [tuple(torch.stack(part) for part in zip(*windows[i : i + batch_size]))
+            for i in range(0, len(windows), batch_size)]  # fmt: skip
+
+
+class ConversationBatches:
+    """Endless (inputs, targets, positions) batches of shape (B, T) packed from a conversation source, for one
+    process of many, resuming exactly."""
+
+    counts_targets = True  # targets hold IGNORE: a step averages over the counted tokens of all its micro-batches
+
+    def __init__(self, source: TextSource, tokenizer, batch_size: int, seq_len: int, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, shuffle_buffer: int = 1000, val_docs: int = 0,
+                 loss_on: str = "answers") -> None:  # fmt: skip
+        self.source, self.tokenizer, self.batch_size, self.loss_on = source, tokenizer, batch_size, loss_on
+        self.packer = Packer(seq_len, tokenizer.eos_token_id)
+        self.documents = DocumentStream(source, rank, world_size, seed, shuffle_buffer, skip_docs=val_docs)
+        self._carry: tuple[list[int], list[int]] | None = None  # the example that did not fit the last window
+
+    def _next_example(self) -> tuple[list[int], list[int]]:
+        if self._carry is not None:
+            example, self._carry = self._carry, None
+            return example
+        text = self.documents.next_documents(1)[0]
+        return self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on))
+
+    def next_window(self) -> tuple[torch.Tensor, ...]:
+        examples, used = [], 0
+        while True:
+            example = self._next_example()
+            if examples and used + len(example[0]) > self.packer.seq_len + 1:
+                self._carry = example  # it opens the next window
+                return self.packer.window(examples)
+            examples.append(example)
+            used += len(example[0])
+
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        (batch,) = batched([self.next_window() for _ in range(self.batch_size)], self.batch_size)
+        return batch
+
+    @property
+    def truncated(self) -> int:
+        return self.packer.truncated
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"documents": self.documents.state_dict(), "carry": self._carry, "truncated": self.packer.truncated}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.documents.load_state_dict(state["documents"])
+        self._carry, self.packer.truncated = state["carry"], state["truncated"]
