@@ -1,0 +1,214 @@
+"""Chat fine-tuning: conversation rows as data, the loss on the answers as TRL's SFTTrainer computes it, packed
+conversations that never see each other, a template that travels with the model, generation that stops at a turn's
+end, and bad rows said in one line."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from datasets import Dataset
+from train_runs import run_train
+from transformers import AutoTokenizer
+
+from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+from gpt_scratch.chat_template import END_OF_TURN, fit_model_to_tokenizer, with_chat_template
+from gpt_scratch.conversations import conversation
+from gpt_scratch.data import TextSource
+from gpt_scratch.data.sft import ConversationBatches, encode
+from gpt_scratch.tokenizer import gpt2_tokenizer
+from gpt_scratch.training.step import train_step
+
+NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}  # train mode, yet deterministic
+WORDS = ["apple", "pear", "plum", "river", "stone", "cloud", "green", "small", "quick", "slow", "bright", "cold"]
+
+
+def conversations(count: int, seed: int) -> list[dict]:
+    """Multi-turn conversations, a system message in every other one, of varied lengths."""
+    rng = __import__("random").Random(seed)
+
+    def say(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+    rows = []
+    for index in range(count):
+        messages = [{"role": "system", "content": say(2, 5)}] if index % 2 else []
+        for _ in range(rng.randint(1, 3)):
+            messages += [{"role": "user", "content": say(1, 8)}, {"role": "assistant", "content": say(1, 12)}]
+        rows.append({"messages": messages})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def as_prompt_completion(rows: list[dict], strings: bool) -> list[dict]:
+    """Each conversation's last assistant turn as the completion of what comes before it."""
+    out = []
+    for row in rows:
+        *prompt, completion = row["messages"]
+        if strings:
+            out.append({"prompt": " ".join(m["content"] for m in prompt), "completion": " " + completion["content"]})
+        else:
+            out.append({"prompt": prompt, "completion": [completion]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tmp_path_factory):
+    """GPT-2's tokenizer with the chat template, saved and loaded back as a user's process would read it."""
+    directory = tmp_path_factory.mktemp("chat-tokenizer")
+    with_chat_template(gpt2_tokenizer()).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def split_window(inputs: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> list[tuple[list, list]]:
+    """A packed window back into its sequences: (tokens, counted target flags) each, from the restarting positions."""
+    starts = [i for i, p in enumerate(positions.tolist()) if p == 0] + [len(positions)]
+    return [(inputs[a:b].tolist(), (targets[a:b] != -100).tolist()) for a, b in zip(starts, starts[1:])]
+
+
+def test_packed_conversations_count_exactly_the_assistant_tokens_apply_chat_template_marks(tmp_path, chat_tokenizer):
+    """Multi-turn conversations with a system message: every window holds whole conversations with positions
+    restarting at each; the targets counted are exactly the tokens ``apply_chat_template(...,
+    return_assistant_tokens_mask=True)`` marks (each assistant turn and its end-of-turn token), nothing else; a
+    conversation longer than the window is cut and counted."""
+    rows = conversations(40, seed=1)
+    rows.append({"messages": [{"role": "user", "content": "long"}, {"role": "assistant", "content": "apple " * 80}]})
+    source = TextSource(str(write_rows(tmp_path / "chat.jsonl", rows)))
+    data = ConversationBatches(source, chat_tokenizer, batch_size=4, seq_len=64, shuffle_buffer=1)
+    reference = {}
+    for row in rows:
+        rendered = chat_tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                      return_assistant_tokens_mask=True)  # fmt: skip
+        reference[tuple(rendered["input_ids"][:65])] = rendered["assistant_masks"][:65]
+    seen, long_ones = 0, 0
+    while seen < len(rows):
+        for window in zip(*data.next_batch()):
+            for tokens, counted_targets in split_window(*window):
+                if set(tokens) == {chat_tokenizer.eos_token_id}:
+                    continue  # the window's padding
+                key = next(k for k in reference if list(k[: len(tokens)]) == tokens)
+                long_ones += len(key) == 65  # the one longer than a window, cut to T + 1 tokens
+                mask = reference[key]
+                # the target of token i is token i + 1: counted when the template marks token i + 1
+                assert counted_targets[: len(mask) - 1] == [bool(m) for m in mask[1:]][: len(tokens)]
+                seen += 1
+    assert long_ones and data.truncated == long_ones
+
+
+@pytest.mark.parametrize("data_format", ["messages", "prompt_completion-messages", "prompt_completion-strings"])
+def test_a_steps_loss_equals_trl_sft_trainers_on_the_same_examples_and_weights(tmp_path, chat_tokenizer, data_format):
+    """The loss of a training step (``train_step`` over ConversationBatches from a file, 2 micro-batches) equals TRL
+    SFTTrainer's on the examples that step drew, packed padding-free: the mean over the counted tokens of the whole
+    step (TRL: ``assistant_only_loss`` for conversations, its default ``completion_only_loss`` for prompt-completion),
+    fp32, within 1e-5. (An unpadded vocabulary: TRL's fused head scores every row of the head, padded ones too.)"""
+    from trl import SFTConfig, SFTTrainer
+
+    rows = conversations(12, seed=2)
+    kind = data_format.split("-")[0]
+    if kind == "prompt_completion":
+        rows = as_prompt_completion(rows, strings=data_format.endswith("strings"))
+    source = TextSource(str(write_rows(tmp_path / "chat.jsonl", rows)))
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=50257, **NO_DROPOUT))
+    fit_model_to_tokenizer(model, chat_tokenizer, print)
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    data = ConversationBatches(source, chat_tokenizer, batch_size=2, seq_len=96, shuffle_buffer=4)
+    drawn_windows = []
+    original = data.next_batch
+
+    def next_batch():
+        batch = original()
+        drawn_windows.append(batch)
+        return batch
+
+    data.next_batch = next_batch
+    accelerator = Accelerator(cpu=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    ours, _ = train_step(model, model, data, [optimizer], [scheduler], accelerator, 2, 0.0)
+    # The examples the step drew, recognised by their tokens among the file's rows (repeats included).
+    encoded = {tuple(encode(conversation(row, kind, "test"), chat_tokenizer)[0]): row for row in rows}
+    drawn = []
+    for batch in drawn_windows:
+        for window in zip(*batch):
+            for tokens, _ in split_window(*window):
+                if set(tokens) != {chat_tokenizer.eos_token_id}:
+                    drawn.append(next(row for key, row in encoded.items() if list(key[: len(tokens)]) == tokens))
+    assert len(drawn) > len(rows)  # the stream went round the file: some rows twice
+    model.load_state_dict(state)
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, bf16=False, packing=True, padding_free=True,
+                     assistant_only_loss=kind == "messages", max_length=8192, per_device_train_batch_size=len(drawn),
+                     report_to=[], shuffle_dataset=False)  # fmt: skip
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(drawn), processing_class=chat_tokenizer
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        theirs = trainer.compute_loss(model, batch)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_a_packed_windows_logits_equal_each_conversations_alone(tmp_path, chat_tokenizer):
+    """Restarting positions keep attention inside each conversation (both architectures): a packed window's logits
+    equal each conversation's run alone."""
+    source = TextSource(str(write_rows(tmp_path / "chat.jsonl", conversations(20, seed=3))))
+    inputs, _, positions = ConversationBatches(source, chat_tokenizer, batch_size=2, seq_len=128).next_batch()
+    for modern in (False, True):
+        torch.manual_seed(0)
+        extra = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "qk_norm": True} if modern else {}
+        model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=len(chat_tokenizer), **extra))
+        model.eval()
+        with torch.no_grad():
+            packed = model(input_ids=inputs, position_ids=positions).logits
+            for row in range(len(inputs)):
+                starts = [i for i, p in enumerate(positions[row].tolist()) if p == 0] + [inputs.shape[1]]
+                assert len(starts) > 2  # several conversations in the window
+                for a, b in zip(starts, starts[1:]):
+                    alone = model(input_ids=inputs[row : row + 1, a:b]).logits[0]
+                    torch.testing.assert_close(packed[row, a:b], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_chat_tokens_take_padded_rows_and_generation_stops_at_the_end_of_a_turn(chat_tokenizer):
+    """GPT-2's vocabulary padded to 50,304: the four chat tokens take rows 50,257-50,260 and nothing is resized; the
+    generation config stops at <|end|>: a model whose next token is <|end|> stops there, not at max_new_tokens."""
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=50257, padded_vocab_size=50304))
+    said = []
+    fit_model_to_tokenizer(model, with_chat_template(gpt2_tokenizer()), said.append)
+    assert model.get_input_embeddings().weight.shape[0] == 50304 and model.config.vocab_size == 50261
+    assert said == ["chat: the new tokens <|system|>, <|user|>, <|assistant|>, <|end|> take padded rows "
+                    "50257..50260 of 50304; nothing resized"]  # fmt: skip
+    end = chat_tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    prompt = chat_tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                                return_tensors="pt", return_dict=True)["input_ids"]  # fmt: skip
+    model.eval()
+    with torch.no_grad():  # make <|end|> the most likely next token after the prompt
+        hidden = model.transformer(prompt).last_hidden_state[0, -1]
+        model.lm_head.weight[end] = hidden * 1000 / hidden.norm() ** 2
+    out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False)
+    assert out[0, -1].item() == end and out.shape[1] == prompt.shape[1] + 1
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "row 3: the conversation has no assistant turn"),
+        ({"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]},
+         "row 3: messages[0] has the role 'robot'; the roles are system, user, assistant"),
+        ({"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]},
+         "row 3: messages[0]'s content must be a string"),
+        ({"messages": []}, "row 3: messages must be a non-empty list"),
+    ],
+)  # fmt: skip
+def test_a_bad_row_is_one_line_naming_the_row_before_step_1(tmp_path, row, message):
+    good = conversations(2, seed=4)
+    path = write_rows(tmp_path / "chat.jsonl", [*good, row, *conversations(30, seed=5)])
+    result = run_train(tmp_path / "run", "--data", str(path), "--val_docs", "2", check=False)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"error: {path}, {message}" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
