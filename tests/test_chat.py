@@ -3,13 +3,17 @@ conversations that never see each other, a template that travels with the model,
 end, and bad rows said in one line."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
-from train_runs import run_train
+from train_runs import ROOT, free_port, run_train
 from transformers import AutoTokenizer
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
@@ -212,3 +216,48 @@ def test_a_bad_row_is_one_line_naming_the_row_before_step_1(tmp_path, row, messa
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"error: {path}, {message}" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_transformers_serve_answers_the_openai_client_streamed_and_not(tmp_path, chat_tokenizer):
+    """``python -m gpt_scratch.serve`` (transformers serve, as a real process on 127.0.0.1) answers
+    ``chat.completions.create`` with the reply ``generate()`` gives here (greedy), streamed or not."""
+    from openai import OpenAI
+
+    from gpt_scratch import save_model_dir
+
+    torch.manual_seed(7)
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=50257, padded_vocab_size=50304))
+    fit_model_to_tokenizer(model, chat_tokenizer, print)
+    model_dir = save_model_dir(model.eval(), tmp_path / "chat-model", chat_tokenizer)
+    port = free_port()
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "GPT_SCRATCH_TRACEBACK": "1"}
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below, after the server)
+    server = subprocess.Popen([sys.executable, "-m", "gpt_scratch.serve", "--host", "127.0.0.1", "--port", port,
+                               "--device", "cpu", str(model_dir)], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60)
+        deadline = time.monotonic() + 180
+        while True:  # until the server answers (it loads the model first), bounded
+            try:
+                (served,) = [entry.id for entry in client.models.list().data]
+                break
+            except Exception:
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(1)
+        messages = [{"role": "user", "content": "What does `json.dumps` do?"}]
+        answer = client.chat.completions.create(model=served, messages=messages, max_tokens=8, temperature=0)
+        stream = client.chat.completions.create(model=served, messages=messages, max_tokens=8, temperature=0,
+                                                stream=True)  # fmt: skip
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    prompt = chat_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)  # fmt: skip
+    with torch.no_grad():
+        out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    expected = chat_tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answer.choices[0].message.content == expected == streamed and expected
