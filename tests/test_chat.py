@@ -13,6 +13,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
+from test_train import final_weights, kill_after_checkpoint
 from train_runs import ROOT, free_port, run_train
 from transformers import AutoTokenizer
 
@@ -261,3 +262,26 @@ def test_transformers_serve_answers_the_openai_client_streamed_and_not(tmp_path,
         out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
     expected = chat_tokenizer.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
     assert answer.choices[0].message.content == expected == streamed and expected
+
+
+def test_a_chat_fine_tune_resumes_after_kill_9_bitwise_and_two_processes_train_it_like_one(tmp_path):
+    """train.py on conversation rows, from a model of its own tokenizer (no padded rows: the embedding grows):
+    killed with SIGKILL after a checkpoint and resumed, it ends with the uninterrupted run's weights, bitwise; on two
+    processes (one global order of packed windows) with them up to fp32 summation order."""
+    path = write_rows(tmp_path / "chat.jsonl", conversations(80, seed=8))
+    args = ["--data", str(path), "--seq_len", "64", "--tokens_per_step", "512", "--max_steps", "12",
+            "--checkpoint_interval", "4", "--hellaswag_data", "null", "--keep_checkpoints", "5"]  # fmt: skip
+    straight = run_train(tmp_path / "straight", *args)
+    assert "chat: the embedding and head grow from 384 to 388 rows" in straight.stdout, straight.stdout[-2000:]
+    killed = tmp_path / "killed"
+    kill_after_checkpoint(killed, args, 1, "step-000004")
+    assert "resumed from" in run_train(killed, *args, "--resume", "auto").stdout
+    reference, resumed = final_weights(tmp_path / "straight"), final_weights(killed)
+    assert all(torch.equal(reference[name], resumed[name]) for name in reference)  # bitwise
+    run_train(tmp_path / "two", *args, nproc=2)
+    for name, tensor in final_weights(tmp_path / "two").items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-3, atol=1e-4, msg=name)
+    template = (tmp_path / "straight" / "model" / "chat_template.jinja").read_text()
+    assert (
+        "{% generation %}" in template and "chat_template.jinja" in (tmp_path / "straight/model/README.md").read_text()
+    )

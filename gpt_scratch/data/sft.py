@@ -13,7 +13,9 @@ every window carries position ids that restart at each conversation, so that att
 reads restarting positions as packed sequences). A batch is (inputs, targets, positions), each (B, T): targets hold
 -100 where the loss does not count, the first token of each conversation included (nothing before it predicts it).
 The documents come from a ``DocumentStream`` (the conversations as JSON: ``sources.as_conversation_document``),
-shuffled and split across processes; the state resumes exactly.
+shuffled. Every process reads and packs the whole stream, one global order of windows, and takes its own of each
+global micro-batch: a run on N processes trains on the very windows of a run on one (as token shards do), which a
+chat fine-tune's small data can afford. The state resumes exactly.
 """
 
 from typing import Any
@@ -122,7 +124,8 @@ class ConversationBatches:
                  loss_on: str = "answers") -> None:  # fmt: skip
         self.source, self.tokenizer, self.batch_size, self.loss_on = source, tokenizer, batch_size, loss_on
         self.packer = Packer(seq_len, tokenizer.eos_token_id)
-        self.documents = DocumentStream(source, rank, world_size, seed, shuffle_buffer, skip_docs=val_docs)
+        self.rank, self.world_size = rank, world_size
+        self.documents = DocumentStream(source, 0, 1, seed, shuffle_buffer, skip_docs=val_docs)  # the global order
         self._carry: tuple[list[int], list[int]] | None = None  # the example that did not fit the last window
 
     def _next_example(self) -> tuple[list[int], list[int]]:
@@ -143,7 +146,10 @@ class ConversationBatches:
             used += len(example[0])
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
-        (batch,) = batched([self.next_window() for _ in range(self.batch_size)], self.batch_size)
+        """This process's B windows of the next global micro-batch (B windows of each process, in rank order)."""
+        windows = [self.next_window() for _ in range(self.batch_size * self.world_size)]
+        mine = windows[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        (batch,) = batched(mine, self.batch_size)
         return batch
 
     @property
