@@ -376,6 +376,9 @@ def evaluate(run: Run, step: int) -> dict:
             run.say("  sample: " + sample.replace("\n", " ")[:200])
         if samples:
             (run.run_dir / "samples.txt").write_text("\n\n".join(samples))
+        if truncated := getattr(run.data.train, "truncated", 0):  # a chat fine-tune's conversations cut to a window
+            run.say(f"  data: {truncated} training conversations so far were longer than seq_len + 1 "
+                    f"({config.seq_len + 1} tokens) and were cut there")  # fmt: skip
         if step > 0:  # one point is no curve: step 0's is drawn with the next evaluation's
             plot_training_curves(run.history, run.run_dir / "loss.png",
                                  title=plot_title(run.run_dir, run.raw_model, run.data))  # fmt: skip

@@ -285,3 +285,26 @@ def test_a_chat_fine_tune_resumes_after_kill_9_bitwise_and_two_processes_train_i
     assert (
         "{% generation %}" in template and "chat_template.jinja" in (tmp_path / "straight/model/README.md").read_text()
     )
+
+
+def test_instruction_rows_are_a_user_turn_then_an_assistant_turn_as_litgpt_reads_them(chat_tokenizer):
+    """Alpaca's rows: the instruction (and the input after a blank line, when there is one) as the user's turn, the
+    output as the assistant's; tokens and counted mask as the template renders those two messages."""
+    for row, user in (({"instruction": "Add them.", "input": "2 and 3", "output": "5"}, "Add them.\n\n2 and 3"),
+                      ({"instruction": "Say hi.", "input": "", "output": "hi"}, "Say hi.")):  # fmt: skip
+        ids, mask = encode(conversation(row, "instruction", "test"), chat_tokenizer)
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+        rendered = chat_tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                      return_assistant_tokens_mask=True)  # fmt: skip
+        assert (ids, mask) == (rendered["input_ids"], rendered["assistant_masks"])
+
+
+def test_a_template_that_fails_to_render_is_one_line_before_step_1(tmp_path):
+    path = write_rows(tmp_path / "chat.jsonl", conversations(30, seed=9))
+    template = tmp_path / "broken.jinja"
+    template.write_text("{% for m in messages %}{% generation %}{{ m['content'] | no_such_filter }}{% endgeneration %}"
+                        "{% endfor %}")  # fmt: skip
+    result = run_train(tmp_path / "run", "--data", str(path), "--val_docs", "2", "--chat_template", str(template),
+                       check=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: the chat template fails to render {path}, row 1: " in result.stderr, result.stderr[-2000:]

@@ -99,7 +99,8 @@ def conversation_data(config, chat_tokenizer, rank: int, world_size: int, say: C
         for _ in open_documents(source):  # each row is checked as it is read
             pass
     packer = Packer(config.seq_len, chat_tokenizer.eos_token_id)
-    held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on) for text in documents]
+    held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on, f"{source.path}, row {row + 1}")
+                for row, text in enumerate(documents)]  # fmt: skip
     windows = batched(packed_windows(held_out, packer), config.micro_batch_size)[: config.val_batches]
     if packer.truncated:
         say(f"data: {packer.truncated} of the {len(documents)} held-out conversations are longer than seq_len + 1 "

@@ -38,8 +38,20 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return length
 
 
-def encode(example: Conversation, tokenizer, loss_on: str = "answers") -> tuple[list[int], list[int]]:
-    """(token ids, 1 where the loss counts the token) of one example, as TRL's SFTTrainer tokenizes it."""
+def encode(example: Conversation, tokenizer, loss_on: str = "answers", where: str = "a conversation"
+           ) -> tuple[list[int], list[int]]:  # fmt: skip
+    """(token ids, 1 where the loss counts the token) of one example, as TRL's SFTTrainer tokenizes it; a template
+    that fails to render it is a ValueError naming ``where`` the example comes from."""
+    from jinja2 import TemplateError
+
+    try:
+        return _encode(example, tokenizer, loss_on)
+    except TemplateError as error:
+        raise ValueError(f"the chat template fails to render {where}: {error}; fix the template (chat_template: "
+                         "FILE) or the row") from None  # fmt: skip
+
+
+def _encode(example: Conversation, tokenizer, loss_on: str) -> tuple[list[int], list[int]]:
     if example.text is not None:  # prompt-completion of strings: the text, the completion ended by <|endoftext|>
         prompt, completion = example.text
         ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
@@ -133,7 +145,8 @@ class ConversationBatches:
             example, self._carry = self._carry, None
             return example
         text = self.documents.next_documents(1)[0]
-        return self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on))
+        where = f"a conversation of {self.documents.source.path}"
+        return self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on, where))
 
     def next_window(self) -> tuple[torch.Tensor, ...]:
         examples, used = [], 0
