@@ -69,7 +69,8 @@ def evaluation_lines(step: int, results: dict) -> list[str]:
     if "sources" in results:
         total = sum(results["drawn"].values())
         lines.append("  by source: " + " | ".join(
-            f"{label} val loss {figures['val_loss']:.4f} bpb {figures['val_bpb']:.4f}, drawn "
+            f"{label} val loss {figures['val_loss']:.4f}"
+            + (f" bpb {figures['val_bpb']:.4f}" if "val_bpb" in figures else "") + ", drawn "
             f"{results['drawn'][label]:,} tokens ({100 * results['drawn'][label] / max(total, 1):.1f}%)"
             for label, figures in results["sources"].items()
         ))  # fmt: skip
@@ -81,7 +82,9 @@ def tracker_scalars(results: dict) -> dict[str, float]:
     mixture's ``val/<source>/loss``, ``val/<source>/bpb`` and ``drawn/<source>/tokens``."""
     scalars = {f"eval/{name}": value for name, value in results.items() if name not in ("tasks", "sources", "drawn")}
     for label, figures in results.get("sources", {}).items():  # a mixture's sources
-        scalars[f"val/{label}/loss"], scalars[f"val/{label}/bpb"] = figures["val_loss"], figures["val_bpb"]
+        scalars[f"val/{label}/loss"] = figures["val_loss"]
+        if "val_bpb" in figures:
+            scalars[f"val/{label}/bpb"] = figures["val_bpb"]
         scalars[f"drawn/{label}/tokens"] = results["drawn"][label]
     for name, result in results.get("tasks", {}).items():
         if name == "aggregate":

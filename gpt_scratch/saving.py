@@ -193,7 +193,8 @@ def mixture_table(sources: list[dict]) -> list[str]:
     lines = ["| source | weight | tokens drawn | share drawn | validation loss | bits per byte |",
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for source in sources:
-        figures = f"{source['val_loss']:.4f} | {source['val_bpb']:.4f}"
+        bpb = f"{source['val_bpb']:.4f}" if source.get("val_bpb") is not None else "-"  # none of a chat's answers
+        figures = f"{source['val_loss']:.4f} | {bpb}"
         lines.append(f"| {source['label']} | {source['weight']:.4f} | {source['drawn']:,} | "
                      f"{source['drawn'] / total:.4f} | {figures} |")  # fmt: skip
     return lines

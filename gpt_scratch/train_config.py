@@ -207,7 +207,8 @@ class TrainConfig:
         if isinstance(self.data, (dict, list)) or isinstance(self.token_shards, dict):
             from .data.mixture import mixture_entries  # datasets and torch: only for a mixture
 
-            mixture_entries(self.data, self.token_shards, self.data_name, self.data_split, self.text_column)
+            mixture_entries(self.data, self.token_shards, self.data_name, self.data_split, self.text_column,
+                            self.data_format)  # fmt: skip
             if self.tokenizer_vocab_size is not None and self.tokenizer_data is None:
                 raise ValueError(
                     "tokenizer_vocab_size trains a tokenizer on one source, and data is a mixture; set tokenizer_data "

@@ -21,6 +21,7 @@ from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.chat_template import END_OF_TURN, fit_model_to_tokenizer, with_chat_template
 from gpt_scratch.conversations import conversation
 from gpt_scratch.data import TextSource
+from gpt_scratch.data.mixture import MixtureEntry
 from gpt_scratch.data.sft import ConversationBatches, encode
 from gpt_scratch.tokenizer import gpt2_tokenizer
 from gpt_scratch.training.step import train_step
@@ -308,3 +309,36 @@ def test_a_template_that_fails_to_render_is_one_line_before_step_1(tmp_path):
                        check=False)  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"error: the chat template fails to render {path}, row 1: " in result.stderr, result.stderr[-2000:]
+
+
+def test_a_mixture_of_conversation_sources_draws_them_by_tokens_and_validates_each(tmp_path, chat_tokenizer):
+    """Two conversation files at 3:1 by weight: the tokens drawn follow the weights (within one conversation), each
+    conversation whole from its own file; train.py validates each source's held-out answers and reports its share;
+    a mixture of conversations and plain text is refused in one line."""
+    fruit = write_rows(tmp_path / "fruit.jsonl", conversations(60, seed=10))
+    numbers = [{"messages": [{"role": "user", "content": f"{i} plus {i}?"}, {"role": "assistant",
+                "content": f"{2 * i}, twice {i}"}]} for i in range(60)]  # fmt: skip
+    numbers_path = write_rows(tmp_path / "numbers.jsonl", numbers)
+    entries = [
+        MixtureEntry("fruit", TextSource(str(fruit)), 0.75),
+        MixtureEntry("numbers", TextSource(str(numbers_path)), 0.25),
+    ]
+    data = ConversationBatches(entries, chat_tokenizer, batch_size=4, seq_len=64)
+    longest = 0
+    for _ in range(6):
+        for window in zip(*data.next_batch()):
+            for tokens, _ in split_window(*window):
+                text = chat_tokenizer.decode(tokens)
+                assert ("plus" in text) != any(word in text for word in WORDS) or set(tokens) == {50256}
+                longest = max(longest, len(tokens) + 1)
+    drawn = data.drawn_tokens()
+    assert abs(drawn["fruit"] - 3 * drawn["numbers"]) <= 3 * longest, drawn
+    args = ["--data", json.dumps({str(fruit): 3, str(numbers_path): 1}), "--val_docs", "4", "--max_steps", "2",
+            "--eval_interval", "2", "--hellaswag_data", "null"]  # fmt: skip
+    result = run_train(tmp_path / "run", *args)
+    assert "by source: fruit val loss" in result.stdout and "numbers val loss" in result.stdout, result.stdout[-2000:]
+    text = write_rows(tmp_path / "text.jsonl", [{"text": "plain text"}] * 20)
+    refused = run_train(tmp_path / "mixed", "--data", json.dumps({str(fruit): 1, str(text): 1}), check=False)
+    assert refused.returncode == 1 and "error: data: fruit holds conversations and the other sources text" in (
+        refused.stderr
+    ), refused.stderr[-2000:]

@@ -79,38 +79,44 @@ SAMPLED_PROMPTS = 3  # held-out prompts whose replies a chat fine-tune's evaluat
 
 
 def chat_data(config) -> bool:
-    """Whether the run trains on conversations (a chat fine-tune): its one source has conversation rows."""
-    sources, mixed = run_sources(config)
-    if mixed:
-        if any(source_format(entry.source) != "text" for entry in sources if not entry.token_shards):
-            raise ValueError("a mixture of conversation sources is not supported yet; train on one conversation "
-                             "source (data: FILE), or give text sources only")  # fmt: skip
-        return False
-    return not sources[0].token_shards and source_format(sources[0].source) != "text"
+    """Whether the run trains on conversations (a chat fine-tune): its source, or every source of its mixture, has
+    conversation rows."""
+    sources, _ = run_sources(config)
+    chat = [not entry.token_shards and source_format(entry.source) != "text" for entry in sources]
+    if any(chat) and not all(chat):
+        talk = ", ".join(entry.label for entry, is_chat in zip(sources, chat) if is_chat)
+        raise ValueError(f"data: {talk} holds conversations and the other sources text; a mixture is all "
+                         "conversations (a chat fine-tune) or all text")  # fmt: skip
+    return all(chat)
 
 
 def conversation_data(config, chat_tokenizer, rank: int, world_size: int, say: Callable[[str], None]) -> RunData:
-    """A chat fine-tune's batches (``ConversationBatches``) and its held-out conversations' windows; every local
-    row is checked now, before step 1 (a bad row is one line naming it)."""
-    (entry,), _ = run_sources(config)
-    source = entry.source
-    documents = validation_documents(source, config.val_docs)
-    if source_is_local(source):
-        for _ in open_documents(source):  # each row is checked as it is read
-            pass
-    packer = Packer(config.seq_len, chat_tokenizer.eos_token_id)
-    held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on, f"{source.path}, row {row + 1}")
-                for row, text in enumerate(documents)]  # fmt: skip
-    windows = batched(packed_windows(held_out, packer), config.micro_batch_size)[: config.val_batches]
+    """A chat fine-tune's batches (``ConversationBatches``: one source or a mixture) and each source's held-out
+    conversations' windows; every local row is checked now, before step 1 (a bad row is one line naming it)."""
+    sources, mixed = run_sources(config)
+    validation, prompts, packer = {}, [], Packer(config.seq_len, chat_tokenizer.eos_token_id)
+    for entry in sources:
+        source = entry.source
+        documents = validation_documents(source, entry.held_out(config.val_docs), own_val_docs(entry) if mixed
+                                         else None)  # fmt: skip
+        if source_is_local(source):
+            for _ in open_documents(source):  # each row is checked as it is read
+                pass
+        held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on,
+                           f"{source.path}, row {row + 1}") for row, text in enumerate(documents)]  # fmt: skip
+        windows = batched(packed_windows(held_out, packer), config.micro_batch_size)[: config.val_batches]
+        validation[entry.label] = windows
+        prompts += [Conversation.from_json(text).prompt() for text in documents[:SAMPLED_PROMPTS]]
+        say(f"data: {entry.label}, {source_format(source)} rows, {len(documents)} held out")
     if packer.truncated:
-        say(f"data: {packer.truncated} of the {len(documents)} held-out conversations are longer than seq_len + 1 "
-            f"({config.seq_len + 1} tokens) and are cut there")  # fmt: skip
-    train = ConversationBatches(source, chat_tokenizer, config.micro_batch_size, config.seq_len, rank, world_size,
+        say(f"data: {packer.truncated} held-out conversations are longer than seq_len + 1 ({config.seq_len + 1} "
+            "tokens) and are cut there")  # fmt: skip
+    if mixed:
+        say(f"data: a mixture of {len(sources)} conversation sources by training tokens: {describe(sources)}")
+    say(f"data: loss on {config.loss_on}, conversations packed into windows of {config.seq_len + 1} tokens")
+    train = ConversationBatches(sources, chat_tokenizer, config.micro_batch_size, config.seq_len, rank, world_size,
                                 config.seed, config.shuffle_buffer, config.val_docs, config.loss_on)  # fmt: skip
-    say(f"data: {source.path}, {source_format(source)} rows, loss on {config.loss_on}, packed into windows of "
-        f"{config.seq_len + 1} tokens; {len(documents)} held out")  # fmt: skip
-    prompts = [Conversation.from_json(text).prompt() for text in documents[:SAMPLED_PROMPTS]]
-    return RunData(train, {entry.label: windows}, [entry], False, prompts)
+    return RunData(train, validation, sources, mixed, prompts[:SAMPLED_PROMPTS])
 
 
 def run_data(

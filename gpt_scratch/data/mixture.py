@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..conversations import FORMATS
 from ..tokenizer import TextTokenizer
 from .shards import MANIFEST, TokenShardBatches
 from .sources import TextSource
 from .stream import PackedBatches, ReadOptions
 
-ENTRY_KEYS = ("path", "weight", "name", "split", "text_column", "token_shards", "label", "val_docs")
+ENTRY_KEYS = ("path", "weight", "name", "split", "text_column", "token_shards", "label", "val_docs", "format")
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,11 @@ def _entry_from_mapping(index: int, entry: Any, defaults: TextSource) -> Mixture
             f"data: entry {index + 1} has unknown key(s) {', '.join(unknown)}; known: {', '.join(ENTRY_KEYS)}"
         )
     path, label = str(entry["path"]), str(entry.get("label") or "")
+    data_format = entry.get("format", defaults.format)
+    if data_format is not None and data_format not in FORMATS:
+        raise ValueError(f"data: the format of {label or path!r} ({data_format!r}) must be one of {', '.join(FORMATS)}")
     source = TextSource(path, entry.get("name", defaults.name), str(entry.get("split", defaults.split)),
-                        str(entry.get("text_column", defaults.text_column)))  # fmt: skip
+                        str(entry.get("text_column", defaults.text_column)), data_format)  # fmt: skip
     shards, val_docs = entry.get("token_shards"), entry.get("val_docs")
     if val_docs is not None and (isinstance(val_docs, bool) or not isinstance(val_docs, int) or val_docs <= 0):
         raise ValueError(f"data: val_docs of {label!r} ({val_docs!r}) must be a positive whole number")
@@ -89,7 +93,12 @@ def _entry_from_mapping(index: int, entry: Any, defaults: TextSource) -> Mixture
 
 
 def mixture_entries(
-    data: Any, token_shards: Any = None, name: str | None = None, split: str = "train", text_column: str = "text"
+    data: Any,
+    token_shards: Any = None,
+    name: str | None = None,
+    split: str = "train",
+    text_column: str = "text",
+    data_format: str | None = None,
 ) -> list[MixtureEntry]:
     """The entries ``data`` (and ``token_shards``) describe, weights normalised; a ValueError naming the mistake.
 
@@ -99,7 +108,7 @@ def mixture_entries(
     - ``token_shards: {DIR: WEIGHT, ...}``: prepared shard directories, each validated on the source its manifest
       names.
     """
-    defaults = TextSource("", name, split, text_column)
+    defaults = TextSource("", name, split, text_column, data_format)
     raw: list[MixtureEntry] = []
     if isinstance(token_shards, dict):
         if isinstance(data, (dict, list)):
@@ -117,7 +126,7 @@ def mixture_entries(
         )
     elif isinstance(data, dict):
         for path, weight in data.items():
-            source = TextSource(str(path), name, split, text_column)
+            source = TextSource(str(path), name, split, text_column, data_format)
             raw.append(MixtureEntry("", source, _weight(str(path), weight)))
     elif isinstance(data, list):
         raw = [_entry_from_mapping(index, entry, defaults) for index, entry in enumerate(data)]
@@ -166,7 +175,8 @@ def config_mixture(config) -> list[MixtureEntry] | None:
     """The mixture a TrainConfig's ``data`` and ``token_shards`` describe, or None for one source."""
     if not is_mixture(config.data, config.token_shards):
         return None
-    return mixture_entries(config.data, config.token_shards, config.data_name, config.data_split, config.text_column)
+    return mixture_entries(config.data, config.token_shards, config.data_name, config.data_split, config.text_column,
+                           config.data_format)  # fmt: skip
 
 
 def manifest_source(shard_dir: str) -> TextSource:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..conversations import Conversation
+from .mixture import MixtureEntry
 from .sources import TextSource
 from .stream import DocumentStream
 
@@ -126,27 +127,46 @@ def batched(windows: list[tuple[torch.Tensor, ...]], batch_size: int) -> list[tu
 
 
 class ConversationBatches:
-    """Endless (inputs, targets, positions) batches of shape (B, T) packed from a conversation source, for one
-    process of many, resuming exactly."""
+    """Endless (inputs, targets, positions) batches of shape (B, T) packed from a conversation source, or from a
+    mixture of them (``MixtureEntry`` each: the next conversation comes from the source whose share of the tokens
+    drawn lags its weight most, ties broken by label, as nanochat mixes its SFT data by example and the pretraining
+    mixtures by tokens), for one process of many, resuming exactly."""
 
     counts_targets = True  # targets hold IGNORE: a step averages over the counted tokens of all its micro-batches
 
-    def __init__(self, source: TextSource, tokenizer, batch_size: int, seq_len: int, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, shuffle_buffer: int = 1000, val_docs: int = 0,
+    def __init__(self, sources: TextSource | list[MixtureEntry], tokenizer, batch_size: int, seq_len: int,
+                 rank: int = 0, world_size: int = 1, seed: int = 0, shuffle_buffer: int = 1000, val_docs: int = 0,
                  loss_on: str = "answers") -> None:  # fmt: skip
-        self.source, self.tokenizer, self.batch_size, self.loss_on = source, tokenizer, batch_size, loss_on
+        if isinstance(sources, TextSource):
+            sources = [MixtureEntry(sources.path, sources, 1.0)]
+        self.entries, self.tokenizer, self.batch_size, self.loss_on = sources, tokenizer, batch_size, loss_on
         self.packer = Packer(seq_len, tokenizer.eos_token_id)
         self.rank, self.world_size = rank, world_size
-        self.documents = DocumentStream(source, 0, 1, seed, shuffle_buffer, skip_docs=val_docs)  # the global order
+        # Every process reads the global order (rank 0 of 1), each source skipping its held-out conversations.
+        self.streams = {
+            entry.label: DocumentStream(entry.source, 0, 1, seed, shuffle_buffer, skip_docs=entry.held_out(val_docs))
+            for entry in sources
+        }
+        self.drawn = dict.fromkeys(self.streams, 0)  # tokens drawn from each source, every process's
+        labels = sorted(self.streams)
+        self._order = [(entry.label, entry.weight, -labels.index(entry.label)) for entry in sources]
         self._carry: tuple[list[int], list[int]] | None = None  # the example that did not fit the last window
+
+    def _pick(self) -> str:
+        after = sum(self.drawn.values()) + 1
+        return max(self._order, key=lambda item: (item[1] * after - self.drawn[item[0]], item[2]))[0]
 
     def _next_example(self) -> tuple[list[int], list[int]]:
         if self._carry is not None:
             example, self._carry = self._carry, None
             return example
-        text = self.documents.next_documents(1)[0]
-        where = f"a conversation of {self.documents.source.path}"
-        return self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on, where))
+        label = self._pick()
+        stream = self.streams[label]
+        text = stream.next_documents(1)[0]
+        where = f"a conversation of {stream.source.path}"
+        example = self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on, where))
+        self.drawn[label] += len(example[0])
+        return example
 
     def next_window(self) -> tuple[torch.Tensor, ...]:
         examples, used = [], 0
@@ -169,9 +189,16 @@ class ConversationBatches:
     def truncated(self) -> int:
         return self.packer.truncated
 
+    def drawn_tokens(self) -> dict[str, int]:
+        """The tokens drawn from each source so far (the same on every process: one global order)."""
+        return dict(self.drawn)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"documents": self.documents.state_dict(), "carry": self._carry, "truncated": self.packer.truncated}
+        return {"streams": {label: stream.state_dict() for label, stream in self.streams.items()},
+                "drawn": dict(self.drawn), "carry": self._carry, "truncated": self.packer.truncated}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.documents.load_state_dict(state["documents"])
+        for label, stream in self.streams.items():
+            stream.load_state_dict(state["streams"][label])
+        self.drawn = dict(state["drawn"])
         self._carry, self.packer.truncated = state["carry"], state["truncated"]

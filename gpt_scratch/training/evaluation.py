@@ -89,6 +89,9 @@ def run_validation(model, data, accelerator: Accelerator, eot_token_id: int | No
         return validation_metrics(model, windows, accelerator, eot_token_id, token_bytes)
     weights = {entry.label: entry.weight for entry in data.sources}
     results = mixture_validation_metrics(model, data.validation, weights, accelerator, eot_token_id, token_bytes)
+    if hasattr(data.train, "drawn_tokens"):  # conversations: one global order, every process counts them all
+        results["drawn"] = data.train.drawn_tokens()
+        return results
     rows = accelerator.reduce(data.train.drawn.to(accelerator.device).clone(), reduction="sum")
     results["drawn"] = {entry.label: int(count) * seq_len for entry, count in zip(data.sources, rows.tolist())}
     return results
