@@ -342,3 +342,29 @@ def test_a_mixture_of_conversation_sources_draws_them_by_tokens_and_validates_ea
     assert refused.returncode == 1 and "error: data: fruit holds conversations and the other sources text" in (
         refused.stderr
     ), refused.stderr[-2000:]
+
+
+def test_a_tokenizer_trained_with_chat_tokens_gives_its_models_rows_for_them(tmp_path):
+    """``tokenizer train --chat_tokens``: the four chat tokens reserved before <|endoftext|> (still the last id); a
+    model of that vocabulary takes the template without new rows, and the template's tokens are those ids."""
+    from gpt_scratch.data.sources import SourceTexts
+    from gpt_scratch.tokenizer import load_tokenizer
+    from gpt_scratch.tokenizer.trainer import train_tokenizer
+
+    corpus = SourceTexts(TextSource("python-stdlib"), val_docs=2, max_bytes=200_000)
+    train_tokenizer(corpus, 512, tmp_path / "tokenizer", chat_tokens=True)
+    trained = load_tokenizer(str(tmp_path / "tokenizer"))
+    assert (trained.vocab_size, trained.eot_id) == (512, 511)
+    tokenizer = trained.hf_tokenizer()
+    assert tokenizer.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]) == [
+        507,
+        508,
+        509,
+        510,
+    ]
+    model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("tiny", vocab_size=512, bos_token_id=511,
+                                                               eos_token_id=511, pad_token_id=511))  # fmt: skip
+    said = []
+    fit_model_to_tokenizer(model, with_chat_template(tokenizer), said.append)
+    assert not said and model.get_input_embeddings().weight.shape[0] == 512
+    assert model.generation_config.eos_token_id == [510, 511]

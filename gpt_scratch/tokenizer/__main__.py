@@ -26,6 +26,8 @@ def build_parser() -> cli.Parser:
         "--max_bytes", type=cli.positive_int, default=None, help="train on about this many bytes of text"
     )
     train.add_argument("--model_max_length", type=int, default=1024, help="the length the tokenizer's config records")
+    train.add_argument("--chat_tokens", action="store_true", help="reserve the chat template's four special tokens "
+                       "(a model pretrained with it needs no new rows for its chat fine-tune)")  # fmt: skip
     return parser
 
 
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
     source = TextSource(args.data, args.data_name, args.data_split, args.text_column)
     corpus = SourceTexts(source, args.val_docs, args.max_docs, args.max_bytes)
-    summary = train_tokenizer(corpus, args.vocab_size, args.out, args.pattern, args.model_max_length)
+    summary = train_tokenizer(corpus, args.vocab_size, args.out, args.pattern, args.model_max_length, args.chat_tokens)
     print(summary.line(args.out))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..chat_template import CHAT_TOKENS
 from ..storage import holds_working_directory
 from .choices import PATTERNS
 from .files import save_tokenizer
@@ -108,9 +109,12 @@ def train_tokenizer(
     out_dir: str | Path,
     pattern: str = "gpt2-no-lookahead",
     model_max_length: int = 1024,
+    chat_tokens: bool = False,
 ) -> TrainingSummary:
     """Train, check and save a byte-level BPE on ``corpus`` (e.g. ``SourceTexts(TextSource("python-stdlib"),
-    val_docs=200)``); nothing is written unless it all succeeds."""
+    val_docs=200)``); nothing is written unless it all succeeds. ``chat_tokens`` reserves the chat template's four
+    special tokens (``gpt_scratch.chat_template``) before ``<|endoftext|>``: a model pretrained with this tokenizer
+    has their rows, and its chat fine-tune adds none."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if pattern not in PATTERNS:
@@ -125,8 +129,9 @@ def train_tokenizer(
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])  # fmt: skip
     tokenizer.decoder = decoders.ByteLevel()
+    special = [*(CHAT_TOKENS if chat_tokens else ()), EOT_TOKEN]  # added after training, <|endoftext|> the last id
     trainer = trainers.BpeTrainer(
-        vocab_size=target - 1,  # <|endoftext|> is added after training, as the last id
+        vocab_size=target - len(special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,  # our bar counts documents as they stream in; the merges take a second after
     )
@@ -139,12 +144,12 @@ def train_tokenizer(
             f"no documents to train on: {corpus.name} has {len(held_out)} document(s), all held out by --val_docs "
             f"{corpus.val_docs} (or --max_docs/--max_bytes is 0); use more text or a smaller --val_docs"
         )
-    if tokenizer.get_vocab_size() != target - 1:
+    if tokenizer.get_vocab_size() != target - len(special):
         raise ValueError(
-            f"the corpus yields only {tokenizer.get_vocab_size() + 1} tokens, fewer than vocab_size {target}: give "
-            f"more text (--max_docs/--max_bytes) or a smaller --vocab_size"
+            f"the corpus yields only {tokenizer.get_vocab_size() + len(special)} tokens, fewer than vocab_size "
+            f"{target}: give more text (--max_docs/--max_bytes) or a smaller --vocab_size"
         )
-    tokenizer.add_special_tokens([EOT_TOKEN])
+    tokenizer.add_special_tokens(special)
     seconds = time.perf_counter() - started
 
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
