@@ -102,9 +102,8 @@ def loadable_tasks(names: list[str], data: dict[str, str], args) -> tuple[list[s
     return loaded, failures
 
 
-def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) -> None:
-    """Score, print a table (task, metric, value, stderr, n), and write the JSON results atomically."""
-    from gpt_scratch.atomic import write_json
+def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) -> dict:
+    """Score, print a table (task, metric, value, stderr, n), and return the results."""
     from gpt_scratch.tasks import evaluate_tasks
 
     results = evaluate_tasks(model, tokenizer, names, data, args.num_fewshot, args.limit, args.batch_size,
@@ -119,11 +118,20 @@ def score_tasks(model, tokenizer, names: list[str], data: dict[str, str], args) 
                 print(f"{name:<16} {metric:<12} {result[metric]:9.4f} {shown:>9} {result['n']:7d}")
     if "aggregate" in results:
         print(f"{'aggregate':<16} {'centered_acc':<12} {results['aggregate']['centered_acc']:9.4f}")
-    if args.output:
-        output = Path(args.output)
-        output = output / "results.json" if output.is_dir() else output  # "file or folder", as --help says
-        write_json(output, results)
-        print(f"wrote {output}")
+    return results
+
+
+def score_core(model, tokenizer, bundle, labels: list[str], args) -> dict:
+    """CORE (all of it, or the ``labels`` asked for), as nanochat scores it; a table of each task's accuracy and
+    centred accuracy, CORE, and GPT-2 1.5B's for comparison."""
+    from gpt_scratch.tasks.core import GPT2_XL_CORE, evaluate_core
+
+    result = evaluate_core(model, tokenizer, bundle, labels or None, args.limit, args.batch_size, progress=True)
+    print(f"{'CORE task':<36} {'acc':>8} {'centered':>9} {'n':>6}")
+    for label, figures in result["tasks"].items():
+        print(f"{label:<36} {figures['acc']:8.4f} {figures['centered']:9.4f} {figures['n']:6d}")
+    print(f"{'CORE':<36} {'':>8} {result['core']:9.4f}   (GPT-2 1.5B: {GPT2_XL_CORE})")
+    return {"core": result["core"], "tasks": result["tasks"]}
 
 
 def write_lm_eval_copies(data: list[str], out: str) -> None:
@@ -166,14 +174,15 @@ def build_parser() -> cli.Parser:
     suite = commands.add_parser("tasks", help="benchmark tasks (ARC, PIQA, ...), each identical to lm-eval's")
     suite.add_argument("--model", required=True, help="a model directory or Hub id")
     suite.add_argument("--tasks", default="small_model_suite", help="comma-separated task names or groups: "
-                       f"{', '.join(TASKS)}; small_model_suite (all ten)")  # fmt: skip
+                       f"{', '.join(TASKS)}; small_model_suite (all ten); core (DCLM's CORE, as nanochat scores it; "
+                       "core:LABEL for one of its tasks)")  # fmt: skip
     suite.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
                        help="a task's local data: a file (the scored split) or a directory of split files; "
-                       "repeat per task (default: the Hub dataset lm-eval reads)")  # fmt: skip
+                       "repeat per task (default: the Hub dataset lm-eval reads); core=DIR: the CORE eval bundle "
+                       "(default: downloaded once into ~/.cache/gpt_scratch)")  # fmt: skip
     suite.add_argument("--num_fewshot", type=int, default=0, help="examples before each item, as lm-eval's")
-    suite.add_argument(
-        "--limit", type=cli.positive_int, default=None, help="the first N items of each task (default: all)"
-    )
+    suite.add_argument("--limit", type=cli.positive_int, default=None, help="the first N items of each task "
+                       "(CORE's max_per_task: the first N after its shuffle) (default: all)")  # fmt: skip
     suite.add_argument("--batch_size", type=cli.positive_int, default=32, help="sequences scored per forward")
 
     task = commands.add_parser("lm-eval-task", help="write lm-eval tasks that read local files")
@@ -215,15 +224,29 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "tasks":
         from gpt_scratch.tasks import resolve_task_names
+        from gpt_scratch.tasks.core import bundle_directory, core_names
 
-        names, data = resolve_task_names(args.tasks), task_data(args.data)  # bad names fail before the model loads
+        core, others = core_names([name.strip() for name in args.tasks.split(",") if name.strip()])
+        names = resolve_task_names(others) if others or core is None else []  # bad names fail before the model loads
+        data = task_data(args.data)
+        bundle = data.pop("core", None)  # --data core=DIR: the CORE bundle
         cli.check_local_model(args.model, files=False)  # a model that is not there before the tasks' data loads
         if wanted := from_the_hub(args, names, data):
             offline_unless_reachable(", ".join(wanted))
+        bundle = bundle_directory(bundle) if core is not None else None  # cached, or downloaded, or one line why
         loaded, failures = loadable_tasks(names, data, args)
-        if loaded:
+        if loaded or core is not None:
             model, tokenizer = load_model(args.model, args.device, args.dtype)
-            score_tasks(model, tokenizer, loaded, data, args)
+            results = score_tasks(model, tokenizer, loaded, data, args) if loaded else {}
+            if core is not None:
+                results["core"] = score_core(model, tokenizer, bundle, core, args)
+            if args.output:
+                from gpt_scratch.atomic import write_json
+
+                output = Path(args.output)
+                output = output / "results.json" if output.is_dir() else output  # "file or folder", as --help says
+                write_json(output, results)
+                print(f"wrote {output}")
         if failures:
             raise ValueError(
                 f"scored {len(loaded)} of {len(names)} tasks; could not load {len(failures)}: {' | '.join(failures)}. "

@@ -58,6 +58,7 @@ from gpt_scratch.init_from import first_model
 from gpt_scratch.launch import fsdp_mismatch, launch_mismatch, launcher_command
 from gpt_scratch.plots import plot_training_curves
 from gpt_scratch.reporting import (
+    core_tasks,
     early_estimate,
     evaluation_lines,
     evaluation_tasks,
@@ -81,6 +82,7 @@ from gpt_scratch.stopping import (
 )
 from gpt_scratch.storage import check_writable
 from gpt_scratch.tasks import evaluate_tasks, task_items
+from gpt_scratch.tasks.core import check_core_bundle, evaluate_core
 from gpt_scratch.tokenizer import TextTokenizer, load_tokenizer
 from gpt_scratch.train_config import TrainConfig, parse_args
 from gpt_scratch.training import (
@@ -191,6 +193,9 @@ def setup(argv: list[str], cleanup: ExitStack) -> Run:
     # few-shot examples or no network fails before step 1, not after eval_interval steps.
     names, data, limits = evaluation_tasks(config)
     task_items(names, data, config.eval_num_fewshot, limits)
+    core_labels, bundle = core_tasks(config)
+    if core_labels is not None:  # CORE's bundle (cached or downloaded now) and every task's rows, checked
+        config.eval_task_data["core"] = str(check_core_bundle(bundle, core_labels, config.eval_task_limit))
     accelerator = Accelerator(
         # On a machine without GPUs, cpu=True is what makes Accelerate join the processes torchrun started (gloo).
         cpu=not torch.cuda.is_available(),
@@ -363,6 +368,13 @@ def evaluate(run: Run, step: int) -> dict:
         # Every metric of the last evaluation, for the card of an export made from a checkpoint.
         run.history["task_results"] = {name: {k: v for k, v in result.items() if k != "details"}
                                        for name, result in tasks.items()}  # fmt: skip
+    core_labels, bundle = core_tasks(config)
+    if core_labels is not None:  # CORE as nanochat scores it, on max_per_task = eval_task_limit items per task
+        core = evaluate_core(run.raw_model, run.tokenizer, bundle, core_labels or None, config.eval_task_limit,
+                             batch_size=32, accelerator=accelerator)  # fmt: skip
+        results["core"] = {"core": core["core"], "tasks": core["tasks"]}
+        run.history.setdefault("tasks", {}).setdefault("core", []).append((step, core["core"]))
+        run.history["core_results"] = results["core"]  # the last evaluation's, for the card
     # On every process (FSDP gathers); at step 0 only from a pretrained start (random weights write noise).
     samples = []
     if run.data.prompts:  # a chat fine-tune: the replies to held-out prompts

@@ -104,6 +104,7 @@ def card_details(state: dict, results: dict | None = None) -> dict:
         "val_start": val_start,
         "mixture": card_sources(sources, mixed, last) if "sources" in last else None,
         "chat_template": state.get("chat_template"),
+        "core": last.get("core") or history.get("core_results"),
     }
 
 

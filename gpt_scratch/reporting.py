@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .tasks import TASKS, resolve_task_names
+from .tasks.core import core_names
 
 
 def log_line(done: int, max_steps: int, loss: float, lr: float, norm: float, tokens_per_s: float,
@@ -64,6 +65,8 @@ def evaluation_lines(step: int, results: dict) -> list[str]:
                          for name, result in tasks.items() if name in TASKS)  # fmt: skip
     if "aggregate" in tasks:
         tasks_text += f" | centered acc {tasks['aggregate']['centered_acc']:.4f}"
+    if "core" in results:
+        tasks_text += f" | CORE {results['core']['core']:.4f}"
     bpb = f" | val bpb {results['val_bpb']:.4f}" if "val_bpb" in results else ""  # not of a chat's answers
     lines = [f"eval step {step}: val loss {results['val_loss']:.4f}{bpb}{tasks_text}"]
     if "sources" in results:
@@ -80,12 +83,16 @@ def evaluation_lines(step: int, results: dict) -> list[str]:
 def tracker_scalars(results: dict) -> dict[str, float]:
     """``eval/val_loss``, ``eval/val_bpb``, ``eval/<task>/<metric>`` (stderr and n too), ``eval/centered_acc``; a
     mixture's ``val/<source>/loss``, ``val/<source>/bpb`` and ``drawn/<source>/tokens``."""
-    scalars = {f"eval/{name}": value for name, value in results.items() if name not in ("tasks", "sources", "drawn")}
+    scalars = {f"eval/{name}": value for name, value in results.items()
+               if name not in ("tasks", "sources", "drawn", "core")}  # fmt: skip
     for label, figures in results.get("sources", {}).items():  # a mixture's sources
         scalars[f"val/{label}/loss"] = figures["val_loss"]
         if "val_bpb" in figures:
             scalars[f"val/{label}/bpb"] = figures["val_bpb"]
         scalars[f"drawn/{label}/tokens"] = results["drawn"][label]
+    if "core" in results:
+        scalars["eval/core"] = results["core"]["core"]
+        scalars.update({f"eval/core/{label}": task["centered"] for label, task in results["core"]["tasks"].items()})
     for name, result in results.get("tasks", {}).items():
         if name == "aggregate":
             scalars["eval/centered_acc"] = result["centered_acc"]
@@ -97,14 +104,22 @@ def tracker_scalars(results: dict) -> dict[str, float]:
 def evaluation_tasks(config) -> tuple[list[str], dict[str, str], dict[str, int | None]]:
     """The benchmark tasks each evaluation of a run (a TrainConfig) scores, with their data and item limits:
     ``eval_tasks``, and HellaSwag where ``hellaswag_data`` names its data (its own options, as before the others)."""
-    names = resolve_task_names(config.eval_tasks) if config.eval_tasks else []
-    data = dict(config.eval_task_data)
+    _, others = core_names(list(config.eval_tasks))  # CORE's are core_tasks'
+    names = resolve_task_names(others) if others else []
+    data = {name: path for name, path in config.eval_task_data.items() if name != "core"}
     limits: dict[str, int | None] = {name: config.eval_task_limit for name in names}
     if config.hellaswag_data:
         names = names if "hellaswag" in names else ["hellaswag", *names]
         data.setdefault("hellaswag", config.hellaswag_data)
         limits["hellaswag"] = config.hellaswag_limit
     return names, data, limits
+
+
+def core_tasks(config) -> tuple[list[str] | None, str | None]:
+    """The CORE tasks each evaluation scores (``[]``: all of them; None: none) and the bundle (None: the cached
+    download)."""
+    labels, _ = core_names(list(config.eval_tasks))
+    return labels, config.eval_task_data.get("core")
 
 
 def evaluation_description(config) -> str:

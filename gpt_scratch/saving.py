@@ -186,6 +186,17 @@ def evaluation_table(results: dict, setup: str) -> list[str]:
     return lines
 
 
+def core_table(core: dict) -> list[str]:
+    """CORE's tasks, each one's accuracy and its accuracy centred on chance, and CORE, beside GPT-2 1.5B's."""
+    lines = ["## CORE", "", "DCLM's CORE score, as nanochat computes it (each task's accuracy centred on its random "
+             "baseline, averaged): GPT-2 1.5B scores 0.256525, the line nanochat's \"time to GPT-2\" races to.", "",
+             "| task | accuracy | centred | items |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for label, task in core["tasks"].items():
+        lines.append(f"| {label} | {task['acc']:.4f} | {task['centered']:.4f} | {task['n']} |")
+    lines.append(f"| **CORE** | | **{core['core']:.4f}** | |")
+    return lines
+
+
 def mixture_table(sources: list[dict]) -> list[str]:
     """A mixture's sources: each one's weight, the training tokens drawn from it (the realised share beside the
     weight), and its final validation figures on its own held-out documents."""
@@ -249,6 +260,8 @@ def write_model_card(out_dir: str | Path, info: dict) -> Path:
         lines += ["", *mixture_table(info["mixture"])]
     if info.get("evaluation"):
         lines += ["", *evaluation_table(info["evaluation"], info.get("evaluation_description", ""))]
+    if info.get("core"):
+        lines += ["", *core_table(info["core"])]
     if info.get("chat_template"):
         lines += ["", "## Chat", "",
                   "A chat model: its losses above count the answers only. `tokenizer.apply_chat_template(messages, "
@@ -282,6 +295,7 @@ def save_with_model_card(
     weights: str | None = None,
     mixture: list[dict] | None = None,
     chat_template: str | None = None,
+    core: dict | None = None,
 ) -> Path:
     """``save_model_dir`` plus the model card, whatever made the model (training, a checkpoint, a conversion).
 
@@ -312,6 +326,7 @@ def save_with_model_card(
         "weights": weights,
         "mixture": mixture,
         "chat_template": chat_template,
+        "core": core,
     }
     return save_model_dir(model, out_dir, tokenizer, card=info)
 

@@ -220,11 +220,13 @@ class TrainConfig:
             self.model_config()  # the model options are checked now, before anything runs
 
     def _validate_eval_tasks(self) -> None:
+        from .tasks.core import core_names
         from .tasks.definitions import TASKS, resolve_task_names  # the task table only: no model, no data
 
-        if self.eval_tasks:
-            resolve_task_names(self.eval_tasks)  # an unknown name lists the known ones
-        unknown = sorted(set(self.eval_task_data) - set(TASKS))
+        _, others = core_names(list(self.eval_tasks))  # core and core:LABEL: the CORE tasks
+        if others:
+            resolve_task_names(others)  # an unknown name lists the known ones
+        unknown = sorted(set(self.eval_task_data) - set(TASKS) - {"core"})
         if unknown:
             raise ValueError(f"eval_task_data names unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
         if self.eval_num_fewshot < 0:

@@ -3,6 +3,7 @@ result as JSON.
 
 torchrun --nproc_per_node 2 tests/dist_eval_worker.py hellaswag MODEL_DIR DATA OUT_JSON LIMIT
 torchrun --nproc_per_node 2 tests/dist_eval_worker.py tasks MODEL_DIR DATA_JSON OUT_JSON LIMIT NUM_FEWSHOT
+torchrun --nproc_per_node 2 tests/dist_eval_worker.py core MODEL_DIR BUNDLE_DIR OUT_JSON MAX_PER_TASK
 """
 
 import json
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gpt_scratch.hellaswag import evaluate_hellaswag
 from gpt_scratch.tasks import evaluate_tasks
+from gpt_scratch.tasks.core import evaluate_core
 
 
 def main() -> None:
@@ -22,6 +24,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     if what == "hellaswag":
         result = evaluate_hellaswag(model, tokenizer, data, batch_size=8, limit=limit, accelerator=accelerator)
+    elif what == "core":
+        result = evaluate_core(model, tokenizer, data, max_per_task=limit, batch_size=8, accelerator=accelerator)
+        result = {key: result[key] for key in ("core", "tasks", "correct")}  # losses: each process's own items
     else:
         tasks = json.loads(data)
         result = evaluate_tasks(model, tokenizer, list(tasks), tasks, int(sys.argv[6]), limit, 8, accelerator)

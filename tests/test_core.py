@@ -3,12 +3,16 @@ string joins here, tokens by tiktoken, losses by transformers' GPT-2 on the same
 the real layout."""
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from train_runs import ROOT, free_port, run_command, run_train, trainer_state, write_train_corpus
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
@@ -186,3 +190,53 @@ def test_a_damaged_bundle_is_one_error_naming_the_file(tmp_path, models, change,
     change(tmp_path / "bundle")
     with pytest.raises((ValueError, FileNotFoundError), match=message.replace("(", r"\(").replace(")", r"\)")):
         evaluate_core(models[0], gpt2_tokenizer(), tmp_path / "bundle")
+
+
+def test_core_during_training_equals_eval_py_on_the_exported_model_and_two_processes_equal_one(tmp_path):
+    """``eval_tasks: [core]`` scores CORE at each evaluation (the log, the history's curve, the card's table); the
+    exported model scored by ``eval.py tasks --tasks core`` gives the same CORE; two processes give one's."""
+    write_bundle(tmp_path / "bundle", rows_per_task=8)
+    run_dir = tmp_path / "run"
+    (tmp_path / "corpus").mkdir()
+    result = run_train(run_dir, "--data", str(write_train_corpus(tmp_path / "corpus")), "--max_steps", "2",
+                       "--eval_interval", "2", "--eval_tasks", "[core]", "--eval_task_data",
+                       json.dumps({"core": str(tmp_path / "bundle")}), "--eval_task_limit", "6",
+                       "--hellaswag_data", "null")  # fmt: skip
+    trained = dict(trainer_state(run_dir)["history"]["tasks"]["core"])[2]
+    assert f"CORE {trained:.4f}" in result.stdout
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "## CORE" in card and f"| **CORE** | | **{trained:.4f}** | |" in card and "0.256525" in card
+    out = tmp_path / "results.json"
+    run_command("eval.py", "tasks", "--model", str(run_dir / "model"), "--tasks", "core", "--data",
+                f"core={tmp_path / 'bundle'}", "--limit", "6", "--output", str(out))  # fmt: skip
+    single = json.loads(out.read_text())["core"]
+    assert single["core"] == pytest.approx(trained, abs=1e-9)
+    assert all(task["n"] == 6 for task in single["tasks"].values())
+    two = tmp_path / "two.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+               str(ROOT / "tests" / "dist_eval_worker.py"), "core", str(run_dir / "model"), str(tmp_path / "bundle"),
+               str(two), "6"]  # fmt: skip
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    distributed = json.loads(two.read_text())
+    assert distributed["core"] == pytest.approx(single["core"], abs=1e-9)
+    assert distributed["tasks"] == single["tasks"]  # the same items each correct or not: the same fractions
+
+
+def test_a_subset_is_scored_whatever_the_other_tasks_hold_and_a_missing_bundle_is_one_line(
+    tmp_path, models, monkeypatch
+):
+    write_bundle(tmp_path / "bundle")
+    (tmp_path / "bundle" / "eval_data" / "lm_one.jsonl").unlink()  # another task's file: not asked for
+    result = evaluate_core(models[0], gpt2_tokenizer(), tmp_path / "bundle", labels=["mc_zero"], max_per_task=3)
+    assert list(result["tasks"]) == ["mc_zero"]
+    with pytest.raises(ValueError, match="unknown CORE task.s. nope; the bundle's: mc_zero"):
+        evaluate_core(models[0], gpt2_tokenizer(), tmp_path / "bundle", labels=["nope"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached, and HF_HUB_OFFLINE=1 (conftest)
+    with pytest.raises(
+        FileNotFoundError,
+        match="the CORE eval bundle is not cached and cannot be downloaded .HF_HUB_"
+        "OFFLINE is set.; download https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip",
+    ):
+        evaluate_core(models[0], gpt2_tokenizer())

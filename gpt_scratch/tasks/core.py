@@ -50,6 +50,22 @@ class CoreTask:
     random_baseline: float  # percent
 
 
+def core_names(names: list[str]) -> tuple[list[str] | None, list[str]]:
+    """The CORE tasks among task names (``core``: all of them, ``[]``; ``core:LABEL``: that one; None: no CORE task),
+    and the other names."""
+    wanted: list[str] | None = None
+    others = []
+    for name in names:
+        if name == "core":
+            wanted = []
+        elif name.startswith(PREFIX):
+            if wanted != []:
+                wanted = [*(wanted or []), name[len(PREFIX) :]]
+        else:
+            others.append(name)
+    return wanted, others
+
+
 def cache_directory() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpt_scratch" / "eval_bundle"
 
@@ -95,9 +111,9 @@ def _not_cached(why: str) -> str:
     )
 
 
-def read_bundle(directory: Path) -> list[CoreTask]:
-    """The bundle's tasks, in core.yaml's order, each with its random baseline; a ValueError naming the file and
-    what is missing."""
+def read_bundle(directory: Path, labels: list[str] | None = None) -> list[CoreTask]:
+    """The bundle's tasks (``labels``: those only; an unknown one is refused), in core.yaml's order, each with its
+    random baseline; a ValueError naming the file and what is missing. A task not asked for is not checked."""
     import yaml
 
     config_file, meta_file = directory / "core.yaml", directory / "eval_meta_data.csv"
@@ -114,6 +130,8 @@ def read_bundle(directory: Path) -> list[CoreTask]:
         if missing:
             raise ValueError(f"{config_file}: icl_tasks entry {index + 1} has no {', '.join(missing)}")
         label, task_type = entry["label"], entry["icl_task_type"]
+        if labels and label not in labels:
+            continue
         if task_type not in TASK_TYPES:
             raise ValueError(f"{config_file}: {label}'s icl_task_type {task_type!r} is not one CORE scores "
                              f"({', '.join(TASK_TYPES)})")  # fmt: skip
@@ -122,6 +140,9 @@ def read_bundle(directory: Path) -> list[CoreTask]:
         fewshot = entry["num_fewshot"][0] if isinstance(entry["num_fewshot"], list) else entry["num_fewshot"]
         tasks.append(CoreTask(label, task_type, entry["dataset_uri"], int(fewshot),
                               entry.get("continuation_delimiter", " "), float(baselines[label])))  # fmt: skip
+    known = [entry.get("label") for entry in config["icl_tasks"]]
+    if unknown := [label for label in labels or [] if label not in known]:
+        raise ValueError(f"unknown CORE task(s) {', '.join(unknown)}; the bundle's: {', '.join(map(str, known))}")
     return tasks
 
 
@@ -194,6 +215,15 @@ def item_requests(task: CoreTask, rows: list[dict[str, Any]], index: int, tokeni
     return cut
 
 
+def check_core_bundle(bundle: str | None, labels: list[str], max_per_task: int | None) -> Path:
+    """The bundle a run scores CORE on, every task asked for read and checked before step 1 (not at the first
+    evaluation, hours in): its directory."""
+    directory = bundle_directory(bundle)
+    for task in read_bundle(directory, labels):
+        task_rows(directory, task, max_per_task)
+    return directory
+
+
 def centered(accuracy: float, random_baseline: float) -> float:
     return (accuracy - random_baseline / 100) / (1 - random_baseline / 100)
 
@@ -211,13 +241,7 @@ def evaluate_core(model, tokenizer, bundle: str | Path | None = None, labels: li
     from ..loglikelihood import continuation_logliks, model_max_length
 
     directory = bundle_directory(None if bundle is None else str(bundle))
-    tasks = read_bundle(directory)
-    if labels:
-        known = {task.label for task in tasks}
-        unknown = [label for label in labels if label not in known]
-        if unknown:
-            raise ValueError(f"unknown CORE task(s) {', '.join(unknown)}; the bundle's: {', '.join(sorted(known))}")
-        tasks = [task for task in tasks if task.label in labels]
+    tasks = read_bundle(directory, labels)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     max_length = model_max_length(model)
     rows = {task.label: task_rows(directory, task, max_per_task) for task in tasks}
