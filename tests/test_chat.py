@@ -368,3 +368,27 @@ def test_a_tokenizer_trained_with_chat_tokens_gives_its_models_rows_for_them(tmp
     fit_model_to_tokenizer(model, with_chat_template(tokenizer), said.append)
     assert not said and model.get_input_embeddings().weight.shape[0] == 512
     assert model.generation_config.eos_token_id == [510, 511]
+
+
+def test_the_format_is_recognised_from_the_columns_or_named_and_loss_on_all_counts_every_token(
+    tmp_path, chat_tokenizer
+):
+    """Rows with a text column stay text (as before) unless ``format`` names another; prompt-completion and
+    instruction rows are recognised; ``loss_on: all`` counts every token but a conversation's first."""
+    from gpt_scratch.data.sources import source_format
+
+    both = write_rows(tmp_path / "both.jsonl", [{"text": "plain", **row} for row in conversations(3, seed=11)])
+    pairs = write_rows(tmp_path / "pairs.jsonl", as_prompt_completion(conversations(3, seed=12), strings=True))
+    alpaca = write_rows(tmp_path / "alpaca.jsonl", [{"instruction": "Say hi.", "input": "", "output": "hi"}] * 3)
+    assert source_format(TextSource(str(both))) == "text"
+    assert source_format(TextSource(str(both), format="messages")) == "messages"
+    assert source_format(TextSource(str(pairs))) == "prompt_completion"
+    assert source_format(TextSource(str(alpaca))) == "instruction"
+    row = conversations(1, seed=13)[0]
+    ids, mask = encode(conversation(row, "messages", "test"), chat_tokenizer, loss_on="all")
+    assert mask == [1] * len(ids)
+    data = ConversationBatches(TextSource(str(both), format="messages"), chat_tokenizer, 2, 64, loss_on="all")
+    inputs, targets, positions = data.next_batch()
+    starts = positions[:, 1:] == 0  # a target that opens a sequence (a conversation, or the padding)
+    real = inputs[:, 1:] != chat_tokenizer.eos_token_id
+    assert ((targets[:, :-1] != -100) == (~starts & real)).all()  # target j is token j + 1
