@@ -62,6 +62,7 @@ def test_each_program_started_as_a_process_says_a_mistake_in_one_line_and_nothin
         ("-m gpt_scratch.tokenizer", ["--help"], ["train"]),
         ("-m gpt_scratch.educational", ["--help"], ["--text", "--steps"]),
         ("-m gpt_scratch.requeue", ["--help"], ["python -m gpt_scratch.requeue torchrun --nproc_per_node 8"]),
+        ("-m gpt_scratch.serve", ["--help"], ["python -m gpt_scratch.serve --host 127.0.0.1 --port 8000"]),
     ],
 )  # fmt: skip
 def test_every_program_answers_help_with_its_options_before_importing_torch(program, arguments, shown):
