@@ -13,8 +13,8 @@ gives the mask transformers and TRL train with, and ``<|end|>`` is what ``genera
 
 The four tokens are added to the tokenizer as special tokens (ids after its last one). A padded vocabulary (GPT-2's
 50,257 rows padded to 50,304) has rows no id uses: the new ids take them and nothing is resized. Otherwise the
-embedding and the head grow by the new rows, initialised to the mean of the existing ones (as transformers'
-``resize_token_embeddings`` does), so that the new tokens start as an average token rather than noise.
+embedding and the head grow by the new rows. Either way the new rows start as the mean of the known ones (as
+transformers' ``resize_token_embeddings`` does), an average token rather than noise or zeros.
 """
 
 from collections.abc import Callable
@@ -84,7 +84,8 @@ def end_of_turn_ids(tokenizer) -> list[int]:
 
 def fit_model_to_tokenizer(model, tokenizer, say: Callable[[str], None]) -> None:
     """The model's vocabulary made the tokenizer's: new ids take padded rows where there are enough, else the
-    embedding and head grow (mean-initialised); ``generate()`` stops at the end of a turn."""
+    embedding and head grow; either way each new row starts as the mean of the known ones. ``generate()`` stops at
+    the end of a turn."""
     import torch
 
     config, wanted = model.config, len(tokenizer)
