@@ -21,7 +21,6 @@ The bundle (DCLM's eval bundle as nanochat reads it, ``EVAL_BUNDLE_URL``) is a d
 
 import csv
 import json
-import math
 import os
 import random
 import shutil
@@ -236,9 +235,8 @@ def evaluate_core(model, tokenizer, bundle: str | Path | None = None, labels: li
     over its scored tokens (language modelling: the one)]}}`` over the bundle's tasks (``labels``: some of them).
     Items of every task are scored in one batched pass; with an ``accelerator`` each process scores a share and all
     get the whole result."""
-    import torch
-
-    from ..loglikelihood import continuation_logliks, model_max_length
+    from ..loglikelihood import model_max_length
+    from .scoring import gathered_outcomes, request_scores
 
     directory = bundle_directory(None if bundle is None else str(bundle))
     tasks = read_bundle(directory, labels)
@@ -247,41 +245,26 @@ def evaluate_core(model, tokenizer, bundle: str | Path | None = None, labels: li
     rows = {task.label: task_rows(directory, task, max_per_task) for task in tasks}
     mine = [(task, i) for task in tasks for i in range(rank, len(rows[task.label]), world)]
     requests = [item_requests(task, rows[task.label], i, tokenizer, max_length) for task, i in mine]
-    flat = [request for item in requests for request in item]
-    greedy_flags = [task.task_type == "language_modeling" for (task, _), item in zip(mine, requests) for _ in item]
-    scores: list = [None] * len(flat)
-    for flag in (False, True):
-        indices = [i for i, needed in enumerate(greedy_flags) if needed == flag]
-        if indices:
-            found = continuation_logliks(model, [flat[i] for i in indices], batch_size, progress, greedy=flag)
-            for i, score in zip(indices, found):
-                scores[i] = score
-    position, local, losses = 0, [], {task.label: {} for task in tasks}
+    greedy = [task.task_type == "language_modeling" for (task, _), item in zip(mine, requests) for _ in item]
+    scores = iter(request_scores(model, [request for item in requests for request in item], greedy, batch_size,
+                                 progress))  # fmt: skip
+    outcomes: dict[str, list[tuple[int, list[float]]]] = {task.label: [] for task in tasks}
+    losses: dict[str, list[list[float]]] = {task.label: [] for task in tasks}
     for (task, i), item in zip(mine, requests):
-        item_scores = scores[position : position + len(item)]
-        position += len(item)
+        item_scores = [next(scores) for _ in item]
         mean_losses = [-loglik / count for loglik, count, _ in item_scores]
         if task.task_type == "language_modeling":
             correct = bool(item_scores[0][2])
         else:
             correct = mean_losses.index(min(mean_losses)) == rows[task.label][i]["gold"]
-        local.append((tasks.index(task), i, float(correct)))
-        losses[task.label][i] = mean_losses
-    table = torch.tensor(local or [[-1.0, -1.0, 0.0]], dtype=torch.float64)
-    if accelerator is not None and world > 1:  # every process's (task, item, correct) rows, in item order
-        size = math.ceil(sum(map(len, rows.values())) / world) + 1
-        padded = torch.full((size, 3), -1.0, dtype=torch.float64, device=accelerator.device)
-        padded[: len(local)] = table[: len(local)].to(accelerator.device)
-        table = accelerator.gather(padded).cpu()
-    correct: dict[str, list[float]] = {}
-    for number, task in enumerate(tasks):
-        mine_rows = table[table[:, 0] == number]
-        correct[task.label] = mine_rows[mine_rows[:, 1].argsort()][:, 2].tolist()
+        outcomes[task.label].append((i, [float(correct)]))
+        losses[task.label].append(mean_losses)  # this process's items, in their order
+    correct = {task.label: gathered_outcomes(outcomes[task.label], len(rows[task.label]), accelerator, width=1)[:, 0]
+               .tolist() for task in tasks}  # fmt: skip
     results = {}
     for task in tasks:
         accuracy = sum(correct[task.label]) / len(correct[task.label])
         results[task.label] = {"acc": accuracy, "centered": centered(accuracy, task.random_baseline),
                                "n": len(correct[task.label]), "random_baseline": task.random_baseline}  # fmt: skip
     core = sum(result["centered"] for result in results.values()) / len(results)
-    losses = {label: [found[i] for i in sorted(found)] for label, found in losses.items()}  # this process's items
     return {"core": core, "tasks": results, "correct": correct, "losses": losses}

@@ -115,7 +115,7 @@ def evaluate_tasks(
     encoded = encode_pairs(tokenizer, pairs)
     _warn_of_truncation(encoded, model_max_length(model), rank)
     scores = iter(
-        _scores(
+        request_scores(
             model,
             encoded,
             [TASKS[name].choices is None for name, i in mine for _ in items[name][i].requests],
@@ -135,7 +135,7 @@ def evaluate_tasks(
 
     results: dict[str, dict[str, Any]] = {}
     for name in names:
-        table = _gathered(outcomes[name], len(items[name]), accelerator)
+        table = gathered_outcomes(outcomes[name], len(items[name]), accelerator)
         results[name] = task_metrics(TASKS[name], table)
         if return_details:
             results[name]["details"] = details[name]
@@ -145,8 +145,9 @@ def evaluate_tasks(
     return results
 
 
-def _scores(model, encoded: list, needs_greedy: list[bool], batch_size: int, progress: bool) -> list:
-    """Every request's score, in order; the greedy check (LAMBADA's acc) only for the requests that need it."""
+def request_scores(model, encoded: list, needs_greedy: list[bool], batch_size: int, progress: bool) -> list:
+    """Every request's score, in order; the greedy check (LAMBADA's acc, CORE's language modelling) only for the
+    requests that need it."""
     groups = {flag: [i for i, needed in enumerate(needs_greedy) if needed == flag] for flag in (False, True)}
     scores: list = [None] * len(encoded)
     for flag, indices in groups.items():
@@ -167,12 +168,13 @@ def _warn_of_truncation(encoded: list[tuple[list[int], list[int]]], longest: int
         )
 
 
-def _gathered(local: list[tuple[int, list[float]]], total: int, accelerator) -> torch.Tensor:
-    """(total, 3) outcomes in item order, from every process's share (rows i = rank, rank + world, ...)."""
+def gathered_outcomes(local: list[tuple[int, list[float]]], total: int, accelerator, width: int = 3) -> torch.Tensor:
+    """(total, width) outcomes in item order, from every process's share (rows i = rank, rank + world, ...) of
+    (item index, its ``width`` values)."""
     if accelerator is None or accelerator.num_processes == 1:
-        return torch.tensor([values for _, values in sorted(local)], dtype=torch.float64)
+        return torch.tensor([values for _, values in sorted(local)], dtype=torch.float64).reshape(-1, width)
     size = math.ceil(total / accelerator.num_processes)
-    padded = torch.full((size, 4), -1.0, dtype=torch.float64, device=accelerator.device)
+    padded = torch.full((size, 1 + width), -1.0, dtype=torch.float64, device=accelerator.device)
     if local:
         padded[: len(local)] = torch.tensor([[i, *values] for i, values in local], dtype=torch.float64)
     gathered = accelerator.gather(padded).cpu()
