@@ -55,6 +55,20 @@ class MixtureEntry:
         return run_val_docs if self.val_docs is None else self.val_docs
 
 
+def label_ties(labels: list[str]) -> list[int]:
+    """Each source's rank in a tie of the draw: the first label in sorted order wins, so that what is drawn does not
+    depend on the order a mixture lists its sources in."""
+    ordered = sorted(labels)
+    return [-ordered.index(label) for label in labels]
+
+
+def most_behind(weights: list[float], drawn: list[int], ties: list[int]) -> int:
+    """The source to draw from next: the one whose share of what was drawn (rows, tokens) lags its weight most after
+    one more draw; ties by ``label_ties``."""
+    after = sum(drawn) + 1
+    return max(range(len(weights)), key=lambda s: (weights[s] * after - drawn[s], ties[s]))
+
+
 def is_mixture(data: Any, token_shards: Any) -> bool:
     return isinstance(data, (dict, list)) or isinstance(token_shards, dict)
 
@@ -244,8 +258,7 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         self.entries, self.batch_size, self.seq_len = entries, options.batch_size, options.seq_len
         self.rank, self.world_size = options.rank, options.world_size
         self.weights = [entry.weight for entry in entries]
-        labels = sorted(entry.label for entry in entries)
-        self._tie = [-labels.index(entry.label) for entry in entries]
+        self._tie = label_ties([entry.label for entry in entries])
         skip_tokens = skip_tokens or [0] * len(entries)
         self.readers: list[PackedBatches | _ShardRows] = [
             _ShardRows(entry, options.seq_len, skip, options.tokenizer) if entry.token_shards else
@@ -270,10 +283,8 @@ class MixtureBatches(torch.utils.data.IterableDataset):
         return self.rank * worker.num_workers + worker.id, self.world_size * worker.num_workers
 
     def _pick(self) -> int:
-        """The source of the next global row: the one whose share lags its weight most (ties: the first label in
-        sorted order, so that the rows drawn do not depend on the order the mixture lists its sources in)."""
-        after = self.row + 1
-        return max(range(len(self.weights)), key=lambda s: (self.weights[s] * after - self.counts[s], self._tie[s]))
+        """The source of the next global row (``most_behind``)."""
+        return most_behind(self.weights, self.counts, self._tie)
 
     def _read(self, source: int, indices: list[int], announce: bool) -> np.ndarray:
         """The rows this consumer draws from ``source`` in one micro-batch (its windows ``indices`` of a prepared

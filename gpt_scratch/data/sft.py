@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..conversations import Conversation
-from .mixture import MixtureEntry
+from .mixture import MixtureEntry, label_ties, most_behind
 from .sources import TextSource
 from .stream import DocumentStream
 
@@ -77,11 +77,23 @@ def _encode(example: Conversation, tokenizer, loss_on: str) -> tuple[list[int], 
 
 
 class Packer:
-    """Examples into windows of ``seq_len + 1`` tokens, each whole in one window (see the module's docstring)."""
+    """Examples into windows of ``seq_len + 1`` tokens, each whole in one window (see the module's docstring):
+    ``add`` one at a time; it returns the window an example closes by not fitting in it, and the example opens the
+    next one (``pending``)."""
 
     def __init__(self, seq_len: int, pad_id: int) -> None:
         self.seq_len, self.pad_id = seq_len, pad_id
         self.truncated = 0  # examples cut to seq_len + 1 tokens
+        self.pending: list[tuple[list[int], list[int]]] = []  # the examples of the window being filled
+
+    def add(self, example: tuple[list[int], list[int]]) -> tuple[torch.Tensor, ...] | None:
+        """Take one example (cut to the window first); the window it closed, or None."""
+        example = self.fit(example)
+        closed = None
+        if self.pending and sum(len(ids) for ids, _ in self.pending) + len(example[0]) > self.seq_len + 1:
+            closed, self.pending = self.window(self.pending), []
+        self.pending.append(example)
+        return closed
 
     def fit(self, example: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
         ids, mask = example
@@ -108,15 +120,10 @@ class Packer:
 
 def packed_windows(examples: list[tuple[list[int], list[int]]], packer: Packer) -> list[tuple[torch.Tensor, ...]]:
     """Every window of a finite list of encoded examples, in order (the held-out conversations' windows)."""
-    windows, current, used = [], [], 0
-    for example in map(packer.fit, examples):
-        if used + len(example[0]) > packer.seq_len + 1:
-            windows.append(packer.window(current))
-            current, used = [], 0
-        current.append(example)
-        used += len(example[0])
-    if current:
-        windows.append(packer.window(current))
+    windows = [window for window in map(packer.add, examples) if window is not None]
+    if packer.pending:
+        windows.append(packer.window(packer.pending))
+        packer.pending = []
     return windows
 
 
@@ -148,35 +155,22 @@ class ConversationBatches:
             for entry in sources
         }
         self.drawn = dict.fromkeys(self.streams, 0)  # tokens drawn from each source, every process's
-        labels = sorted(self.streams)
-        self._order = [(entry.label, entry.weight, -labels.index(entry.label)) for entry in sources]
-        self._carry: tuple[list[int], list[int]] | None = None  # the example that did not fit the last window
-
-    def _pick(self) -> str:
-        after = sum(self.drawn.values()) + 1
-        return max(self._order, key=lambda item: (item[1] * after - self.drawn[item[0]], item[2]))[0]
+        self._ties = label_ties(list(self.streams))
 
     def _next_example(self) -> tuple[list[int], list[int]]:
-        if self._carry is not None:
-            example, self._carry = self._carry, None
-            return example
-        label = self._pick()
+        labels = list(self.streams)
+        label = labels[most_behind([entry.weight for entry in self.entries], [self.drawn[name] for name in labels],
+                                   self._ties)]  # fmt: skip
         stream = self.streams[label]
-        text = stream.next_documents(1)[0]
         where = f"a conversation of {stream.source.path}"
-        example = self.packer.fit(encode(Conversation.from_json(text), self.tokenizer, self.loss_on, where))
-        self.drawn[label] += len(example[0])
+        example = encode(Conversation.from_json(stream.next_documents(1)[0]), self.tokenizer, self.loss_on, where)
+        self.drawn[label] += min(len(example[0]), self.packer.seq_len + 1)  # as packed (cut to the window)
         return example
 
     def next_window(self) -> tuple[torch.Tensor, ...]:
-        examples, used = [], 0
-        while True:
-            example = self._next_example()
-            if examples and used + len(example[0]) > self.packer.seq_len + 1:
-                self._carry = example  # it opens the next window
-                return self.packer.window(examples)
-            examples.append(example)
-            used += len(example[0])
+        while (window := self.packer.add(self._next_example())) is None:
+            pass
+        return window
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         """This process's B windows of the next global micro-batch (B windows of each process, in rank order)."""
@@ -194,11 +188,12 @@ class ConversationBatches:
         return dict(self.drawn)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"streams": {label: stream.state_dict() for label, stream in self.streams.items()},
-                "drawn": dict(self.drawn), "carry": self._carry, "truncated": self.packer.truncated}  # fmt: skip
+        streams = {label: stream.state_dict() for label, stream in self.streams.items()}
+        return {"streams": streams, "drawn": dict(self.drawn), "pending": self.packer.pending,
+                "truncated": self.packer.truncated}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for label, stream in self.streams.items():
             stream.load_state_dict(state["streams"][label])
         self.drawn = dict(state["drawn"])
-        self._carry, self.packer.truncated = state["carry"], state["truncated"]
+        self.packer.pending, self.packer.truncated = state["pending"], state["truncated"]
