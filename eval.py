@@ -204,6 +204,14 @@ def build_parser() -> cli.Parser:
     return parser
 
 
+def offline_unless_hub_reachable(args, names: list[str], data: dict[str, str]) -> None:
+    """Before anything loads: a model path that is not there is one line; and when something would come from the Hub
+    and the Hub cannot be reached, the run works from the cache at once (``gpt_scratch.hub``), not after retries."""
+    cli.check_local_model(args.model, files=False)
+    if wanted := from_the_hub(args, names, data):
+        offline_unless_reachable(", ".join(wanted))
+
+
 def from_the_hub(args, names: list[str], data: dict[str, str]) -> list[str]:
     """What this command would download: the model unless it is a directory, the data not given as local files."""
     wanted = [] if Path(args.model).expanduser().is_dir() else [args.model]
@@ -230,9 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         names = resolve_task_names(others) if others or core is None else []  # bad names fail before the model loads
         data = task_data(args.data)
         bundle = data.pop("core", None)  # --data core=DIR: the CORE bundle
-        cli.check_local_model(args.model, files=False)  # a model that is not there before the tasks' data loads
-        if wanted := from_the_hub(args, names, data):
-            offline_unless_reachable(", ".join(wanted))
+        offline_unless_hub_reachable(args, names, data)  # before the tasks' data loads
         bundle = bundle_directory(bundle) if core is not None else None  # cached, or downloaded, or one line why
         loaded, failures = loadable_tasks(names, data, args)
         if loaded or core is not None:
@@ -255,9 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         return
 
-    cli.check_local_model(args.model, files=False)
-    if wanted := from_the_hub(args, [], {}):
-        offline_unless_reachable(", ".join(wanted))
+    offline_unless_hub_reachable(args, [], {})
     model, tokenizer = load_model(args.model, args.device, args.dtype)
     if args.command == "hellaswag":
         from gpt_scratch.hellaswag import evaluate_hellaswag
