@@ -102,11 +102,12 @@ def conversation_data(config, chat_tokenizer, rank: int, world_size: int, say: C
         if source_is_local(source):
             for _ in open_documents(source):  # each row is checked as it is read
                 pass
-        held_out = [encode(Conversation.from_json(text), chat_tokenizer, config.loss_on,
-                           f"{source.path}, row {row + 1}") for row, text in enumerate(documents)]  # fmt: skip
+        conversations = [Conversation.from_json(text) for text in documents]
+        held_out = [encode(example, chat_tokenizer, config.loss_on, f"{source.path}, row {row + 1}")
+                    for row, example in enumerate(conversations)]  # fmt: skip
         windows = batched(packed_windows(held_out, packer), config.micro_batch_size)[: config.val_batches]
         validation[entry.label] = windows
-        prompts += [Conversation.from_json(text).prompt() for text in documents[:SAMPLED_PROMPTS]]
+        prompts += [example.prompt() for example in conversations[:SAMPLED_PROMPTS]]
         say(f"data: {entry.label}, {source_format(source)} rows, {len(documents)} held out")
     if packer.truncated:
         say(f"data: {packer.truncated} held-out conversations are longer than seq_len + 1 ({config.seq_len + 1} "
